@@ -1,0 +1,47 @@
+# Quick start: `make demo` and `make test` on a fresh machine with Python 3.11+.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo dev test lint format bench clean constraints
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt $(PLUGINS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	# Plugins install the way a user installs one: a plain pip install of their directory.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt --force-reinstall --no-deps $(patsubst %/pyproject.toml,./%,$(PLUGINS))
+	touch $@
+
+demo: venv
+	$(BIN)/mediamill demo --out demo-output
+
+dev: venv
+	$(BIN)/mediamill dev
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy worker stages
+	$(BIN)/mypy api_lambda plugins
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/python -m pytest -n 2 tests $(patsubst %/pyproject.toml,%/tests,$(PLUGINS))
+
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache
+
+constraints: venv
+	{ echo '# The tested set of every dependency, pinned. Regenerate with `make constraints` after changing pyproject.toml.'; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -i '^mediamill'; } > constraints.txt

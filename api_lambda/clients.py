@@ -1,0 +1,50 @@
+"""Sync boto3 clients for the API, on the settings' endpoint and region."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+
+
+def _config(settings: Settings) -> Config:
+    return Config(
+        retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+        # API Gateway gives up after 30 s: fail inside that budget, with our own error body.
+        connect_timeout=3,
+        read_timeout=10,
+    )
+
+
+def s3_client(settings: Settings) -> S3Client:
+    """The client that also signs upload policies and rendition URLs, so clients reach its host."""
+    presigning = Config(
+        # botocore presigns with SigV2 unless told otherwise, and S3 is retiring SigV2.
+        signature_version="s3v4",
+        # An emulated endpoint has no per-bucket host names; on AWS, virtual-hosted style makes
+        # botocore sign for the bucket's regional host, not the global one that newer regions
+        # refuse.
+        s3={"addressing_style": "path" if settings.endpoint_url else "virtual"},
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.endpoint_url,
+        region_name=settings.region,
+        config=_config(settings).merge(presigning),
+    )
+
+
+def dynamodb_client(settings: Settings) -> DynamoDBClient:
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=settings.endpoint_url,
+        region_name=settings.region,
+        config=_config(settings),
+    )

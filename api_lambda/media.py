@@ -1,0 +1,42 @@
+"""What ``GET /media/{id}`` shows the owner of an item."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+# Fields shown as stored; everything else the item holds stays internal (owner, source, ...).
+_PLAIN_FIELDS = (
+    "media_id",
+    "status",
+    "kind",
+    "filename",
+    "content_type",
+    "size",
+    "album",
+    "created_at",
+    "updated_at",
+)
+
+
+def media_view(item: Mapping[str, Any], rendition_url: Callable[[str], str]) -> dict[str, Any]:
+    """The item as JSON for its owner; renditions get presigned GETs from ``rendition_url``."""
+    view: dict[str, Any] = {name: item.get(name) for name in _PLAIN_FIELDS}
+    view.update(
+        metadata=item.get("metadata") or {},
+        location=item.get("location"),
+        renditions={
+            name: {
+                "url": rendition_url(rendition["key"]),
+                "content_type": rendition.get("content_type"),
+                "width": rendition.get("width"),
+                "height": rendition.get("height"),
+                "bytes": rendition.get("bytes"),
+            }
+            for name, rendition in sorted((item.get("renditions") or {}).items())
+        },
+        stages=item.get("stages") or [],
+        warnings=item.get("warnings") or [],
+        error=item.get("error"),
+    )
+    return view

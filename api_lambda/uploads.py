@@ -1,0 +1,117 @@
+"""What ``POST /uploads`` accepts: strict validation of the declared file, with readable reasons."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from api_lambda.errors import BadRequest
+
+# Controls (NUL, newlines, DEL, C1); lone surrogates, which no store can encode as UTF-8, are
+# refused here too although pydantic's length check already rejects them.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs"})
+# Bidirectional overrides let "gpj.exe" be displayed as "exe.jpg".
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_PATH_SEPARATORS = re.compile(r"[/\\]")
+
+# Pydantic's wording for the common cases, said the way a client developer would.
+_REASONS = {
+    "missing": "is required",
+    "extra_forbidden": "is not an accepted field",
+    "string_type": "must be a string",
+    "string_unicode": "must be valid Unicode text",
+    "int_type": "must be an integer",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UploadLimits:
+    content_types: tuple[str, ...]
+    max_bytes: int
+
+
+class UploadRequest(BaseModel):
+    """The client's declaration of the file it is about to upload."""
+
+    # Strict: a bool, a float or a numeric string is not a size.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    filename: Annotated[str, Field(min_length=1, max_length=255)]
+    content_type: Annotated[str, Field(min_length=1, max_length=255)]
+    size: int
+    album: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+
+    @field_validator("filename")
+    @classmethod
+    def _base_name(cls, value: str) -> str:
+        _refuse_control_characters(value)
+        # Metadata only (the key never comes from it), so the base name is all worth keeping.
+        base = _PATH_SEPARATORS.split(value)[-1]
+        if not base.strip() or base in (".", ".."):
+            raise PydanticCustomError("filename", "must end with a file name")
+        return base
+
+    @field_validator("content_type")
+    @classmethod
+    def _allowed_type(cls, value: str, info: ValidationInfo) -> str:
+        media_type = value.split(";", 1)[0].strip().lower()
+        accepted = _limits(info).content_types
+        if media_type not in accepted:
+            raise PydanticCustomError(
+                "content_type",
+                "{media_type} is not accepted; accepted types: {accepted}",
+                {"media_type": repr(media_type), "accepted": ", ".join(accepted)},
+            )
+        return media_type
+
+    @field_validator("size")
+    @classmethod
+    def _size_in_range(cls, value: int, info: ValidationInfo) -> int:
+        if value < 1:
+            raise PydanticCustomError("size", "must be at least 1 byte")
+        limit = _limits(info).max_bytes
+        if value > limit:
+            raise PydanticCustomError(
+                "size",
+                "{size} bytes exceeds the limit of {limit} bytes",
+                {"size": value, "limit": limit},
+            )
+        return value
+
+    @field_validator("album")
+    @classmethod
+    def _plain_album(cls, value: str | None) -> str | None:
+        if value is not None:
+            _refuse_control_characters(value)
+        return value
+
+
+def parse_upload(data: Mapping[str, Any], limits: UploadLimits) -> UploadRequest:
+    """The validated declaration, or BadRequest naming every field that is wrong and why."""
+    try:
+        return UploadRequest.model_validate(data, context={"limits": limits})
+    except ValidationError as exc:
+        reasons = []
+        for error in exc.errors(include_url=False, include_input=False):
+            field = ".".join(str(part) for part in error["loc"]) or "body"
+            reasons.append(f"{field}: {_REASONS.get(error['type'], error['msg'])}")
+        raise BadRequest("; ".join(reasons)) from None
+
+
+def _limits(info: ValidationInfo) -> UploadLimits:
+    limits = (info.context or {}).get("limits")
+    if not isinstance(limits, UploadLimits):
+        raise TypeError("UploadRequest is validated through parse_upload, which passes the limits")
+    return limits
+
+
+def _refuse_control_characters(value: str) -> None:
+    for char in value:
+        if unicodedata.category(char) in _FORBIDDEN_CATEGORIES or char in _BIDI_CONTROLS:
+            raise PydanticCustomError("control_character", "must not contain control characters")

@@ -1,0 +1,196 @@
+"""The stage contract: what a pipeline stage declares, receives and returns.
+
+Third-party plugins import from ``stages`` (this module's names are re-exported there); nothing
+here imports the worker, pyvips or av, so a plugin can be written and tested without them.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+
+class MediaKind(enum.StrEnum):
+    """What an upload turned out to be, decided from its bytes by the probe stage."""
+
+    IMAGE = "image"
+    VIDEO = "video"
+
+
+ALL_KINDS: frozenset[MediaKind] = frozenset(MediaKind)
+
+
+class StageError(Exception):
+    """Base of the errors a stage raises on purpose."""
+
+
+class BadMediaError(StageError):
+    """The upload itself is unusable: permanent, the item ends FAILED with this message."""
+
+
+class TransientError(StageError):
+    """Trouble that may pass (throttling, a 5xx): the job is retried later."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class JobCancelled(StageError):
+    """The job was cancelled (timeout or shutdown): a thread-run stage stops at its next check."""
+
+
+class StageOptions(BaseModel):
+    """Base of a stage's declared options; unknown options are refused when the stage loads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSource:
+    """Identity of the upload being processed."""
+
+    media_id: str
+    owner: str
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    version_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rendition:
+    """A file a stage produced; publish uploads it under a key derived from media id and name."""
+
+    name: str
+    path: Path
+    content_type: str
+    width: int | None = None
+    height: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StageResult:
+    """What a stage returns: renditions to publish, metadata to merge, warnings to record.
+
+    A stage that decides what the upload is (the built-in ``probe``) sets ``kind``; stages that
+    accept only some kinds must require it.
+    """
+
+    kind: MediaKind | None = None
+    renditions: list[Rendition] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class StageRecord:
+    """Provenance of one stage on one job, stored with the item."""
+
+    name: str
+    version: str
+    outcome: str  # "ok", "warning", "skipped", "failed"
+    seconds: float
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "version": self.version,
+            "outcome": self.outcome,
+            "seconds": round(self.seconds, 4),
+        }
+        if self.detail:
+            data["detail"] = self.detail
+        return data
+
+
+@dataclass(slots=True)
+class Job:
+    """Everything one stage invocation receives.
+
+    ``renditions`` and ``metadata`` hold what the stages it depends on (transitively) produced;
+    ``options`` are the stage's own validated options. Thread-run stages should call
+    :meth:`check_cancelled` between units of work so a timeout or shutdown stops them promptly.
+    """
+
+    source: MediaSource
+    original: Path
+    workdir: Path
+    kind: MediaKind | None
+    attempt: int
+    max_attempts: int
+    renditions: Mapping[str, Rendition]
+    metadata: Mapping[str, Any]
+    options: StageOptions
+    log: FilteringBoundLogger
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    records: tuple[StageRecord, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def media_id(self) -> str:
+        return self.source.media_id
+
+    @property
+    def last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+    def check_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise JobCancelled("job cancelled")
+
+
+class Stage:
+    """Base class of every stage, built-in or third-party.
+
+    Subclasses set the class attributes and override :meth:`run` (I/O-bound, on the event loop)
+    or, when ``cpu_bound`` is true, :meth:`run_sync` (called in a worker thread under a limiter
+    sized to the cores). A stage with ``final`` set runs after every non-final stage of the job;
+    that is where publishing belongs.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    kinds: ClassVar[frozenset[MediaKind]] = ALL_KINDS
+    requires: ClassVar[tuple[str, ...]] = ()
+    optional: ClassVar[bool] = False
+    timeout: ClassVar[float] = 300.0
+    cpu_bound: ClassVar[bool] = False
+    final: ClassVar[bool] = False
+    Options: ClassVar[type[StageOptions]] = StageOptions
+
+    def __init__(self, options: StageOptions) -> None:
+        self.options = options
+
+    async def start(self, context: StageContext) -> None:
+        """Called once when the worker starts, with its shared resources; default: nothing."""
+
+    async def stop(self) -> None:
+        """Called once when the worker stops; default: nothing."""
+
+    async def run(self, job: Job) -> StageResult:
+        raise NotImplementedError(f"stage {self.name!r} overrides neither run nor run_sync")
+
+    def run_sync(self, job: Job) -> StageResult:
+        raise NotImplementedError(f"stage {self.name!r} is cpu_bound but has no run_sync")
+
+
+@dataclass(frozen=True, slots=True)
+class StageContext:
+    """Shared resources handed to every stage at start-up (clients are opened once)."""
+
+    settings: Any
+    resources: Mapping[str, Any]
+    log: FilteringBoundLogger

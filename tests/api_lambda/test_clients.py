@@ -1,0 +1,32 @@
+"""Presigning: SigV4 and a host the client can reach, on AWS and on the local endpoint."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from api_lambda.clients import s3_client
+from worker.settings import Settings, load_settings
+
+
+def test_aws_urls_are_sigv4_on_the_regional_virtual_host() -> None:
+    s3 = s3_client(load_settings(region="eu-west-3"))  # presigning is local: no AWS call
+
+    url = urllib.parse.urlsplit(
+        s3.generate_presigned_url("get_object", Params={"Bucket": "mm-renditions", "Key": "k"})
+    )
+    assert url.netloc == "mm-renditions.s3.eu-west-3.amazonaws.com"
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url.query
+
+    post = s3.generate_presigned_post("mm-originals", "originals/x")
+    assert post["url"] == "https://mm-originals.s3.eu-west-3.amazonaws.com/"
+    assert post["fields"]["x-amz-algorithm"] == "AWS4-HMAC-SHA256"
+
+
+def test_local_urls_are_path_style_on_the_endpoint(settings: Settings) -> None:
+    s3 = s3_client(settings)
+    assert settings.endpoint_url is not None
+
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "mm-renditions", "Key": "k"})
+    assert url.startswith(f"{settings.endpoint_url}/mm-renditions/k?")
+    post = s3.generate_presigned_post("mm-originals", "originals/x")
+    assert post["url"] == f"{settings.endpoint_url}/mm-originals"

@@ -1,0 +1,124 @@
+"""Uploads through the real API and presigned POST, and waits on items, for worker tests."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from api_lambda.app import MediaApi
+from worker.items import from_dynamo
+from worker.settings import Settings
+
+
+def api_event(method: str, path: str, sub: str | None, body: Any = None) -> dict[str, Any]:
+    """A payload 2.0 event as API Gateway's HTTP API sends it, with verified JWT claims."""
+    context: dict[str, Any] = {
+        "http": {"method": method, "path": path, "sourceIp": "127.0.0.1"},
+        "requestId": uuid.uuid4().hex,
+    }
+    if sub is not None:
+        context["authorizer"] = {"jwt": {"claims": {"sub": sub}, "scopes": None}}
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": context,
+        "body": json.dumps(body) if body is not None else None,
+        "isBase64Encoded": False,
+    }
+
+
+def presigned_post(url: str, fields: dict[str, str], data: bytes, filename: str) -> int:
+    """multipart/form-data POST, fields first and the file last, as browsers send it."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        )
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        url,
+        data=b"".join(parts),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return int(response.status)
+
+
+class Uploader:
+    """Creates uploads through MediaApi (as the Lambda would) and sends the bytes to S3."""
+
+    def __init__(self, settings: Settings, owner: str = "user-1") -> None:
+        self.api = MediaApi.from_settings(settings)
+        self.settings = settings
+        self.owner = owner
+
+    def create(self, path: Path, content_type: str = "image/png") -> dict[str, Any]:
+        body = {"filename": path.name, "content_type": content_type, "size": path.stat().st_size}
+        response = self.api(api_event("POST", "/uploads", self.owner, body))
+        assert response["statusCode"] == 201, response
+        created: dict[str, Any] = json.loads(response["body"])
+        return created
+
+    def upload(self, path: Path, content_type: str = "image/png") -> str:
+        created = self.create(path, content_type)
+        status = presigned_post(
+            created["upload"]["url"], created["upload"]["fields"], path.read_bytes(), path.name
+        )
+        assert status in (200, 201, 204)
+        return str(created["media_id"])
+
+    def get(self, media_id: str) -> dict[str, Any]:
+        response = self.api(api_event("GET", f"/media/{media_id}", self.owner))
+        assert response["statusCode"] == 200, response
+        item: dict[str, Any] = json.loads(response["body"])
+        return item
+
+
+def raw_item(dynamodb: Any, table: str, media_id: str) -> dict[str, Any] | None:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    found = dynamodb.get_item(TableName=table, Key={"media_id": {"S": media_id}}, ConsistentRead=True)
+    if "Item" not in found:
+        return None
+    deserializer = TypeDeserializer()
+    item: dict[str, Any] = from_dynamo({k: deserializer.deserialize(v) for k, v in found["Item"].items()})
+    return item
+
+
+def wait_for_status(
+    dynamodb: Any, table: str, media_id: str, statuses: tuple[str, ...], within: float = 60.0
+) -> dict[str, Any]:
+    """Poll the item until its status is one of ``statuses`` (a condition, not a timing)."""
+    deadline = time.monotonic() + within
+    item: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        item = raw_item(dynamodb, table, media_id)
+        if item is not None and item.get("status") in statuses:
+            return item
+        time.sleep(0.1)
+    raise AssertionError(f"item {media_id} never reached {statuses}; last: {item}")
+
+
+def queue_counts(sqs: Any, queue_url: str) -> tuple[int, int]:
+    """(visible, in flight) messages of a queue."""
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]), int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )

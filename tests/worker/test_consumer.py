@@ -1,0 +1,339 @@
+"""The worker in-process against moto's server: the whole flow of one upload and its failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mediamill_testkit.client import Uploader, queue_counts, raw_item
+from mediamill_testkit.stages import BuggyStage, CopyStage, FlakyStage, RejectStage, SleepyStage
+from prometheus_client import REGISTRY
+
+from stages import Stage
+from stages.probe import ProbeStage
+from stages.publish import PublishStage
+from worker.consumer import Worker
+from worker.devstack import Stack
+from worker.registry import LoadedStage, StageRegistry, instantiate
+from worker.samples import write_png
+from worker.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def registry(
+    *classes: type[Stage], options: dict[str, dict[str, Any]] | None = None
+) -> StageRegistry:
+    options = options or {}
+    return StageRegistry(
+        [
+            LoadedStage(stage=instantiate(cls, options.get(cls.name), cls.name))
+            for cls in (ProbeStage, PublishStage, *classes)
+        ]
+    )
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def run_burst(settings: Settings, reg: StageRegistry) -> Worker:
+    worker = Worker(settings, reg, burst=True)
+    await worker.run()
+    return worker
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    return write_png(tmp_path / "photo.png", 64, 48)
+
+
+@pytest.fixture
+def media_events(stack: Stack, sqs: Any, sns: Any) -> str:
+    """A queue subscribed to the media topic, to read what the worker announced."""
+    url = sqs.create_queue(QueueName=f"{stack.names.prefix}-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=stack.media_topic_arn,
+        Protocol="sqs",
+        Endpoint=arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    return str(url)
+
+
+def drain_events(sqs: Any, url: str) -> list[dict[str, Any]]:
+    events = []
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        if not got.get("Messages"):
+            return events
+        for message in got["Messages"]:
+            events.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def dlq_bodies(sqs: Any, stack: Stack) -> list[str]:
+    got = sqs.receive_message(QueueUrl=stack.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+    return [m["Body"] for m in got.get("Messages", [])]
+
+
+async def test_upload_becomes_ready_with_renditions_metadata_and_event(
+    settings: Settings,
+    stack: Stack,
+    photo: Path,
+    s3: Any,
+    sqs: Any,
+    dynamodb: Any,
+    media_events: str,
+) -> None:
+    uploader = Uploader(settings)
+    media_id = uploader.upload(photo)
+    ignored_before = metric("mediamill_jobs_total", outcome="ignored")
+
+    await run_burst(settings, registry(CopyStage))
+
+    view = uploader.get(media_id)
+    assert view["status"] == "READY"
+    assert view["kind"] == "image"
+    assert view["metadata"]["width"] == 64
+    assert view["metadata"]["height"] == 48
+    assert view["metadata"]["copied"] is True
+    assert [s["name"] for s in view["stages"]] == ["probe", "copy", "publish"]
+    assert all(s["outcome"] == "ok" and s["seconds"] >= 0 for s in view["stages"])
+    key = f"{media_id}/copy.png"
+    head = s3.head_object(Bucket=stack.names.renditions_bucket, Key=key)
+    assert head["ContentType"] == "image/png"
+    assert "immutable" in head["CacheControl"]
+    assert head["ContentLength"] == len(await anyio.Path(photo).read_bytes())
+    assert view["renditions"]["copy"]["width"] == 64
+    item = raw_item(dynamodb, stack.names.table, media_id)
+    assert item is not None
+    assert item["renditions"]["copy"]["key"] == key
+    assert item["source"]["etag"]
+    assert "event_pending" not in item
+    # The s3:TestEvent that configuring the notification sent was acknowledged and ignored.
+    assert metric("mediamill_jobs_total", outcome="ignored") >= ignored_before + 1
+    assert queue_counts(sqs, stack.queue_url) == (0, 0)
+    events = drain_events(sqs, media_events)
+    assert [(e["type"], e["media_id"]) for e in events] == [("media.processed", media_id)]
+    assert events[0]["renditions"]["copy"]["key"] == key
+    assert "location" not in events[0]
+
+
+async def test_same_event_twice_gives_one_ready_item_and_one_key(
+    settings: Settings,
+    stack: Stack,
+    photo: Path,
+    s3: Any,
+    sqs: Any,
+    media_events: str,
+    tmp_path: Path,
+) -> None:
+    uploader = Uploader(settings)
+    media_id = uploader.upload(photo)
+    # Duplicate every message in the queue, as SQS's at-least-once delivery may.
+    got = sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+    for message in got["Messages"]:
+        sqs.send_message(QueueUrl=stack.queue_url, MessageBody=message["Body"])
+        sqs.change_message_visibility(
+            QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    log = tmp_path / "copies.log"
+    await run_burst(settings, registry(CopyStage, options={"copy": {"record_to": str(log)}}))
+
+    assert uploader.get(media_id)["status"] == "READY"
+    listed = s3.list_objects_v2(Bucket=stack.names.renditions_bucket, Prefix=f"{media_id}/")
+    assert [o["Key"] for o in listed["Contents"]] == [f"{media_id}/copy.png"]
+    events = [e for e in drain_events(sqs, media_events) if e["media_id"] == media_id]
+    assert [e["type"] for e in events] == ["media.processed"]
+    assert queue_counts(sqs, stack.queue_url) == (0, 0)
+    assert dlq_bodies(sqs, stack) == []
+
+
+async def test_finished_upload_delivered_again_is_acknowledged_without_work(
+    settings: Settings, stack: Stack, photo: Path, sqs: Any, tmp_path: Path
+) -> None:
+    uploader = Uploader(settings)
+    media_id = uploader.upload(photo)
+    got = sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+    bodies = [m["Body"] for m in got["Messages"]]
+    for message in got["Messages"]:
+        sqs.change_message_visibility(
+            QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    log = tmp_path / "copies.log"
+    reg = registry(CopyStage, options={"copy": {"record_to": str(log)}})
+    await run_burst(settings, reg)
+    first = uploader.get(media_id)
+    duplicates = metric("mediamill_jobs_total", outcome="duplicate")
+
+    for body in bodies:
+        sqs.send_message(QueueUrl=stack.queue_url, MessageBody=body)
+    await run_burst(settings, reg)
+
+    assert log.read_text().count("copy ") == 1
+    assert metric("mediamill_jobs_total", outcome="duplicate") == duplicates + 1
+    assert uploader.get(media_id)["updated_at"] == first["updated_at"]
+    assert queue_counts(sqs, stack.queue_url) == (0, 0)
+
+
+async def test_bad_media_fails_the_item_with_its_reason_and_deletes_the_message(
+    settings: Settings, stack: Stack, photo: Path, sqs: Any, media_events: str
+) -> None:
+    uploader = Uploader(settings)
+    media_id = uploader.upload(photo)
+
+    await run_burst(settings, registry(RejectStage, CopyStage))
+
+    view = uploader.get(media_id)
+    assert view["status"] == "FAILED"
+    assert view["error"] == "the picture is upside down and inside out"
+    assert view["renditions"] == {}
+    outcomes = {s["name"]: s["outcome"] for s in view["stages"]}
+    assert outcomes["probe"] == "ok"
+    assert outcomes["reject"] == "failed"
+    assert queue_counts(sqs, stack.queue_url) == (0, 0)
+    assert dlq_bodies(sqs, stack) == []
+    events = drain_events(sqs, media_events)
+    assert [(e["type"], e["error"]) for e in events] == [
+        ("media.failed", "the picture is upside down and inside out")
+    ]
+
+
+async def test_file_that_is_not_media_ends_failed_unsupported(
+    settings: Settings, stack: Stack, tmp_path: Path, sqs: Any
+) -> None:
+    fake = tmp_path / "holiday.jpg"
+    fake.write_bytes(b"<!DOCTYPE html><html><body>not a photo</body></html>")
+    uploader = Uploader(settings)
+    media_id = uploader.upload(fake, "image/jpeg")
+
+    await run_burst(settings, registry())
+
+    view = uploader.get(media_id)
+    assert view["status"] == "FAILED"
+    assert view["error"].startswith("unsupported media type")
+    assert queue_counts(sqs, stack.queue_url) == (0, 0)
+
+
+async def test_transient_error_is_retried_then_ready(
+    settings: Settings, stack: Stack, photo: Path, sqs: Any
+) -> None:
+    uploader = Uploader(settings)
+    media_id = uploader.upload(photo)
+    retries = metric("mediamill_jobs_total", outcome="retry")
+
+    await run_burst(settings, registry(FlakyStage, options={"flaky": {"failures": 1}}))
+
+    view = uploader.get(media_id)
+    assert view["status"] == "READY"
+    assert view["metadata"]["flaky_attempt"] == 2
+    assert metric("mediamill_jobs_total", outcome="retry") == retries + 1
+    assert queue_counts(sqs, stack.queue_url) == (0, 0)
+
+
+async def test_message_that_always_fails_reaches_the_dlq_while_others_are_served(
+    settings: Settings, stack: Stack, photo: Path, sqs: Any, tmp_path: Path
+) -> None:
+    uploader = Uploader(settings)
+    doomed = uploader.upload(photo)  # 64 px wide: the bug hits it
+    healthy = uploader.upload(write_png(tmp_path / "small.png", 32, 32))
+    dlq_bound = metric("mediamill_messages_left_for_dlq_total", reason="error")
+
+    await run_burst(settings, registry(BuggyStage, options={"buggy": {"min_width": 60}}))
+
+    assert uploader.get(healthy)["status"] == "READY"
+    doomed_item = uploader.get(doomed)
+    # The owner sees a final state, not an upload stuck in PROCESSING.
+    assert doomed_item["status"] == "FAILED"
+    assert "after 3 attempts" in doomed_item["error"]
+    assert "ZeroDivisionError" in doomed_item["error"]
+    bodies = dlq_bodies(sqs, stack)
+    assert len(bodies) == 1
+    record = json.loads(json.loads(bodies[0])["Message"])["Records"][0]
+    assert doomed in record["s3"]["object"]["key"]
+    assert metric("mediamill_messages_left_for_dlq_total", reason="error") == dlq_bound + 1
+    assert queue_counts(sqs, stack.queue_url) == (0, 0)
+
+
+async def test_malformed_messages_are_left_for_the_dlq_and_never_stop_the_worker(
+    settings: Settings, stack: Stack, photo: Path, sqs: Any
+) -> None:
+    garbage = ["", "not json", "[1, 2]", '{"Records": "nope"}', "\x00\xff" * 10]
+    for body in garbage:
+        if body:
+            sqs.send_message(QueueUrl=stack.queue_url, MessageBody=body)
+    uploader = Uploader(settings)
+    media_id = uploader.upload(photo)
+    malformed = metric("mediamill_malformed_messages_total")
+
+    await run_burst(settings, registry())
+
+    assert uploader.get(media_id)["status"] == "READY"
+    assert sorted(dlq_bodies(sqs, stack)) == sorted(b for b in garbage if b)
+    # Each was seen on every one of its 3 receives and never deleted.
+    assert metric("mediamill_malformed_messages_total") == malformed + 3 * 4
+
+
+async def test_job_longer_than_the_visibility_timeout_runs_once(
+    stack_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    stack: Stack,
+    photo: Path,
+    sqs: Any,
+    tmp_path: Path,
+) -> None:
+    for name, value in {**stack_env, "MEDIAMILL_VISIBILITY_TIMEOUT": "2"}.items():
+        monkeypatch.setenv(name, value)
+    from worker.settings import load_settings
+
+    settings = load_settings()
+    uploader = Uploader(settings)
+    media_id = uploader.upload(photo)
+    log = tmp_path / "sleepy.log"
+    extensions = metric("mediamill_sqs_visibility_extensions_total")
+
+    await run_burst(
+        settings, registry(SleepyStage, options={"sleepy": {"seconds": 5, "record_to": str(log)}})
+    )
+
+    assert log.read_text().splitlines() == [f"start {media_id} 1", f"done {media_id} 1"]
+    assert uploader.get(media_id)["status"] == "READY"
+    assert metric("mediamill_sqs_visibility_extensions_total") >= extensions + 3
+    assert queue_counts(sqs, stack.queue_url) == (0, 0)
+
+
+async def test_upload_without_an_item_is_acknowledged_and_counted(
+    settings: Settings, stack: Stack, s3: Any, sqs: Any
+) -> None:
+    orphans = metric("mediamill_orphan_uploads_total")
+    s3.put_object(Bucket=stack.names.originals_bucket, Key="originals/" + "a" * 32, Body=b"x")
+
+    await run_burst(settings, registry())
+
+    assert metric("mediamill_orphan_uploads_total") == orphans + 1
+    assert queue_counts(sqs, stack.queue_url) == (0, 0)
+    assert dlq_bodies(sqs, stack) == []
+
+
+async def test_object_outside_the_originals_layout_is_left_for_the_dlq(
+    settings: Settings, stack: Stack, s3: Any, sqs: Any
+) -> None:
+    s3.put_object(Bucket=stack.names.originals_bucket, Key="originals/../escape.jpg", Body=b"x")
+
+    await run_burst(settings, registry())
+
+    bodies = dlq_bodies(sqs, stack)
+    assert len(bodies) == 1
+    assert "escape.jpg" in bodies[0]

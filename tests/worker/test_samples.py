@@ -1,0 +1,132 @@
+"""The sample writers produce real, decodable media, checked with readers other than the probe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pillow_heif
+import pytest
+from PIL import Image
+
+from worker import samples
+
+GPS_IFD = 0x8825
+
+
+def test_demo_samples_are_one_of_each_kind_plus_a_broken_file(tmp_path: Path) -> None:
+    paths = samples.make_demo_samples(tmp_path / "demo")
+    assert [path.suffix for path in paths] == [".jpg", ".png", ".gif", ".heic", ".mp4", ".jpg"]
+    assert all(path.stat().st_size > 0 for path in paths)
+    with pytest.raises(OSError, match="Truncated"):  # the last one exists to end FAILED
+        Image.open(paths[-1]).load()
+
+
+def test_jpeg_carries_orientation_and_gps(tmp_path: Path) -> None:
+    path = samples.write_jpeg(tmp_path / "a.jpg", 120, 80, orientation=6, gps=(-33.86, 151.21))
+    with Image.open(path) as image:
+        assert (image.format, image.size, image.mode) == ("JPEG", (120, 80), "RGB")
+        exif = image.getexif()
+        gps = exif.get_ifd(GPS_IFD)
+    assert exif[0x0112] == 6
+    assert (gps[1], gps[3]) == ("S", "E")
+    assert float(gps[2][0]) == 33
+    assert float(gps[4][0]) == 151
+
+
+def test_jpeg_variants(tmp_path: Path) -> None:
+    with Image.open(samples.write_jpeg(tmp_path / "c.jpg", 40, 30, cmyk=True)) as image:
+        assert image.mode == "CMYK"
+    with Image.open(samples.write_jpeg(tmp_path / "p.jpg", 40, 30, progressive=True)) as image:
+        assert image.info.get("progressive") == 1
+        assert 0x0112 not in image.getexif()
+
+
+@pytest.mark.parametrize(
+    ("options", "mode"),
+    [({"alpha": True}, "RGBA"), ({"bits16": True}, "I;16"), ({"palette": True}, "P")],
+)
+def test_png_variants(tmp_path: Path, options: dict[str, bool], mode: str) -> None:
+    with Image.open(samples.write_png(tmp_path / "a.png", 40, 30, **options)) as image:
+        assert (image.format, image.size, image.mode) == ("PNG", (40, 30), mode)
+
+
+def test_animations_have_their_frames(tmp_path: Path) -> None:
+    with Image.open(samples.write_gif(tmp_path / "a.gif", 40, 30, frames=5)) as image:
+        assert (image.format, image.n_frames) == ("GIF", 5)
+    with Image.open(samples.write_webp(tmp_path / "a.webp", 40, 30, frames=3)) as image:
+        assert (image.format, image.n_frames) == ("WEBP", 3)
+
+
+def test_still_formats_decode(tmp_path: Path) -> None:
+    for path, fmt in (
+        (samples.write_avif(tmp_path / "a.avif", 48, 32), "AVIF"),
+        (samples.write_tiff(tmp_path / "a.tif", 48, 32), "TIFF"),
+        (samples.write_webp(tmp_path / "a.webp", 48, 32, lossless=True), "WEBP"),
+    ):
+        with Image.open(path) as image:
+            image.load()
+            assert (image.format, image.size) == (fmt, (48, 32))
+
+
+def test_heic_is_hevc_coded(tmp_path: Path) -> None:
+    path = samples.write_heic(tmp_path / "a.heic", 64, 48)
+    assert path.read_bytes()[4:12] == b"ftypheic"
+    heif = pillow_heif.open_heif(path)
+    assert heif.size == (64, 48)
+    assert heif.to_pillow().getpixel((0, 0)) is not None  # really decodable
+
+
+@pytest.mark.parametrize(
+    ("container", "codec", "audio"),
+    [
+        ("mp4", "h264", "aac"),
+        ("mov", "h264", "aac"),
+        ("mkv", "h264", "aac"),
+        ("webm", "vp9", "opus"),
+        ("webm", "vp8", "opus"),
+        ("avi", "mpeg4", "mp3"),
+    ],
+)
+def test_videos_decode_with_their_codecs(
+    tmp_path: Path, container: samples.Container, codec: str, audio: str
+) -> None:
+    path = samples.write_video(
+        tmp_path / f"v.{container}",
+        container=container,
+        codec=codec,
+        width=64,
+        height=48,
+        seconds=0.5,
+        fps=10,
+    )
+    with av.open(str(path)) as media:
+        video, sound = media.streams.video[0], media.streams.audio[0]
+        assert video.codec_context.codec.canonical_name == codec
+        assert sound.codec_context.codec.canonical_name == audio
+        frames = list(media.decode(video=0))
+    assert len(frames) == 5
+    assert (frames[0].width, frames[0].height) == (64, 48)
+
+
+def test_video_rotation_and_silence(tmp_path: Path) -> None:
+    path = samples.write_video(tmp_path / "r.mp4", seconds=0.2, audio=False, rotation=90)
+    with av.open(str(path)) as media:
+        assert not media.streams.audio
+        frame = next(media.decode(video=0))
+    assert frame.rotation == -90  # PyAV reads counter-clockwise; the writer takes clockwise
+
+
+def test_audio_only_file_has_no_video(tmp_path: Path) -> None:
+    path = samples.write_audio_only(tmp_path / "a.m4a", seconds=0.5)
+    assert path.read_bytes()[8:12] == b"M4A "
+    with av.open(str(path)) as media:
+        assert not media.streams.video
+        assert media.streams.audio[0].codec_context.codec.canonical_name == "aac"
+
+
+def test_album_art_is_an_attached_picture(tmp_path: Path) -> None:
+    path = samples.write_audio_only(tmp_path / "a.mp4", container="mp4", cover_art=True)
+    with av.open(str(path)) as media:
+        (cover,) = media.streams.video
+        assert cover.disposition & av.stream.Disposition.attached_pic

@@ -1,0 +1,48 @@
+"""AWS clients, opened once at start-up and shared by every job."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aioboto3
+from botocore.config import Config
+
+from worker.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class AwsClients:
+    s3: Any
+    sqs: Any
+    sns: Any
+    dynamodb: Any
+
+
+def client_config(settings: Settings) -> Config:
+    """botocore's own retry mode (standard: exponential backoff with jitter, retry quotas)."""
+    return Config(
+        region_name=settings.region,
+        retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+        connect_timeout=10,
+        # A long poll holds the connection for up to 20 s: the read timeout must exceed it.
+        read_timeout=max(60, settings.receive_wait_seconds + 20),
+        max_pool_connections=max(10, settings.concurrency * 4),
+        s3={"addressing_style": "path" if settings.endpoint_url else "auto"},
+    )
+
+
+@asynccontextmanager
+async def open_clients(settings: Settings) -> AsyncIterator[AwsClients]:
+    session = aioboto3.Session()
+    config = client_config(settings)
+    async with AsyncExitStack() as stack:
+        clients = {
+            name: await stack.enter_async_context(
+                session.client(name, endpoint_url=settings.endpoint_url, config=config)
+            )
+            for name in ("s3", "sqs", "sns", "dynamodb")
+        }
+        yield AwsClients(**clients)

@@ -1,0 +1,141 @@
+"""The ``mediamill`` command: worker, stages, health, dev and demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import anyio
+
+from worker.logs import configure_logging
+from worker.registry import RegistryError, StageRegistry
+from worker.settings import SettingsError, load_settings
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from worker.consumer import Worker
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    registry = StageRegistry.from_settings(settings.stages, settings.stage_options)
+    worker = Worker(settings, registry, burst=True if args.burst else None)
+    anyio.run(lambda: worker.run(handle_signals=True))
+    return 0
+
+
+def _stages(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    registry = StageRegistry.from_settings(settings.stages, settings.stage_options)
+    rows = registry.describe()
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="mediamill stages (entry-point group mediamill.stages)")
+    for column in ("name", "version", "distribution", "kinds", "requires", "flags", "timeout"):
+        table.add_column(column)
+    for row in rows:
+        flags = [f for f in ("optional", "final", "cpu_bound") if row[f]]
+        table.add_row(
+            row["name"],
+            row["version"],
+            f"{row['distribution']} {row['distribution_version']}",
+            ",".join(row["kinds"]),
+            ",".join(row["requires"]) or "-",
+            ",".join(flags) or "-",
+            f"{row['timeout']:g}s",
+        )
+    Console().print(table)
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    from worker.health import check
+
+    url = args.url or f"http://127.0.0.1:{load_settings().metrics_port}"
+    return 0 if check(url) else 1
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from worker.embedded import embedded_stack
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def main() -> None:
+        import signal
+
+        async with embedded_stack(api_port=args.api_port) as running:
+            sys.stdout.write(json.dumps(running.describe()) + "\n")
+            sys.stdout.flush()
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    break
+
+    anyio.run(main)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from worker.demo import run_demo
+
+    configure_logging("WARNING", "console")
+    return anyio.run(
+        lambda: run_demo(
+            [Path(f) for f in args.files],
+            Path(args.out),
+            as_json=args.json,
+            wait_seconds=args.timeout,
+        )
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="mediamill", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    worker = commands.add_parser("worker", help="consume the media queue (the ECS service)")
+    worker.add_argument("--burst", action="store_true", help="stop once the queue is empty")
+    worker.set_defaults(run=_worker)
+
+    stages = commands.add_parser("stages", help="list the stages that load, with versions")
+    stages.add_argument("--json", action="store_true", help="one JSON object per stage")
+    stages.set_defaults(run=_stages)
+
+    health = commands.add_parser("health", help="exit 0 when the worker's /healthz is fine")
+    health.add_argument("--check", action="store_true", help="(default) check and exit 0 or 1")
+    health.add_argument("--url", help="status server base URL (default: local metrics port)")
+    health.set_defaults(run=_health)
+
+    dev = commands.add_parser("dev", help="embedded AWS + API + worker on loopback")
+    dev.add_argument("--api-port", type=int, default=0, help="local API port (default: any)")
+    dev.set_defaults(run=_dev)
+
+    demo = commands.add_parser("demo", help="upload files through the embedded stack and report")
+    demo.add_argument("files", nargs="*", help="media files (default: generated samples)")
+    demo.add_argument("--out", default="demo-output", help="where renditions are written")
+    demo.add_argument("--json", action="store_true", help="one JSON object per input file")
+    demo.add_argument("--timeout", type=float, default=300.0, help="seconds to wait in all")
+    demo.set_defaults(run=_demo)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except (SettingsError, RegistryError) as exc:
+        print(f"mediamill: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

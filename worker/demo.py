@@ -1,0 +1,228 @@
+"""`mediamill demo`: upload files through the API like a real client and report what came out."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from worker.embedded import embedded_stack
+from worker.keys import EXTENSIONS
+
+TERMINAL = ("READY", "FAILED")
+DEMO_USER = "demo-user"
+# mimetypes misses several formats phones produce.
+_EXTRA_TYPES = {
+    ".heic": "image/heic",
+    ".heif": "image/heif",
+    ".avif": "image/avif",
+    ".webp": "image/webp",
+    ".mkv": "video/x-matroska",
+    ".webm": "video/webm",
+    ".mov": "video/quicktime",
+    ".m4a": "audio/mp4",
+}
+
+
+@dataclass(slots=True)
+class DemoResult:
+    file: Path
+    media_id: str | None = None
+    status: str = "PENDING"
+    error: str | None = None
+    item: dict[str, Any] = field(default_factory=dict)
+    renditions: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": str(self.file),
+            "media_id": self.media_id,
+            "status": self.status,
+            "error": self.error,
+            "kind": self.item.get("kind"),
+            "metadata": self.item.get("metadata") or {},
+            "renditions": self.renditions,
+            "stages": [
+                {key: stage.get(key) for key in ("name", "version", "outcome", "seconds")}
+                for stage in self.item.get("stages") or []
+            ],
+        }
+
+
+def content_type_for(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return (
+        _EXTRA_TYPES.get(suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    )
+
+
+class DemoClient:
+    """Talks to the API over HTTP exactly as an app would: JSON, presigned POST, polling."""
+
+    def __init__(self, http: aiohttp.ClientSession, api_url: str, token: str) -> None:
+        self._http = http
+        self._api = api_url.rstrip("/")
+        self._auth = {"Authorization": f"Bearer {token}"}
+
+    async def upload(self, path: Path) -> str:
+        size = (await anyio.Path(path).stat()).st_size
+        content_type = content_type_for(path)
+        request = {"filename": path.name, "content_type": content_type, "size": size}
+        async with self._http.post(
+            f"{self._api}/uploads", json=request, headers=self._auth
+        ) as response:
+            body = await response.json(content_type=None)
+            if response.status != 201:
+                message = (body.get("error") or {}).get("message", response.reason)
+                raise DemoError(f"API refused the upload ({response.status}): {message}")
+        form = aiohttp.FormData()
+        for name, value in body["upload"]["fields"].items():
+            form.add_field(name, value)
+        data = await anyio.Path(path).read_bytes()
+        form.add_field("file", data, filename=path.name, content_type=content_type)
+        async with self._http.post(body["upload"]["url"], data=form) as response:
+            if response.status not in (200, 201, 204):
+                raise DemoError(
+                    f"S3 refused the upload ({response.status}): {await response.text()}"
+                )
+        return str(body["media_id"])
+
+    async def media(self, media_id: str) -> dict[str, Any]:
+        async with self._http.get(f"{self._api}/media/{media_id}", headers=self._auth) as response:
+            response.raise_for_status()
+            item: dict[str, Any] = await response.json()
+            return item
+
+    async def download(self, url: str, target: Path) -> int:
+        async with self._http.get(url) as response:
+            response.raise_for_status()
+            data = await response.read()
+        await anyio.Path(target).write_bytes(data)
+        return len(data)
+
+
+class DemoError(Exception):
+    """An upload the demo could not hand over to the API."""
+
+
+async def _process_one(
+    client: DemoClient, result: DemoResult, out: Path, deadline: float, progress: Progress
+) -> None:
+    task = progress.add_task(f"{result.file.name}: uploading", total=None)
+    started = time.monotonic()
+    try:
+        result.media_id = await client.upload(result.file)
+        progress.update(task, description=f"{result.file.name}: processing")
+        while time.monotonic() < deadline:
+            item = await client.media(result.media_id)
+            result.status = item["status"]
+            if result.status in TERMINAL:
+                result.item = item
+                result.error = item.get("error")
+                break
+            await anyio.sleep(0.25)
+        else:
+            result.error = "timed out waiting for processing"
+        if result.status == "READY":
+            folder = out / f"{result.file.stem}-{result.media_id[:8]}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, rendition in result.item.get("renditions", {}).items():
+                ext = EXTENSIONS.get(rendition.get("content_type") or "", "bin")
+                target = folder / f"{name}.{ext}"
+                size = await client.download(rendition["url"], target)
+                result.renditions.append(
+                    {
+                        "name": name,
+                        "path": str(target),
+                        "content_type": rendition.get("content_type"),
+                        "width": rendition.get("width"),
+                        "height": rendition.get("height"),
+                        "bytes": size,
+                    }
+                )
+    except (DemoError, aiohttp.ClientError) as exc:
+        result.status = "REJECTED"
+        result.error = str(exc)
+    result.seconds = time.monotonic() - started
+    progress.update(task, description=f"{result.file.name}: {result.status}", completed=1, total=1)
+
+
+async def run_demo(files: list[Path], out: Path, *, as_json: bool, wait_seconds: float) -> int:
+    """Returns the exit status: 0 when every upload ended READY or FAILED."""
+    console = Console(stderr=True)
+    with tempfile.TemporaryDirectory(prefix="mediamill-samples-") as samples:
+        if not files:
+            from worker.samples import make_demo_samples
+
+            files = make_demo_samples(Path(samples))
+        missing = [f for f in files if not f.is_file()]
+        if missing:
+            console.print(f"[red]not a file: {', '.join(map(str, missing))}")
+            return 2
+        results = [DemoResult(file=f) for f in files]
+        console.print(f"starting the embedded AWS stack and a worker for {len(files)} file(s)…")
+        async with embedded_stack() as running:
+            from worker.local_api import dev_token
+
+            async with aiohttp.ClientSession() as http:
+                client = DemoClient(http, running.api_url, dev_token(DEMO_USER))
+                deadline = time.monotonic() + wait_seconds
+                with Progress(
+                    SpinnerColumn(),
+                    TextColumn("{task.description}"),
+                    TimeElapsedColumn(),
+                    console=console,
+                    disable=as_json,
+                ) as progress:
+                    limiter = anyio.CapacityLimiter(4)
+
+                    async def one(result: DemoResult) -> None:
+                        async with limiter:
+                            await _process_one(client, result, out, deadline, progress)
+
+                    async with anyio.create_task_group() as group:
+                        for result in results:
+                            group.start_soon(one, result)
+    if as_json:
+        for result in results:
+            sys.stdout.write(json.dumps(result.as_json()) + "\n")
+    else:
+        _print_table(results, out)
+    return 0 if all(r.status in TERMINAL for r in results) else 1
+
+
+def _print_table(results: list[DemoResult], out: Path) -> None:
+    table = Table(title="mediamill demo", title_justify="left")
+    for column in ("file", "status", "kind", "size", "renditions", "stages", "seconds", "detail"):
+        table.add_column(column)
+    for r in results:
+        meta = r.item.get("metadata") or {}
+        size = f"{meta['width']}x{meta['height']}" if meta.get("width") else ""
+        stages = ", ".join(f"{s['name']}:{s['outcome']}" for s in r.item.get("stages") or [])
+        detail = r.error or "; ".join(r.item.get("warnings") or []) or ""
+        colour = {"READY": "green", "FAILED": "yellow"}.get(r.status, "red")
+        table.add_row(
+            r.file.name,
+            f"[{colour}]{r.status}",
+            str(r.item.get("kind") or ""),
+            size,
+            ", ".join(x["name"] for x in r.renditions),
+            stages,
+            f"{r.seconds:.2f}",
+            detail,
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"renditions written under {out}/")

@@ -1,0 +1,83 @@
+"""`mediamill dev`: moto's server on loopback, the stack's resources, the API and a worker.
+
+The same Worker and MediaApi classes as production run here; only the endpoint differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from worker.consumer import Worker
+from worker.devstack import EmbeddedAws, Stack, StackNames, provision, use_dev_credentials
+from worker.registry import StageRegistry
+from worker.settings import Settings, load_settings
+
+
+@dataclass(slots=True)
+class RunningStack:
+    stack: Stack
+    settings: Settings
+    api_url: str
+    worker: Worker
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "api": self.api_url,
+            "aws": self.stack.endpoint_url,
+            "metrics": f"{self.worker.status_url}/metrics" if self.worker.status_url else None,
+            "healthz": f"{self.worker.status_url}/healthz" if self.worker.status_url else None,
+            "region": self.stack.region,
+            "resources": self.stack.describe(),
+        }
+
+
+@asynccontextmanager
+async def embedded_stack(
+    *,
+    prefix: str = "mediamill-dev",
+    api_port: int = 0,
+    overrides: dict[str, Any] | None = None,
+) -> AsyncIterator[RunningStack]:
+    """Start everything; on exit the worker drains and the emulation stops."""
+    from api_lambda.app import MediaApi
+    from worker.local_api import serve_api
+
+    use_dev_credentials()
+    server = EmbeddedAws()
+    endpoint = await anyio.to_thread.run_sync(server.start)
+    try:
+        stack = await anyio.to_thread.run_sync(
+            lambda: provision(endpoint, StackNames(prefix), visibility_timeout=60)
+        )
+        values: dict[str, Any] = {
+            key.removeprefix("MEDIAMILL_").lower(): value
+            for key, value in stack.settings_env().items()
+        }
+        values.setdefault("metrics_host", "127.0.0.1")
+        values.setdefault("metrics_port", 0)
+        values.setdefault("visibility_timeout", 60)
+        values.setdefault("receive_wait_seconds", 2)
+        values.setdefault("retry_base_seconds", 2)
+        values.setdefault("drain_seconds", 10)
+        values.update(overrides or {})
+        settings = load_settings(**values)
+        registry = StageRegistry.from_settings(settings.stages, settings.stage_options)
+        worker = Worker(settings, registry, burst=False)
+        api = MediaApi.from_settings(settings)
+        runner, api_url = await serve_api(api, port=api_port)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(worker.run)
+                await worker.started.wait()
+                yield RunningStack(stack=stack, settings=settings, api_url=api_url, worker=worker)
+                worker.request_stop()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await runner.cleanup()
+    finally:
+        await anyio.to_thread.run_sync(server.stop)

@@ -1,0 +1,48 @@
+"""The media item in DynamoDB: statuses, index names and value conversion.
+
+Shared by the worker and the API Lambda, so it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+OWNER_INDEX = "by-owner"  # HASH owner, RANGE created_at: a user's media, newest first
+
+
+class MediaStatus(enum.StrEnum):
+    PENDING_UPLOAD = "PENDING_UPLOAD"
+    PROCESSING = "PROCESSING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds: sorts as text, so it can be a range key."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_dynamo(value: Any) -> Any:
+    """Plain JSON-like data to what boto3's serializer accepts (floats become Decimal)."""
+    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
+
+
+def from_dynamo(value: Any) -> Any:
+    """Deserialized DynamoDB data back to plain JSON types (Decimal to int or float)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: from_dynamo(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [from_dynamo(item) for item in value]
+    if isinstance(value, set):
+        return sorted(from_dynamo(item) for item in value)
+    return value

@@ -1,0 +1,286 @@
+"""Real encoded sample media for ``mediamill demo`` and for tests.
+
+Each writer encodes a small synthetic picture (gradients and shapes, so encoders have structure
+to work on) with the same libraries the stages decode with; sizes default small to stay fast.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from array import array
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+import av
+import pillow_heif
+from PIL import Image, ImageChops, ImageDraw
+
+Container = Literal["mp4", "mov", "mkv", "webm", "avi"]
+
+# Audio codec per container: AAC where the container carries it, Opus for WebM, MP3 for AVI.
+_AUDIO_CODEC: dict[str, str] = {
+    "mp4": "aac",
+    "mov": "aac",
+    "mkv": "aac",
+    "webm": "libopus",
+    "avi": "libmp3lame",
+}
+_CONTAINER_FORMAT: dict[str, str] = {
+    "mp4": "mp4",
+    "mov": "mov",
+    "mkv": "matroska",
+    "webm": "webm",
+    "avi": "avi",
+}
+_ENCODER: dict[str, str] = {"h264": "libx264", "vp9": "libvpx-vp9", "vp8": "libvpx"}
+_GPS_IFD = 0x8825
+_ORIENTATION_TAG = 0x0112
+
+
+def picture(width: int, height: int, *, shift: int = 0, mode: str = "RGB") -> Image.Image:
+    """A test card: colour gradients, a circle and a bar, moved ``shift`` pixels to the right."""
+    red = Image.linear_gradient("L").rotate(90).resize((width, height))
+    green = Image.linear_gradient("L").resize((width, height))
+    blue = Image.radial_gradient("L").resize((width, height))
+    image = Image.merge("RGB", (red, green, blue))
+    draw = ImageDraw.Draw(image)
+    radius = max(2, min(width, height) // 5)
+    cx, cy = width // 3, height // 2
+    draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=(250, 240, 30))
+    draw.rectangle(
+        (width * 3 // 5, height // 6, width * 3 // 5 + max(2, width // 12), height * 5 // 6)
+    )
+    if shift:
+        image = ImageChops.offset(image, shift % width, 0)
+    return image if mode == "RGB" else image.convert(mode)
+
+
+def write_jpeg(
+    path: Path,
+    width: int = 1200,
+    height: int = 800,
+    *,
+    orientation: int | None = None,
+    gps: tuple[float, float] | None = None,
+    quality: int = 85,
+    progressive: bool = False,
+    cmyk: bool = False,
+) -> Path:
+    """A JPEG photo, optionally with EXIF orientation and GPS position (latitude, longitude)."""
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[_ORIENTATION_TAG] = orientation
+    if gps is not None:
+        exif[_GPS_IFD] = _gps_ifd(*gps)
+    image = picture(width, height, mode="CMYK" if cmyk else "RGB")
+    image.save(path, "JPEG", quality=quality, progressive=progressive, exif=exif.tobytes())
+    return path
+
+
+def _gps_ifd(latitude: float, longitude: float) -> dict[int, Any]:
+    def dms(value: float) -> tuple[float, float, float]:
+        value = abs(value)
+        degrees = int(value)
+        minutes = int((value - degrees) * 60)
+        seconds = round(((value - degrees) * 60 - minutes) * 60, 4)
+        return (float(degrees), float(minutes), seconds)
+
+    return {
+        1: "N" if latitude >= 0 else "S",
+        2: dms(latitude),
+        3: "E" if longitude >= 0 else "W",
+        4: dms(longitude),
+    }
+
+
+def write_png(
+    path: Path,
+    width: int = 320,
+    height: int = 240,
+    *,
+    alpha: bool = True,
+    bits16: bool = False,
+    palette: bool = False,
+) -> Path:
+    """A PNG: RGBA by default, or 16-bit greyscale, or palette (indexed) colour."""
+    image = picture(width, height)
+    if bits16:
+        image = image.convert("I").point(lambda value: value * 257).convert("I;16")
+    elif palette:
+        image = image.quantize(colors=64)
+    elif alpha:
+        mask = Image.radial_gradient("L").resize((width, height))
+        image.putalpha(ImageChops.invert(mask))
+    image.save(path, "PNG")
+    return path
+
+
+def _frames(width: int, height: int, count: int) -> Iterator[Image.Image]:
+    step = max(1, width // max(count, 1))
+    for index in range(count):
+        yield picture(width, height, shift=index * step)
+
+
+def write_gif(path: Path, width: int = 160, height: int = 120, *, frames: int = 4) -> Path:
+    """An animated GIF with ``frames`` frames (a still GIF when 1)."""
+    images = [
+        image.convert("P", palette=Image.Palette.ADAPTIVE)
+        for image in _frames(width, height, frames)
+    ]
+    images[0].save(path, "GIF", save_all=frames > 1, append_images=images[1:], duration=100, loop=0)
+    return path
+
+
+def write_webp(
+    path: Path, width: int = 320, height: int = 240, *, frames: int = 1, lossless: bool = False
+) -> Path:
+    """A WebP, animated when ``frames`` > 1."""
+    images = list(_frames(width, height, frames))
+    images[0].save(
+        path,
+        "WEBP",
+        save_all=frames > 1,
+        append_images=images[1:],
+        duration=100,
+        lossless=lossless,
+        quality=80,
+    )
+    return path
+
+
+def write_avif(path: Path, width: int = 320, height: int = 240) -> Path:
+    """A still AVIF (Pillow's libavif encoder)."""
+    picture(width, height).save(path, "AVIF", quality=60, speed=10)
+    return path
+
+
+def write_tiff(
+    path: Path, width: int = 320, height: int = 240, *, compression: str = "tiff_lzw"
+) -> Path:
+    """A TIFF, LZW-compressed by default."""
+    picture(width, height).save(path, "TIFF", compression=compression)
+    return path
+
+
+def write_heic(path: Path, width: int = 320, height: int = 240, *, quality: int = 60) -> Path:
+    """A HEIC (HEVC-coded HEIF) as phones write, through pillow-heif's x265 encoder."""
+    heif: Any = pillow_heif.from_pillow(picture(width, height))
+    heif.save(path, quality=quality)
+    return path
+
+
+def write_video(
+    path: Path,
+    *,
+    container: Container = "mp4",
+    codec: str = "h264",
+    width: int = 320,
+    height: int = 240,
+    seconds: float = 2.0,
+    fps: int = 24,
+    audio: bool = True,
+    rotation: int = 0,
+) -> Path:
+    """A short video: ``codec`` is h264, vp9, vp8 or mpeg4; audio is a 440 Hz tone.
+
+    ``rotation`` (clockwise degrees for display) is written as the stream's display matrix.
+    """
+    with av.open(str(path), mode="w", format=_CONTAINER_FORMAT[container]) as output:
+        video: Any = output.add_stream(_ENCODER.get(codec, codec), rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        if codec == "h264":
+            video.options = {"preset": "ultrafast"}
+        elif codec in ("vp9", "vp8"):
+            video.options = {"deadline": "realtime", "cpu-used": "8"}
+        if rotation:
+            # PyAV takes counter-clockwise degrees, like ffmpeg's display matrix.
+            video.set_display_rotation(-rotation)
+        sound: Any = output.add_stream(_AUDIO_CODEC[container], rate=48000) if audio else None
+        count = max(1, round(seconds * fps))
+        for index, image in enumerate(_frames(width, height, count)):
+            frame = av.VideoFrame.from_image(image)  # type: ignore[no-untyped-call]  # PyAV stub
+            frame.pts, frame.time_base = index, Fraction(1, fps)
+            output.mux(video.encode(frame))
+        output.mux(video.encode(None))
+        if sound is not None:
+            _encode_tone(output, sound, seconds)
+    return path
+
+
+_AUDIO_ONLY: dict[str, tuple[str, str]] = {  # container: (FFmpeg muxer, audio encoder)
+    "m4a": ("ipod", "aac"),
+    "mp4": ("mp4", "aac"),
+    "mp3": ("mp3", "libmp3lame"),
+    "wav": ("wav", "pcm_s16le"),
+    "webm": ("webm", "libopus"),
+    "mkv": ("matroska", "aac"),
+}
+
+
+def write_audio_only(
+    path: Path, *, seconds: float = 1.0, container: str = "m4a", cover_art: bool = False
+) -> Path:
+    """An audio-only file: by default AAC in an MPEG-4 container, as an .m4a is.
+
+    ``cover_art`` adds album art the way music files carry it: a one-picture video stream
+    marked as an attached picture (MP4 container only).
+    """
+    muxer, encoder = _AUDIO_ONLY[container]
+    with av.open(str(path), mode="w", format=muxer) as output:
+        rate = 44100 if container == "mp3" else 48000
+        sound = output.add_stream(encoder, rate=rate)
+        if cover_art:
+            _attach_cover(output, picture(64, 64))
+        _encode_tone(output, sound, seconds, rate)
+    return path
+
+
+def _attach_cover(output: Any, image: Image.Image) -> None:
+    cover: Any = output.add_stream("png")
+    cover.width, cover.height, cover.pix_fmt = image.width, image.height, "rgb24"
+    cover.disposition = av.stream.Disposition.attached_pic
+    encoded = io.BytesIO()
+    image.save(encoded, "PNG")
+    packet = av.Packet(encoded.getvalue())
+    packet.stream, packet.pts, packet.dts, packet.time_base = cover, 0, 0, Fraction(1, 90000)
+    output.mux(packet)
+
+
+def _encode_tone(output: Any, stream: Any, seconds: float, rate: int = 48000) -> None:
+    chunk = 1024
+    total = int(seconds * rate)
+    for start in range(0, total, chunk):
+        samples = min(chunk, total - start)
+        tone = array(
+            "h",
+            (int(8000 * math.sin(2 * math.pi * 440 * (start + i) / rate)) for i in range(samples)),
+        )
+        frame = av.AudioFrame(format="s16", layout="mono", samples=samples)
+        frame.planes[0].update(tone.tobytes())
+        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+        output.mux(stream.encode(frame))
+    output.mux(stream.encode(None))
+
+
+def write_broken_jpeg(path: Path, keep_bytes: int = 200) -> Path:
+    """A JPEG cut after ``keep_bytes`` bytes, as an interrupted upload leaves it."""
+    whole = write_jpeg(path.with_suffix(".whole.jpg"), 320, 240)
+    path.write_bytes(whole.read_bytes()[:keep_bytes])
+    whole.unlink()
+    return path
+
+
+def make_demo_samples(directory: Path) -> list[Path]:
+    """Write one file of each kind the demo shows, including one that must end FAILED."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return [
+        write_jpeg(directory / "photo.jpg", orientation=6, gps=(48.8584, 2.2945)),
+        write_png(directory / "logo.png", alpha=True),
+        write_gif(directory / "animation.gif", frames=6),
+        write_heic(directory / "phone.heic", 640, 480),
+        write_video(directory / "clip.mp4", seconds=2.0),
+        write_broken_jpeg(directory / "broken.jpg"),
+    ]

@@ -1,0 +1,156 @@
+"""Settings, read once from ``MEDIAMILL_*`` environment variables and validated at start."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "MEDIAMILL_"
+
+# What POST /uploads accepts. The probe stage still decides from the bytes; this only keeps
+# obvious non-media (SVG, HTML, archives) from ever reaching the bucket.
+DEFAULT_CONTENT_TYPES: tuple[str, ...] = (
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/gif",
+    "image/heic",
+    "image/heif",
+    "image/heic-sequence",
+    "image/heif-sequence",
+    "image/avif",
+    "image/tiff",
+    "video/mp4",
+    "video/quicktime",
+    "video/webm",
+    "video/x-matroska",
+    "video/x-msvideo",
+    "video/avi",
+    "video/3gpp",
+)
+
+# A single S3 POST is capped at 5 GB (S3 user guide).
+S3_SINGLE_UPLOAD_MAX = 5 * 1000**3
+SQS_MAX_VISIBILITY = 12 * 3600
+ECS_MAX_STOP_TIMEOUT = 120
+
+
+class SettingsError(ValueError):
+    """The environment does not describe a usable configuration; the message names the variable."""
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class Settings(BaseSettings):
+    """Every setting of the worker and the API, one frozen object built at the edge."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", case_sensitive=False
+    )
+
+    # AWS
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    originals_bucket: str = "mediamill-originals"
+    renditions_bucket: str = "mediamill-renditions"
+    table: str = "mediamill-media"
+    queue_url: str | None = None
+    media_topic_arn: str | None = None
+    aws_max_attempts: int = Field(default=5, ge=1, le=20)
+
+    # Consumer
+    concurrency: int = Field(default=8, ge=1, le=256)
+    cpu_threads: int = Field(default_factory=_cpu_count, ge=1, le=256)
+    visibility_timeout: int = Field(default=120, ge=2, le=SQS_MAX_VISIBILITY)
+    receive_wait_seconds: int = Field(default=20, ge=0, le=20)
+    drain_seconds: float = Field(default=100.0, gt=0, lt=ECS_MAX_STOP_TIMEOUT)
+    retry_base_seconds: float = Field(default=10.0, gt=0)
+    retry_max_seconds: float = Field(default=900.0, gt=0, le=SQS_MAX_VISIBILITY)
+    max_receive_count: int = Field(default=5, ge=1, le=1000)
+    spool_dir: Path | None = None
+    burst: bool = False
+
+    # Stages
+    stages: Annotated[tuple[str, ...] | None, NoDecode] = None
+    stage_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    # Operability
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
+    health_stall_seconds: float = Field(default=90.0, gt=0)
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    # API
+    max_upload_bytes: int = Field(default=S3_SINGLE_UPLOAD_MAX, ge=1, le=S3_SINGLE_UPLOAD_MAX)
+    upload_expiry_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+    url_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    allowed_content_types: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CONTENT_TYPES
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _split_stages(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = tuple(part.strip() for part in value.split(",") if part.strip())
+            return names or None
+        return value
+
+    @field_validator("allowed_content_types", mode="before")
+    @classmethod
+    def _split_types(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_format(cls, value: str) -> str:
+        if value not in ("json", "console"):
+            raise ValueError("must be 'json' or 'console'")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @model_validator(mode="after")
+    def _check_retry(self) -> Settings:
+        if self.retry_base_seconds > self.retry_max_seconds:
+            raise ValueError(
+                f"{ENV_PREFIX}RETRY_BASE_SECONDS must not exceed {ENV_PREFIX}RETRY_MAX_SECONDS"
+            )
+        return self
+
+    def require(self, *fields: str) -> None:
+        """Raise SettingsError naming each variable a component needs but was not given."""
+        missing = [f"{ENV_PREFIX}{name.upper()}" for name in fields if not getattr(self, name)]
+        if missing:
+            raise SettingsError(f"missing setting(s): {', '.join(missing)}")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from the environment (plus explicit overrides); errors name the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            name = f"{ENV_PREFIX}{where.upper()}" if where else "settings"
+            value = os.environ.get(name)
+            shown = f" (got {value!r})" if value is not None else ""
+            problems.append(f"{name}: {error['msg']}{shown}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

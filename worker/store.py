@@ -1,0 +1,223 @@
+"""The worker's writes to the media table: claim, READY, FAILED, all conditional.
+
+Conditions on status and source ETag make every write idempotent under SQS's at-least-once
+delivery: a second delivery of a finished upload finds nothing to do, and a job still running
+for a deleted item cannot bring it back.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from worker.items import MediaStatus, from_dynamo, iso, to_dynamo, utc_now
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class StaleJob(Exception):
+    """The item moved on (finished by another delivery, re-uploaded or deleted) while we ran."""
+
+
+class ClaimOutcome(enum.Enum):
+    CLAIMED = "claimed"
+    DUPLICATE = "duplicate"  # already finished for this very upload
+    MISSING = "missing"  # no item: deleted, or the object was not made through the API
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    outcome: ClaimOutcome
+    item: dict[str, Any] | None
+
+
+def _encode(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(to_dynamo(value)) for key, value in values.items()}
+
+
+def _decode(item: dict[str, Any]) -> dict[str, Any]:
+    decoded = {key: _deserializer.deserialize(value) for key, value in item.items()}
+    result: dict[str, Any] = from_dynamo(decoded)
+    return result
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class MediaStore:
+    """Conditional writes to the media table through an aiobotocore DynamoDB client."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._ddb = dynamodb
+        self._table = table
+
+    async def get(self, media_id: str) -> dict[str, Any] | None:
+        response = await self._ddb.get_item(
+            TableName=self._table, Key=_encode({"media_id": media_id}), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _decode(item) if item else None
+
+    async def claim(
+        self,
+        media_id: str,
+        *,
+        etag: str,
+        size: int,
+        version_id: str | None,
+        uploaded_at: datetime | None,
+    ) -> Claim:
+        """Move the item to PROCESSING for this upload, unless it is finished or gone.
+
+        A PROCESSING item with the same ETag is claimed again: its worker died or gave the message
+        back; FAILED is claimed again only when the failure was not the media's fault.
+        """
+        now = iso(utc_now())
+        values = {
+            ":processing": MediaStatus.PROCESSING.value,
+            ":pending": MediaStatus.PENDING_UPLOAD.value,
+            ":failed": MediaStatus.FAILED.value,
+            ":etag": etag,
+            ":size": size,
+            ":version": version_id,
+            ":now": now,
+            ":uploaded": iso(uploaded_at) if uploaded_at else now,
+            ":true": True,
+            ":one": 1,
+            ":zero": 0,
+        }
+        try:
+            response = await self._ddb.update_item(
+                TableName=self._table,
+                Key=_encode({"media_id": media_id}),
+                UpdateExpression=(
+                    "SET #status = :processing, #source.#etag = :etag, #source.#size = :size, "
+                    "#source.#version = :version, updated_at = :now, processing_started_at = :now,"
+                    " uploaded_at = :uploaded, attempts = if_not_exists(attempts, :zero) + :one "
+                    "REMOVE #error, error_retryable"
+                ),
+                ConditionExpression=(
+                    "attribute_exists(media_id) AND ("
+                    "#status IN (:pending, :processing) "
+                    "OR attribute_not_exists(#source.#etag) OR #source.#etag <> :etag "
+                    "OR (#status = :failed AND error_retryable = :true))"
+                ),
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#source": "source",
+                    "#etag": "etag",
+                    "#size": "size",
+                    "#version": "version_id",
+                    "#error": "error",
+                },
+                ExpressionAttributeValues=_encode(values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            item = await self.get(media_id)
+            if item is None:
+                return Claim(ClaimOutcome.MISSING, None)
+            return Claim(ClaimOutcome.DUPLICATE, item)
+        return Claim(ClaimOutcome.CLAIMED, _decode(response["Attributes"]))
+
+    async def _finish(self, media_id: str, etag: str, updates: dict[str, Any]) -> dict[str, Any]:
+        names = {"#status": "status", "#source": "source", "#etag": "etag"}
+        values = {":processing": MediaStatus.PROCESSING.value, ":etag": etag}
+        assignments = []
+        for index, (name, value) in enumerate(updates.items()):
+            names[f"#f{index}"] = name
+            values[f":v{index}"] = value
+            assignments.append(f"#f{index} = :v{index}")
+        try:
+            response = await self._ddb.update_item(
+                TableName=self._table,
+                Key=_encode({"media_id": media_id}),
+                UpdateExpression="SET " + ", ".join(assignments),
+                ConditionExpression="#status = :processing AND #source.#etag = :etag",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_encode(values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                raise StaleJob(f"item {media_id} is no longer processing this upload") from None
+            raise
+        return _decode(response["Attributes"])
+
+    async def mark_ready(
+        self,
+        media_id: str,
+        etag: str,
+        *,
+        kind: str | None,
+        metadata: dict[str, Any],
+        location: dict[str, Any] | None,
+        renditions: dict[str, dict[str, Any]],
+        stages: list[dict[str, Any]],
+        warnings: list[str],
+    ) -> dict[str, Any]:
+        now = iso(utc_now())
+        updates: dict[str, Any] = {
+            "status": MediaStatus.READY.value,
+            "kind": kind,
+            "metadata": metadata,
+            "renditions": renditions,
+            "stages": stages,
+            "warnings": warnings,
+            "updated_at": now,
+            "processed_at": now,
+            # Cleared once media.processed is on the topic; a redelivery re-sends it if not.
+            "event_pending": True,
+        }
+        if location is not None:
+            updates["location"] = location
+        return await self._finish(media_id, etag, updates)
+
+    async def mark_failed(
+        self,
+        media_id: str,
+        etag: str,
+        *,
+        reason: str,
+        retryable: bool,
+        kind: str | None,
+        stages: list[dict[str, Any]],
+        warnings: list[str],
+    ) -> dict[str, Any]:
+        now = iso(utc_now())
+        return await self._finish(
+            media_id,
+            etag,
+            {
+                "status": MediaStatus.FAILED.value,
+                "error": reason,
+                "error_retryable": retryable,
+                "kind": kind,
+                "stages": stages,
+                "warnings": warnings,
+                "updated_at": now,
+                "processed_at": now,
+                "event_pending": True,
+            },
+        )
+
+    async def clear_event_pending(self, media_id: str) -> None:
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=_encode({"media_id": media_id}),
+                UpdateExpression="REMOVE event_pending",
+                ConditionExpression="attribute_exists(media_id)",
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
