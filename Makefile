@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo dev test lint format bench clean constraints
+.PHONY: venv demo dev test lint format clean constraints
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt $(PLUGINS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	# Plugins install the way a user installs one: a plain pip install of their directory.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt --force-reinstall --no-deps $(patsubst %/pyproject.toml,./%,$(PLUGINS))
 	touch $@
@@ -35,9 +35,6 @@ format: venv
 
 test: lint
 	$(BIN)/python -m pytest -n 2 tests $(patsubst %/pyproject.toml,%/tests,$(PLUGINS))
-
-bench: venv
-	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

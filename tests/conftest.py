@@ -43,7 +43,9 @@ def aws_endpoint() -> Iterator[str]:
 @pytest.fixture
 def stack(aws_endpoint: str) -> Stack:
     """Freshly provisioned, randomly named resources for one test."""
-    return provision(aws_endpoint, StackNames.random("t"), visibility_timeout=30, max_receive_count=3)
+    return provision(
+        aws_endpoint, StackNames.random("t"), visibility_timeout=30, max_receive_count=3
+    )
 
 
 @pytest.fixture

@@ -84,13 +84,15 @@ def _dev(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
-    configure_logging("WARNING", "console")
+    # The demo's own table is the output; the worker's logs only matter when something breaks.
+    configure_logging("ERROR", "console")
     return anyio.run(
         lambda: run_demo(
             [Path(f) for f in args.files],
             Path(args.out),
             as_json=args.json,
             wait_seconds=args.timeout,
+            include_broken=args.include_broken,
         )
     )
 
@@ -117,7 +119,12 @@ def parser() -> argparse.ArgumentParser:
     dev.set_defaults(run=_dev)
 
     demo = commands.add_parser("demo", help="upload files through the embedded stack and report")
-    demo.add_argument("files", nargs="*", help="media files (default: generated samples)")
+    demo.add_argument(
+        "files", nargs="*", help="media files or folders (default: generated samples)"
+    )
+    demo.add_argument(
+        "--include-broken", action="store_true", help="add a broken sample to the generated ones"
+    )
     demo.add_argument("--out", default="demo-output", help="where renditions are written")
     demo.add_argument("--json", action="store_true", help="one JSON object per input file")
     demo.add_argument("--timeout", type=float, default=300.0, help="seconds to wait in all")

@@ -275,8 +275,10 @@ class Worker:
         with anyio.move_on_after(self.settings.drain_seconds):
             while self._in_flight:
                 assert self._slot_freed is not None
-                await self._slot_freed.wait()
+                with anyio.move_on_after(1):
+                    await self._slot_freed.wait()
                 self._slot_freed = anyio.Event()
+                self.liveness.tick()
         if self._in_flight:
             self.log.warning("drain_limit_reached", releasing=len(self._in_flight))
             self._cancel_all()

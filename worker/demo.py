@@ -159,17 +159,38 @@ async def _process_one(
     progress.update(task, description=f"{result.file.name}: {result.status}", completed=1, total=1)
 
 
-async def run_demo(files: list[Path], out: Path, *, as_json: bool, wait_seconds: float) -> int:
+def expand(paths: list[Path]) -> list[Path]:
+    """Files as given, and the files (not hidden, sorted) inside any folder given."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")
+            )
+        else:
+            found.append(path)
+    return found
+
+
+async def run_demo(
+    paths: list[Path],
+    out: Path,
+    *,
+    as_json: bool,
+    wait_seconds: float,
+    include_broken: bool = False,
+) -> int:
     """Returns the exit status: 0 when every upload ended READY or FAILED."""
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="mediamill-samples-") as samples:
-        if not files:
+        files = expand(paths)
+        if not paths:
             from worker.samples import make_demo_samples
 
-            files = make_demo_samples(Path(samples))
+            files = make_demo_samples(Path(samples), include_broken=include_broken)
         missing = [f for f in files if not f.is_file()]
-        if missing:
-            console.print(f"[red]not a file: {', '.join(map(str, missing))}")
+        if missing or not files:
+            console.print(f"[red]no such file: {', '.join(map(str, missing)) or 'no files'}")
             return 2
         results = [DemoResult(file=f) for f in files]
         console.print(f"starting the embedded AWS stack and a worker for {len(files)} file(s)…")
@@ -205,12 +226,12 @@ async def run_demo(files: list[Path], out: Path, *, as_json: bool, wait_seconds:
 
 def _print_table(results: list[DemoResult], out: Path) -> None:
     table = Table(title="mediamill demo", title_justify="left")
-    for column in ("file", "status", "kind", "size", "renditions", "stages", "seconds", "detail"):
+    for column in ("file", "status", "kind", "size", "renditions", "seconds"):
         table.add_column(column)
+    table.add_column("detail", overflow="fold")
     for r in results:
         meta = r.item.get("metadata") or {}
         size = f"{meta['width']}x{meta['height']}" if meta.get("width") else ""
-        stages = ", ".join(f"{s['name']}:{s['outcome']}" for s in r.item.get("stages") or [])
         detail = r.error or "; ".join(r.item.get("warnings") or []) or ""
         colour = {"READY": "green", "FAILED": "yellow"}.get(r.status, "red")
         table.add_row(
@@ -219,7 +240,6 @@ def _print_table(results: list[DemoResult], out: Path) -> None:
             str(r.item.get("kind") or ""),
             size,
             ", ".join(x["name"] for x in r.renditions),
-            stages,
             f"{r.seconds:.2f}",
             detail,
         )

@@ -27,7 +27,7 @@ def new_media_id() -> str:
 
 
 def is_media_id(value: str) -> bool:
-    return bool(_MEDIA_ID.match(value))
+    return bool(_MEDIA_ID.fullmatch(value))
 
 
 def original_key(media_id: str) -> str:
@@ -43,7 +43,7 @@ def media_id_from_key(key: str) -> str | None:
 
 
 def check_rendition_name(name: str) -> str:
-    if not _RENDITION_NAME.match(name):
+    if not _RENDITION_NAME.fullmatch(name):
         raise ValueError(f"rendition name {name!r} must be 1-64 characters of a-z, 0-9, '_' or '-'")
     return name
 

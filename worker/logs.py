@@ -1,4 +1,4 @@
-"""structlog set-up: JSON lines on stdout, context (media id, message id, stage) bound per job."""
+"""structlog set-up: JSON lines on stderr, context (media id, message id, stage) bound per job."""
 
 from __future__ import annotations
 

@@ -159,10 +159,18 @@ class Pipeline:
         thread_cancel: list[Any],
     ) -> None:
         ancestors = self.registry.ancestors[stage.name]
+        needed = self.registry.requirements[stage.name]
+        # A stage cannot run without what it requires (skipped, or an optional one that failed);
+        # a final stage also waits for the others but runs whatever they did. A failed required
+        # stage fails the job: the check covers the moment before its cancellation arrives.
         failed_deps = [
             dep
             for dep in ancestors
-            if dep in state.records and state.records[dep].outcome not in ("ok", "warning")
+            if dep in state.records
+            and (
+                state.records[dep].outcome == "failed"
+                or (dep in needed and dep not in state.results)
+            )
         ]
         if failed_deps:
             self._record(state, stage, "skipped", 0.0, f"requires {', '.join(sorted(failed_deps))}")

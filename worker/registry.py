@@ -150,6 +150,7 @@ class StageRegistry:
         self.order: tuple[Stage, ...] = tuple(
             self.loaded[name].stage for name in self._topological_order()
         )
+        self.requirements: dict[str, frozenset[str]] = self._requirements()
         self.ancestors: dict[str, frozenset[str]] = self._ancestors()
         if not any(stage.final for stage in self.order):
             raise RegistryError(
@@ -201,15 +202,23 @@ class StageRegistry:
                     visit(name, [])
         return order
 
-    def _ancestors(self) -> dict[str, frozenset[str]]:
+    def _requirements(self) -> dict[str, frozenset[str]]:
+        """Each stage's ``requires``, transitively: what it cannot run without."""
         result: dict[str, frozenset[str]] = {}
-        earlier: list[str] = []
         for stage in self.order:
             found: set[str] = set()
             for dep in stage.requires:
                 found |= {dep, *result[dep]}
+            result[stage.name] = frozenset(found)
+        return result
+
+    def _ancestors(self) -> dict[str, frozenset[str]]:
+        """What must finish before each stage: its requirements, and for a final stage, all."""
+        result: dict[str, frozenset[str]] = {}
+        earlier: list[str] = []
+        for stage in self.order:
+            found = set(self.requirements[stage.name])
             if stage.final:
-                # A final stage sees every stage before it in the order.
                 found |= set(earlier)
             result[stage.name] = frozenset(found)
             earlier.append(stage.name)

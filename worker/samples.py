@@ -273,14 +273,16 @@ def write_broken_jpeg(path: Path, keep_bytes: int = 200) -> Path:
     return path
 
 
-def make_demo_samples(directory: Path) -> list[Path]:
-    """Write one file of each kind the demo shows, including one that must end FAILED."""
+def make_demo_samples(directory: Path, *, include_broken: bool = False) -> list[Path]:
+    """Write one file of each kind the demo shows (and, if asked, one that must end FAILED)."""
     directory.mkdir(parents=True, exist_ok=True)
-    return [
+    made = [
         write_jpeg(directory / "photo.jpg", orientation=6, gps=(48.8584, 2.2945)),
         write_png(directory / "logo.png", alpha=True),
         write_gif(directory / "animation.gif", frames=6),
         write_heic(directory / "phone.heic", 640, 480),
         write_video(directory / "clip.mp4", seconds=2.0),
-        write_broken_jpeg(directory / "broken.jpg"),
     ]
+    if include_broken:
+        made.append(write_broken_jpeg(directory / "broken.jpg"))
+    return made

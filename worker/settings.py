@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 ENV_PREFIX = "MEDIAMILL_"
 
@@ -154,3 +155,8 @@ def load_settings(**overrides: Any) -> Settings:
             shown = f" (got {value!r})" if value is not None else ""
             problems.append(f"{name}: {error['msg']}{shown}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+    except SourceError as exc:
+        # A complex setting (MEDIAMILL_STAGE_OPTIONS) that is not JSON fails before validation.
+        field = next((f for f in Settings.model_fields if f'"{f}"' in str(exc)), None)
+        name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+        raise SettingsError(f"invalid settings: {name}: {exc.__cause__ or exc}") from None

@@ -8,10 +8,10 @@ from typing import Any
 
 import anyio
 import pytest
-from mediamill_testkit.client import Uploader, queue_counts, raw_item
-from mediamill_testkit.stages import BuggyStage, CopyStage, FlakyStage, RejectStage, SleepyStage
 from prometheus_client import REGISTRY
 
+from mediamill_testkit.client import Uploader, queue_counts, raw_item
+from mediamill_testkit.stages import BuggyStage, CopyStage, FlakyStage, RejectStage, SleepyStage
 from stages import Stage
 from stages.probe import ProbeStage
 from stages.publish import PublishStage

@@ -15,7 +15,14 @@ GPS_IFD = 0x8825
 
 
 def test_demo_samples_are_one_of_each_kind_plus_a_broken_file(tmp_path: Path) -> None:
-    paths = samples.make_demo_samples(tmp_path / "demo")
+    assert [p.suffix for p in samples.make_demo_samples(tmp_path / "plain")] == [
+        ".jpg",
+        ".png",
+        ".gif",
+        ".heic",
+        ".mp4",
+    ]
+    paths = samples.make_demo_samples(tmp_path / "demo", include_broken=True)
     assert [path.suffix for path in paths] == [".jpg", ".png", ".gif", ".heic", ".mp4", ".jpg"]
     assert all(path.stat().st_size > 0 for path in paths)
     with pytest.raises(OSError, match="Truncated"):  # the last one exists to end FAILED

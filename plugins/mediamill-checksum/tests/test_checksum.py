@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import structlog
-from mediamill_checksum import ChecksumOptions, ChecksumStage
 from pydantic import ValidationError
 
+from mediamill_checksum import ChecksumOptions, ChecksumStage
 from stages import Job, JobCancelled, MediaSource, StageOptions
 
 CHUNK = 4096
@@ -37,7 +37,7 @@ def test_digest_matches_hashlib(tmp_path: Path, size: int) -> None:
     data = os.urandom(size)
     path = tmp_path / "original"
     path.write_bytes(data)
-    options = ChecksumStage.Options(chunk_bytes=CHUNK)
+    options = ChecksumOptions(chunk_bytes=CHUNK)
     result = ChecksumStage(options).run_sync(make_job(path, options))
     assert result.metadata == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": size}
     assert result.kind is None  # the probe decides the kind, not this stage
@@ -46,7 +46,7 @@ def test_digest_matches_hashlib(tmp_path: Path, size: int) -> None:
 def test_cancelled_job_stops(tmp_path: Path) -> None:
     path = tmp_path / "original"
     path.write_bytes(b"x" * (2 * CHUNK))
-    options = ChecksumStage.Options(chunk_bytes=CHUNK)
+    options = ChecksumOptions(chunk_bytes=CHUNK)
     job = make_job(path, options)
     job.cancelled.set()
     with pytest.raises(JobCancelled):
@@ -57,9 +57,9 @@ def test_options_are_declared() -> None:
     assert ChecksumStage.Options is ChecksumOptions
     assert ChecksumOptions().chunk_bytes == 1024 * 1024
     with pytest.raises(ValidationError):
-        ChecksumStage.Options(bogus=1)
+        ChecksumStage.Options(bogus=1)  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
-        ChecksumStage.Options(chunk_bytes=100)
+        ChecksumOptions(chunk_bytes=100)
 
 
 def test_declares_an_optional_cpu_bound_stage() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.request
@@ -14,24 +15,40 @@ from worker.items import from_dynamo
 from worker.settings import Settings
 
 
-def api_event(method: str, path: str, sub: str | None, body: Any = None) -> dict[str, Any]:
-    """A payload 2.0 event as API Gateway's HTTP API sends it, with verified JWT claims."""
+def api_event(
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    raw_body: str | None = None,
+    base64_body: bool = False,
+    sub: str | None = "alice",
+    stage: str = "$default",
+) -> dict[str, Any]:
+    """An event as API Gateway sends it; ``body`` is JSON-encoded, ``raw_body`` sent as is."""
+    text = raw_body if raw_body is not None else (None if body is None else json.dumps(body))
+    if text is not None and base64_body:
+        text = base64.b64encode(text.encode()).decode()
     context: dict[str, Any] = {
-        "http": {"method": method, "path": path, "sourceIp": "127.0.0.1"},
-        "requestId": uuid.uuid4().hex,
+        "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
+        "requestId": "test-request",
+        "routeKey": "$default",
+        "stage": stage,
     }
     if sub is not None:
         context["authorizer"] = {"jwt": {"claims": {"sub": sub}, "scopes": None}}
-    return {
+    event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
         "rawQueryString": "",
         "headers": {"content-type": "application/json"},
         "requestContext": context,
-        "body": json.dumps(body) if body is not None else None,
-        "isBase64Encoded": False,
+        "isBase64Encoded": base64_body,
     }
+    if text is not None:
+        event["body"] = text
+    return event
 
 
 def presigned_post(url: str, fields: dict[str, str], data: bytes, filename: str) -> int:
@@ -39,9 +56,8 @@ def presigned_post(url: str, fields: dict[str, str], data: bytes, filename: str)
     boundary = uuid.uuid4().hex
     parts = []
     for name, value in fields.items():
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        )
+        header = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+        parts.append(f"{header}{value}\r\n".encode())
     parts.append(
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
         f"Content-Type: application/octet-stream\r\n\r\n".encode()
@@ -68,7 +84,7 @@ class Uploader:
 
     def create(self, path: Path, content_type: str = "image/png") -> dict[str, Any]:
         body = {"filename": path.name, "content_type": content_type, "size": path.stat().st_size}
-        response = self.api(api_event("POST", "/uploads", self.owner, body))
+        response = self.api(api_event("POST", "/uploads", sub=self.owner, body=body))
         assert response["statusCode"] == 201, response
         created: dict[str, Any] = json.loads(response["body"])
         return created
@@ -82,7 +98,7 @@ class Uploader:
         return str(created["media_id"])
 
     def get(self, media_id: str) -> dict[str, Any]:
-        response = self.api(api_event("GET", f"/media/{media_id}", self.owner))
+        response = self.api(api_event("GET", f"/media/{media_id}", sub=self.owner))
         assert response["statusCode"] == 200, response
         item: dict[str, Any] = json.loads(response["body"])
         return item
@@ -91,11 +107,15 @@ class Uploader:
 def raw_item(dynamodb: Any, table: str, media_id: str) -> dict[str, Any] | None:
     from boto3.dynamodb.types import TypeDeserializer
 
-    found = dynamodb.get_item(TableName=table, Key={"media_id": {"S": media_id}}, ConsistentRead=True)
+    found = dynamodb.get_item(
+        TableName=table, Key={"media_id": {"S": media_id}}, ConsistentRead=True
+    )
     if "Item" not in found:
         return None
     deserializer = TypeDeserializer()
-    item: dict[str, Any] = from_dynamo({k: deserializer.deserialize(v) for k, v in found["Item"].items()})
+    item: dict[str, Any] = from_dynamo(
+        {k: deserializer.deserialize(v) for k, v in found["Item"].items()}
+    )
     return item
 
 

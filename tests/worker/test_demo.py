@@ -1,0 +1,110 @@
+"""`mediamill demo` and `mediamill dev` as a user runs them: real processes, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker.samples import write_png
+
+
+def mediamill(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def results(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def test_demo_on_generated_samples_ends_every_item_ready(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run = mediamill("demo", "--json", "--out", str(out))
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = results(run.stdout)
+    assert [Path(r["file"]).name for r in rows] == [
+        "photo.jpg",
+        "logo.png",
+        "animation.gif",
+        "phone.heic",
+        "clip.mp4",
+    ]
+    assert all(r["status"] == "READY" and r["error"] is None for r in rows), rows
+    assert [r["kind"] for r in rows] == ["image", "image", "image", "image", "video"]
+    for row in rows:
+        assert len(row["media_id"]) == 32
+        assert row["metadata"]["width"] > 0
+        names = [stage["name"] for stage in row["stages"]]
+        assert "probe" in names
+        assert names[-1] == "publish"
+        # The checksum plugin, installed with pip by `make test`, ran with no change to mediamill.
+        assert "checksum" in names
+        assert len(row["metadata"]["sha256"]) == 64
+        assert all(stage["outcome"] == "ok" for stage in row["stages"])
+        for rendition in row["renditions"]:
+            assert Path(rendition["path"]).stat().st_size == rendition["bytes"]
+
+
+def test_demo_reports_failed_and_refused_files_with_reasons(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    good = write_png(tmp_path / "in" / "ok.png", 40, 30)
+    fake = tmp_path / "in" / "fake.jpg"
+    fake.write_bytes(b"%PDF-1.7\n" + b"0" * 200)
+
+    run = mediamill("demo", "--json", "--out", str(tmp_path / "out"), str(good.parent))
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    by_name = {Path(r["file"]).name: r for r in results(run.stdout)}
+    assert by_name["ok.png"]["status"] == "READY"
+    assert by_name["fake.jpg"]["status"] == "FAILED"
+    assert by_name["fake.jpg"]["error"].startswith("unsupported media type")
+
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    refused = mediamill("demo", "--json", "--out", str(tmp_path / "out2"), str(text))
+    assert refused.returncode == 1
+    [row] = results(refused.stdout)
+    assert row["status"] == "REJECTED"
+    assert "text/plain" in row["error"]
+
+
+def test_dev_prints_its_endpoints_first_and_stops_cleanly_on_sigint() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker", "dev"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        first = json.loads(process.stdout.readline())
+        assert set(first) >= {"api", "aws", "metrics", "resources"}
+        assert first["resources"]["queue_url"]
+        with urllib.request.urlopen(first["metrics"], timeout=10) as response:
+            assert b"mediamill_jobs_in_flight" in response.read()
+        request = urllib.request.Request(f"{first['api']}/media/{'0' * 32}")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401  # no token: nobody gets in
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
