@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import anyio
+from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.logs import configure_logging
 from worker.registry import RegistryError, StageRegistry
@@ -139,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, RegistryError) as exc:
         print(f"mediamill: {exc}", file=sys.stderr)
         return 2
+    except (ClientError, BotoCoreError) as exc:
+        # At start-up (the queue's attributes are read first): wrong URL, region or credentials.
+        print(f"mediamill: AWS refused or could not be reached: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return status

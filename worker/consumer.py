@@ -258,14 +258,19 @@ class Worker:
     async def _empty(self) -> bool:
         """Burst mode: nothing visible and nothing waiting out a retry delay."""
         assert self._aws is not None
-        response = await self._aws.sqs.get_queue_attributes(
-            QueueUrl=self.settings.queue_url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )
+        try:
+            response = await self._aws.sqs.get_queue_attributes(
+                QueueUrl=self.settings.queue_url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )
+        except (ClientError, BotoCoreError) as exc:
+            metrics.SQS_ERRORS.labels("get_queue_attributes").inc()
+            self.log.warning("queue_attributes_failed", error=str(exc))
+            return False
         counts = response.get("Attributes", {})
         return all(int(value) == 0 for value in counts.values())
 
@@ -307,6 +312,7 @@ class Worker:
                     if not flight.settled:
                         await self._retry_later(flight, None, log)
             if scope.cancelled_caught and not flight.settled:
+                flight.settled = True
                 with anyio.CancelScope(shield=True):
                     metrics.JOBS.labels("released").inc()
                     log.info("job_released")
@@ -586,6 +592,7 @@ class Worker:
     ) -> None:
         delay = self._retry_delay(flight.receive_count, retry_after)
         log.info("retry_scheduled", in_seconds=delay)
+        flight.settled = True  # the heartbeat must not undo the backoff
         await self._change_visibility([flight], delay)
 
     async def _delete(self, flight: InFlight, log: FilteringBoundLogger) -> None:

@@ -337,3 +337,33 @@ async def test_object_outside_the_originals_layout_is_left_for_the_dlq(
     bodies = dlq_bodies(sqs, stack)
     assert len(bodies) == 1
     assert "escape.jpg" in bodies[0]
+
+
+async def test_never_more_jobs_in_hand_than_free_slots(
+    stack_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    stack: Stack,
+    sqs: Any,
+    tmp_path: Path,
+) -> None:
+    for name, value in {**stack_env, "MEDIAMILL_CONCURRENCY": "2"}.items():
+        monkeypatch.setenv(name, value)
+    from worker.settings import load_settings
+
+    settings = load_settings()
+    uploader = Uploader(settings)
+    ids = [uploader.upload(write_png(tmp_path / f"p{i}.png", 20 + i, 20)) for i in range(5)]
+    log = tmp_path / "sleepy.log"
+
+    await run_burst(
+        settings,
+        registry(SleepyStage, options={"sleepy": {"seconds": 0.5, "record_to": str(log)}}),
+    )
+
+    running = peak = 0
+    for line in log.read_text().splitlines():
+        running += 1 if line.startswith("start") else -1
+        peak = max(peak, running)
+    assert peak == 2  # concurrent, and never beyond MEDIAMILL_CONCURRENCY
+    assert all(uploader.get(media_id)["status"] == "READY" for media_id in ids)
+    assert queue_counts(sqs, stack.queue_url) == (0, 0)
