@@ -367,3 +367,43 @@ async def test_never_more_jobs_in_hand_than_free_slots(
     assert peak == 2  # concurrent, and never beyond MEDIAMILL_CONCURRENCY
     assert all(uploader.get(media_id)["status"] == "READY" for media_id in ids)
     assert queue_counts(sqs, stack.queue_url) == (0, 0)
+
+
+async def test_media_event_that_could_not_be_sent_is_sent_by_a_later_delivery(
+    stack_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    stack: Stack,
+    photo: Path,
+    sqs: Any,
+    dynamodb: Any,
+    media_events: str,
+) -> None:
+    from worker.settings import load_settings
+
+    for name, value in stack_env.items():
+        monkeypatch.setenv(name, value)
+    good = load_settings()
+    monkeypatch.setenv("MEDIAMILL_MEDIA_TOPIC_ARN", stack.media_topic_arn + "-missing")
+    broken_topic = load_settings()
+    media_id = Uploader(good).upload(photo)
+
+    await run_burst(broken_topic, registry())
+
+    item = raw_item(dynamodb, stack.names.table, media_id)
+    assert item is not None
+    assert item["status"] == "READY"
+    assert item["event_pending"] is True  # READY is stored, the event is still owed
+    assert drain_events(sqs, media_events) == []
+    [body] = dlq_bodies(sqs, stack)
+
+    # An operator fixes the topic and redrives the DLQ: the redelivery sends what was owed.
+    sqs.purge_queue(QueueUrl=stack.dlq_url)
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody=body)
+    await run_burst(good, registry())
+
+    events = drain_events(sqs, media_events)
+    assert [(e["type"], e["media_id"]) for e in events] == [("media.processed", media_id)]
+    item = raw_item(dynamodb, stack.names.table, media_id)
+    assert item is not None
+    assert "event_pending" not in item
+    assert queue_counts(sqs, stack.queue_url) == (0, 0)
