@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
 from api_lambda.clients import dynamodb_client, s3_client
 from api_lambda.errors import ApiError, NotFound, Unauthorized
 from api_lambda.media import media_view
@@ -16,7 +14,7 @@ from api_lambda.request import ApiRequest
 from api_lambda.responses import LambdaResponse, error_response, json_response
 from api_lambda.routing import Route, Router
 from api_lambda.uploads import UploadLimits, parse_upload
-from worker.items import MediaStatus, from_dynamo, iso, utc_now
+from worker.items import MediaStatus, decode, encode, iso, utc_now
 from worker.keys import is_media_id, new_media_id, original_key
 from worker.settings import Settings
 
@@ -38,8 +36,6 @@ class MediaApi:
         self._s3 = s3
         self._dynamodb = dynamodb
         self._limits = UploadLimits(settings.allowed_content_types, settings.max_upload_bytes)
-        self._serializer = TypeSerializer()
-        self._deserializer = TypeDeserializer()
         self._router = Router(
             [
                 Route("POST", "/uploads", self._create_upload),
@@ -107,7 +103,7 @@ class MediaApi:
             item["album"] = upload.album
         self._dynamodb.put_item(
             TableName=self._settings.table,
-            Item={name: self._serializer.serialize(value) for name, value in item.items()},
+            Item=encode(item),
             ConditionExpression="attribute_not_exists(media_id)",
         )
         body = {
@@ -131,9 +127,7 @@ class MediaApi:
         stored = answer.get("Item")
         if stored is None:
             raise NotFound(_NO_SUCH_MEDIA)
-        item = from_dynamo(
-            {name: self._deserializer.deserialize(value) for name, value in stored.items()}
-        )
+        item = decode(stored)
         if item.get("owner") != caller:
             raise NotFound(_NO_SUCH_MEDIA)
         return json_response(200, media_view(item, self._rendition_url))

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
 OWNER_INDEX = "by-owner"  # HASH owner, RANGE created_at: a user's media, newest first
 
 
@@ -28,6 +30,23 @@ def utc_now() -> datetime:
 def iso(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds: sorts as text, so it can be a range key."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def encode(values: dict[str, Any]) -> dict[str, Any]:
+    """Plain attribute values to DynamoDB's wire form (floats via Decimal)."""
+    return {name: _serializer.serialize(to_dynamo(value)) for name, value in values.items()}
+
+
+def decode(item: dict[str, Any]) -> dict[str, Any]:
+    """An item in DynamoDB's wire form back to plain JSON types."""
+    result: dict[str, Any] = from_dynamo(
+        {name: _deserializer.deserialize(value) for name, value in item.items()}
+    )
+    return result
 
 
 def to_dynamo(value: Any) -> Any:

@@ -12,13 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from worker.items import MediaStatus, from_dynamo, iso, to_dynamo, utc_now
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
+from worker.items import MediaStatus, iso, utc_now
+from worker.items import decode as _decode
+from worker.items import encode as _encode
 
 
 class StaleJob(Exception):
@@ -35,16 +33,6 @@ class ClaimOutcome(enum.Enum):
 class Claim:
     outcome: ClaimOutcome
     item: dict[str, Any] | None
-
-
-def _encode(values: dict[str, Any]) -> dict[str, Any]:
-    return {key: _serializer.serialize(to_dynamo(value)) for key, value in values.items()}
-
-
-def _decode(item: dict[str, Any]) -> dict[str, Any]:
-    decoded = {key: _deserializer.deserialize(value) for key, value in item.items()}
-    result: dict[str, Any] = from_dynamo(decoded)
-    return result
 
 
 def _is_conditional_failure(exc: ClientError) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from api_lambda.app import MediaApi
-from worker.items import from_dynamo
+from worker.items import decode
 from worker.settings import Settings
 
 
@@ -105,18 +105,10 @@ class Uploader:
 
 
 def raw_item(dynamodb: Any, table: str, media_id: str) -> dict[str, Any] | None:
-    from boto3.dynamodb.types import TypeDeserializer
-
     found = dynamodb.get_item(
         TableName=table, Key={"media_id": {"S": media_id}}, ConsistentRead=True
     )
-    if "Item" not in found:
-        return None
-    deserializer = TypeDeserializer()
-    item: dict[str, Any] = from_dynamo(
-        {k: deserializer.deserialize(v) for k, v in found["Item"].items()}
-    )
-    return item
+    return decode(found["Item"]) if "Item" in found else None
 
 
 def wait_for_status(
