@@ -45,7 +45,8 @@ class ApiRequest:
                 else self.body.encode()
             )
             data = json.loads(raw)
-        except (binascii.Error, UnicodeError, ValueError):
+        # RecursionError: deeply nested arrays, a cheap way to knock over a naive parser.
+        except (binascii.Error, UnicodeError, ValueError, RecursionError):
             raise BadRequest("the body must be a JSON object", code="invalid_json") from None
         if not isinstance(data, dict):
             raise BadRequest("the body must be a JSON object", code="invalid_json")

@@ -218,6 +218,7 @@ def test_refused_type_reason_lists_what_is_accepted(call: Call, settings: Settin
         pytest.param('[{"filename": "a.jpg"}]', id="array"),
         pytest.param('"a string"', id="string"),
         pytest.param("", id="empty"),
+        pytest.param("[" * 100_000 + "]" * 100_000, id="nested-too-deep"),
     ],
 )
 def test_body_that_is_not_a_json_object_is_400(
