@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import anyio
@@ -66,6 +67,7 @@ class Worker:
         self.status_url: str | None = None
         self.started = anyio.Event()
         self._stopping = False
+        self._stop_requested_at: float | None = None
         self._stop = anyio.Event()
         self._slot_freed = anyio.Event()
         self._jobs_done = 0
@@ -74,6 +76,7 @@ class Worker:
         """Stop receiving; in-flight jobs get the drain limit to finish."""
         if not self._stopping:
             self.log.info("worker_stopping")
+            self._stop_requested_at = time.monotonic()
         self._stopping = True
         self._stop.set()
 
@@ -172,7 +175,11 @@ class Worker:
     async def _drain(self, queue: MediaQueue) -> None:
         if queue.in_flight:
             self.log.info("draining", in_flight=len(queue.in_flight))
-        with anyio.move_on_after(self.settings.drain_seconds):
+        # The drain limit counts from the stop request, not from the end of the long poll that
+        # was under way then: ECS's SIGKILL comes stopTimeout after SIGTERM, whatever we did.
+        started = self._stop_requested_at or time.monotonic()
+        remaining = started + self.settings.drain_seconds - time.monotonic()
+        with anyio.move_on_after(max(0.0, remaining)):
             while queue.in_flight:
                 await self._wait_for_slot()
                 self.liveness.tick()
