@@ -5,6 +5,7 @@ The same Worker and MediaApi classes as production run here; only the endpoint d
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,15 @@ from worker.consumer import Worker
 from worker.devstack import EmbeddedAws, Stack, StackNames, provision, use_dev_credentials
 from worker.registry import StageRegistry
 from worker.settings import Settings, load_settings
+
+_DEV_DEFAULTS: dict[str, Any] = {
+    "metrics_host": "127.0.0.1",
+    "metrics_port": 0,
+    "visibility_timeout": 60,
+    "receive_wait_seconds": 2,
+    "retry_base_seconds": 2,
+    "drain_seconds": 10,
+}
 
 
 @dataclass(slots=True)
@@ -58,12 +68,10 @@ async def embedded_stack(
             key.removeprefix("MEDIAMILL_").lower(): value
             for key, value in stack.settings_env().items()
         }
-        values.setdefault("metrics_host", "127.0.0.1")
-        values.setdefault("metrics_port", 0)
-        values.setdefault("visibility_timeout", 60)
-        values.setdefault("receive_wait_seconds", 2)
-        values.setdefault("retry_base_seconds", 2)
-        values.setdefault("drain_seconds", 10)
+        # Laptop-friendly defaults, unless the environment says otherwise.
+        for name, value in _DEV_DEFAULTS.items():
+            if f"MEDIAMILL_{name.upper()}" not in os.environ:
+                values[name] = value
         values.update(overrides or {})
         settings = load_settings(**values)
         registry = StageRegistry.from_settings(settings.stages, settings.stage_options)

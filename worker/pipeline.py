@@ -206,16 +206,16 @@ class Pipeline:
         try:
             result = await self._call(stage, job)
         except BadMediaError as exc:
-            self._finish(state, stage, "failed", started, str(exc))
             if stage.optional:
-                self._record(state, stage, "warning", time.monotonic() - started, str(exc))
+                self._finish(state, stage, "warning", started, str(exc))
                 return
+            self._finish(state, stage, "failed", started, str(exc))
             raise
         except TransientError as exc:
-            self._finish(state, stage, "failed", started, str(exc))
             if stage.optional and job.last_attempt:
-                self._record(state, stage, "warning", time.monotonic() - started, str(exc))
+                self._finish(state, stage, "warning", started, str(exc))
                 return
+            self._finish(state, stage, "failed", started, str(exc))
             raise
         except Exception as exc:
             if not stage.optional:
