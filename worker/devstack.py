@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -296,13 +294,3 @@ def use_dev_credentials() -> None:
     os.environ.pop("AWS_SESSION_TOKEN", None)
     os.environ.pop("AWS_PROFILE", None)
     os.environ.setdefault("AWS_DEFAULT_REGION", DEV_REGION)
-
-
-@contextmanager
-def embedded_aws() -> Iterator[str]:
-    server = EmbeddedAws()
-    endpoint = server.start()
-    try:
-        yield endpoint
-    finally:
-        server.stop()

@@ -51,7 +51,3 @@ def check_rendition_name(name: str) -> str:
 def rendition_key(media_id: str, name: str, content_type: str) -> str:
     ext = EXTENSIONS.get(content_type.split(";")[0].strip().lower(), "bin")
     return f"{media_id}/{check_rendition_name(name)}.{ext}"
-
-
-def rendition_prefix(media_id: str) -> str:
-    return f"{media_id}/"
