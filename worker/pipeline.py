@@ -37,6 +37,8 @@ class JobState:
     kind: MediaKind | None = None
     results: dict[str, StageResult] = field(default_factory=dict)
     records: dict[str, StageRecord] = field(default_factory=dict)
+    # Stages skipped because they are not for this kind: what requires them runs all the same.
+    not_for_kind: set[str] = field(default_factory=set)
 
     def renditions(self, names: frozenset[str], order: tuple[Stage, ...]) -> dict[str, Rendition]:
         merged: dict[str, Rendition] = {}
@@ -160,16 +162,17 @@ class Pipeline:
     ) -> None:
         ancestors = self.registry.ancestors[stage.name]
         needed = self.registry.requirements[stage.name]
-        # A stage cannot run without what it requires (skipped, or an optional one that failed);
-        # a final stage also waits for the others but runs whatever they did. A failed required
-        # stage fails the job: the check covers the moment before its cancellation arrives.
+        # A stage cannot run without what it requires (skipped, or an optional one that failed),
+        # unless the requirement is not for this kind at all (thumbnail for a video); a final
+        # stage also waits for the others but runs whatever they did. A failed required stage
+        # fails the job: the check covers the moment before its cancellation arrives.
         failed_deps = [
             dep
             for dep in ancestors
             if dep in state.records
             and (
                 state.records[dep].outcome == "failed"
-                or (dep in needed and dep not in state.results)
+                or (dep in needed and dep not in state.results and dep not in state.not_for_kind)
             )
         ]
         if failed_deps:
@@ -181,6 +184,7 @@ class Pipeline:
                 "stage decided the media kind: it must require 'probe'"
             )
         if state.kind is not None and state.kind not in stage.kinds:
+            state.not_for_kind.add(stage.name)
             self._record(state, stage, "skipped", 0.0, f"not for {state.kind.value}")
             return
 

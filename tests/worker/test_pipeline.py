@@ -376,6 +376,66 @@ async def test_stage_for_another_kind_is_skipped_and_the_job_still_finishes(
     assert "done" in Seen.jobs
 
 
+class AfterEither(Recording):
+    """Uses whichever of the per-kind stages applied, as tagging uses thumbnail or transcode."""
+
+    name = "after-either"
+    requires = ("video-only", "image-only")
+
+
+class AfterVideoOnly(Recording):
+    name = "after-video-only"
+    kinds = frozenset({MediaKind.VIDEO})
+    requires = ("video-only",)
+
+
+class AfterTheSkipped(Recording):
+    """Requires a stage that was itself skipped because its own requirement failed."""
+
+    name = "after-skipped"
+    requires = ("after-corrupt-optional",)
+
+
+class AfterCorruptOptional(Recording):
+    name = "after-corrupt-optional"
+    requires = ("corrupt-optional",)
+
+
+class CorruptOptional(Recording):
+    name = "corrupt-optional"
+    optional = True
+    requires = ("kinder",)
+
+    def result(self, job: Job) -> StageResult:
+        raise BadMediaError("cannot")
+
+
+async def test_a_requirement_that_is_not_for_this_kind_does_not_skip_what_needs_it(
+    tmp_path: Path,
+) -> None:
+    outcome = await run_pipeline(
+        tmp_path, Kinder, VideoOnly, ImageOnly, AfterEither, AfterVideoOnly
+    )
+    states = outcomes(outcome)
+    assert states["video-only"] == "skipped"
+    assert states["after-either"] == "ok"
+    assert "after-either" in Seen.jobs
+    assert states["after-video-only"] == "skipped"
+
+
+async def test_a_requirement_skipped_for_failure_still_skips_what_needs_it(
+    tmp_path: Path,
+) -> None:
+    outcome = await run_pipeline(
+        tmp_path, Kinder, CorruptOptional, AfterCorruptOptional, AfterTheSkipped
+    )
+    states = outcomes(outcome)
+    assert states["corrupt-optional"] == "warning"
+    assert states["after-corrupt-optional"] == "skipped"
+    assert states["after-skipped"] == "skipped"
+    assert "after-skipped" not in Seen.jobs
+
+
 class EagerImageOnly(Recording):
     name = "eager"
     kinds = frozenset({MediaKind.IMAGE})
