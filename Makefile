@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo dev test lint format clean constraints
+.PHONY: venv demo dev test lint format clean constraints bench
 
 venv: $(STAMP)
 
@@ -36,8 +36,16 @@ format: venv
 test: lint
 	$(BIN)/python -m pytest -n 2 tests $(patsubst %/pyproject.toml,%/tests,$(PLUGINS))
 
+# Benchmarks need real photographs (scikit-image) and, as the video reference only, the ffmpeg
+# command line from Debian; the product itself never runs ffmpeg.
+bench: venv
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	command -v ffmpeg >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg; } \
+	  || { echo "make bench: the ffmpeg reference needs 'apt-get install ffmpeg' (root)"; exit 1; }
+	$(BIN)/python -m bench $(BENCH)
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-output bench/results.json .pytest_cache .mypy_cache .ruff_cache
 
 constraints: venv
 	{ echo '# The tested set of every dependency, pinned. Regenerate with `make constraints` after changing pyproject.toml.'; \

@@ -1,4 +1,4 @@
-"""The API: routes payload 2.0 events to ``POST /uploads`` and ``GET /media/{id}``."""
+"""The API: routes payload 2.0 events to uploads, media and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -7,57 +7,88 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from api_lambda.clients import dynamodb_client, s3_client
-from api_lambda.errors import ApiError, NotFound, Unauthorized
+from api_lambda.clients import dynamodb_client, s3_client, sns_client
+from api_lambda.cors import CorsPolicy
+from api_lambda.deletion import MediaDeletion
+from api_lambda.edits import parse_edit
+from api_lambda.errors import ApiError, BadRequest, Conflict, Unauthorized
+from api_lambda.listing import list_media, parse_list_query
 from api_lambda.media import media_view
+from api_lambda.multipart import MultipartUploads, PartPlan, parse_complete, plan_parts
+from api_lambda.openapi import openapi_document
 from api_lambda.request import ApiRequest
-from api_lambda.responses import LambdaResponse, error_response, json_response
+from api_lambda.responses import LambdaResponse, empty_response, error_response, json_response
 from api_lambda.routing import Route, Router
+from api_lambda.table import MediaTable
 from api_lambda.uploads import UploadLimits, parse_upload
-from worker.items import MediaStatus, decode, encode, iso, utc_now
-from worker.keys import is_media_id, new_media_id, original_key
+from worker.items import MediaStatus, iso, utc_now
+from worker.keys import new_media_id, original_key
 from worker.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
 
 log = logging.getLogger(__name__)
-
-# One body for "not yours", "no such id" and "not an id": a caller learns nothing about others.
-_NO_SUCH_MEDIA = "no such media"
+Parameters = Mapping[str, str]
 
 
 class MediaApi:
     """The HTTP API as one callable with the Lambda handler's signature."""
 
-    def __init__(self, settings: Settings, *, s3: S3Client, dynamodb: DynamoDBClient) -> None:
+    def __init__(
+        self, settings: Settings, *, s3: S3Client, dynamodb: DynamoDBClient, sns: SNSClient
+    ) -> None:
         self._settings = settings
         self._s3 = s3
-        self._dynamodb = dynamodb
+        self._table = MediaTable(dynamodb, settings.table)
         self._limits = UploadLimits(settings.allowed_content_types, settings.max_upload_bytes)
-        self._router = Router(
+        self._cors = CorsPolicy(settings.cors_origins)
+        self._multipart = MultipartUploads(
+            s3, settings.originals_bucket, settings.multipart_expiry_seconds
+        )
+        self._deletion = MediaDeletion(
+            table=self._table,
+            s3=s3,
+            sns=sns,
+            multipart=self._multipart,
+            originals_bucket=settings.originals_bucket,
+            renditions_bucket=settings.renditions_bucket,
+            media_topic_arn=settings.media_topic_arn,
+        )
+        self.router = Router(
             [
                 Route("POST", "/uploads", self._create_upload),
+                Route("POST", "/uploads/{media_id}/complete", self._complete_upload),
+                Route("DELETE", "/uploads/{media_id}", self._abort_upload),
+                Route("GET", "/media", self._list_media),
                 Route("GET", "/media/{media_id}", self._get_media),
+                Route("PATCH", "/media/{media_id}", self._edit_media),
+                Route("DELETE", "/media/{media_id}", self._delete_media),
+                Route("GET", "/openapi.json", self._openapi, public=True),
             ]
         )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MediaApi:
-        return cls(settings, s3=s3_client(settings), dynamodb=dynamodb_client(settings))
+        return cls(
+            settings,
+            s3=s3_client(settings),
+            dynamodb=dynamodb_client(settings),
+            sns=sns_client(settings),
+        )
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> LambdaResponse:
         request = ApiRequest.from_event(event)
+        if request.method == "OPTIONS":
+            # A CORS preflight carries no credentials: answered before any authentication.
+            return self._cors.preflight(request.headers)
         try:
-            if request.caller is None:
-                raise Unauthorized(
-                    "a verified caller is required", headers={"www-authenticate": "Bearer"}
-                )
-            handler, parameters = self._router.resolve(request.method, request.path)
-            return handler(request, request.caller, parameters)
+            route, parameters = self._resolve(request)
+            response = route.handler(request, request.caller or "", parameters)
         except ApiError as error:
-            return error_response(error)
+            response = error_response(error)
         except Exception:
             log.exception(
                 "unhandled error in %s %s (request %s)",
@@ -65,28 +96,35 @@ class MediaApi:
                 request.path,
                 request.request_id,
             )
-            return error_response(ApiError("internal error"))
+            response = error_response(ApiError("internal error"))
+        response["headers"].update(self._cors.headers(request.headers))
+        return response
+
+    def _resolve(self, request: ApiRequest) -> tuple[Route, dict[str, str]]:
+        unauthorized = Unauthorized(
+            "a verified caller is required", headers={"www-authenticate": "Bearer"}
+        )
+        try:
+            route, parameters = self.router.resolve(request.method, request.path)
+        except ApiError:
+            # Without a caller, say nothing about which routes exist beyond the public ones.
+            if request.caller is None:
+                raise unauthorized from None
+            raise
+        if request.caller is None and not route.public:
+            raise unauthorized
+        return route, parameters
+
+    # --- uploads --------------------------------------------------------------------------
 
     def _create_upload(
-        self, request: ApiRequest, caller: str, parameters: Mapping[str, str]
+        self, request: ApiRequest, caller: str, parameters: Parameters
     ) -> LambdaResponse:
         upload = parse_upload(request.json_object(), self._limits)
         media_id = new_media_id()
         key = original_key(media_id)
         bucket = self._settings.originals_bucket
         now = utc_now()
-        expires_at = iso(now + timedelta(seconds=self._settings.upload_expiry_seconds))
-        # The server chooses the key; the policy pins it, the declared type and the exact size.
-        post = self._s3.generate_presigned_post(
-            Bucket=bucket,
-            Key=key,
-            Fields={"Content-Type": upload.content_type},
-            Conditions=[
-                {"Content-Type": upload.content_type},
-                ["content-length-range", upload.size, upload.size],
-            ],
-            ExpiresIn=self._settings.upload_expiry_seconds,
-        )
         item: dict[str, Any] = {
             "media_id": media_id,
             "owner": caller,
@@ -97,40 +135,99 @@ class MediaApi:
             "content_type": upload.content_type,
             "size": upload.size,
             "source": {"bucket": bucket, "key": key},
-            "upload_expires_at": expires_at,
         }
         if upload.album is not None:
             item["album"] = upload.album
-        self._dynamodb.put_item(
-            TableName=self._settings.table,
-            Item=encode(item),
-            ConditionExpression="attribute_not_exists(media_id)",
-        )
-        body = {
-            "media_id": media_id,
-            "upload": {"url": post["url"], "fields": post["fields"]},
-            "expires_at": expires_at,
-        }
+        body: dict[str, Any] = {"media_id": media_id}
+        if upload.size > self._settings.multipart_threshold_bytes:
+            plan = plan_parts(upload.size)
+            upload_id = self._multipart.start(key, upload.content_type)
+            expiry = self._settings.multipart_expiry_seconds
+            item["multipart"] = {
+                "upload_id": upload_id,
+                "part_size": plan.part_size,
+                "part_count": plan.part_count,
+            }
+            body["multipart"] = {
+                "part_size": plan.part_size,
+                "part_count": plan.part_count,
+                "parts": self._multipart.part_urls(key, upload_id, plan),
+            }
+        else:
+            expiry = self._settings.upload_expiry_seconds
+            # The server chooses the key; the policy pins it, the declared type and exact size.
+            post = self._s3.generate_presigned_post(
+                Bucket=bucket,
+                Key=key,
+                Fields={"Content-Type": upload.content_type},
+                Conditions=[
+                    {"Content-Type": upload.content_type},
+                    ["content-length-range", upload.size, upload.size],
+                ],
+                ExpiresIn=expiry,
+            )
+            body["upload"] = {"url": post["url"], "fields": post["fields"]}
+        item["upload_expires_at"] = body["expires_at"] = iso(now + timedelta(seconds=expiry))
+        self._table.create(item)
         return json_response(201, body)
 
-    def _get_media(
-        self, request: ApiRequest, caller: str, parameters: Mapping[str, str]
+    def _complete_upload(
+        self, request: ApiRequest, caller: str, parameters: Parameters
     ) -> LambdaResponse:
         media_id = parameters["media_id"]
-        if not is_media_id(media_id):
-            raise NotFound(_NO_SUCH_MEDIA)
-        answer = self._dynamodb.get_item(
-            TableName=self._settings.table,
-            Key={"media_id": {"S": media_id}},
-            ConsistentRead=True,
-        )
-        stored = answer.get("Item")
-        if stored is None:
-            raise NotFound(_NO_SUCH_MEDIA)
-        item = decode(stored)
-        if item.get("owner") != caller:
-            raise NotFound(_NO_SUCH_MEDIA)
+        item = self._table.owned(media_id, caller)
+        upload_id, plan = _multipart_of(item)
+        parts = parse_complete(request.json_object()).parts
+        size = self._multipart.complete(original_key(media_id), upload_id, plan, parts)
+        if size != item["size"]:
+            # The part checks make this unlikely; the declared size is still the contract.
+            self._deletion.delete(media_id, caller, announce=False)
+            raise BadRequest(
+                f"the upload holds {size} bytes but {item['size']} were declared; it was deleted",
+                code="size_mismatch",
+            )
+        done = self._table.end_multipart(media_id, upload_id, delete=False)
+        return json_response(200, media_view(done, self._rendition_url))
+
+    def _abort_upload(
+        self, request: ApiRequest, caller: str, parameters: Parameters
+    ) -> LambdaResponse:
+        media_id = parameters["media_id"]
+        upload_id, _ = _multipart_of(self._table.owned(media_id, caller))
+        self._multipart.abort(original_key(media_id), upload_id)
+        self._table.end_multipart(media_id, upload_id, delete=True)
+        return empty_response(204)
+
+    # --- media ----------------------------------------------------------------------------
+
+    def _list_media(
+        self, request: ApiRequest, caller: str, parameters: Parameters
+    ) -> LambdaResponse:
+        page = list_media(self._table, caller, parse_list_query(request.query))
+        items = [media_view(item, self._rendition_url) for item in page.items]
+        return json_response(200, {"items": items, "next_cursor": page.cursor})
+
+    def _get_media(
+        self, request: ApiRequest, caller: str, parameters: Parameters
+    ) -> LambdaResponse:
+        item = self._table.owned(parameters["media_id"], caller)
         return json_response(200, media_view(item, self._rendition_url))
+
+    def _edit_media(
+        self, request: ApiRequest, caller: str, parameters: Parameters
+    ) -> LambdaResponse:
+        edit = parse_edit(request.json_object())
+        item = self._table.edit(parameters["media_id"], caller, edit.changes())
+        return json_response(200, media_view(item, self._rendition_url))
+
+    def _delete_media(
+        self, request: ApiRequest, caller: str, parameters: Parameters
+    ) -> LambdaResponse:
+        self._deletion.delete(parameters["media_id"], caller)
+        return empty_response(204)
+
+    def _openapi(self, request: ApiRequest, caller: str, parameters: Parameters) -> LambdaResponse:
+        return json_response(200, openapi_document())
 
     def _rendition_url(self, key: str) -> str:
         return self._s3.generate_presigned_url(
@@ -138,3 +235,12 @@ class MediaApi:
             Params={"Bucket": self._settings.renditions_bucket, "Key": key},
             ExpiresIn=self._settings.url_expiry_seconds,
         )
+
+
+def _multipart_of(item: Mapping[str, Any]) -> tuple[str, PartPlan]:
+    """The item's multipart upload in progress, or Conflict."""
+    multipart = item.get("multipart")
+    if not multipart:
+        raise Conflict("no multipart upload is in progress for this media")
+    plan = PartPlan(int(item["size"]), int(multipart["part_size"]), int(multipart["part_count"]))
+    return str(multipart["upload_id"]), plan

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -12,6 +12,7 @@ from worker.settings import Settings
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
 
 
 def _config(settings: Settings) -> Config:
@@ -42,8 +43,19 @@ def s3_client(settings: Settings) -> S3Client:
 
 
 def dynamodb_client(settings: Settings) -> DynamoDBClient:
+    client: DynamoDBClient = _plain_client("dynamodb", settings)
+    return client
+
+
+def sns_client(settings: Settings) -> SNSClient:
+    """For media.deleted on the media topic."""
+    client: SNSClient = _plain_client("sns", settings)
+    return client
+
+
+def _plain_client(service: Literal["dynamodb", "sns"], settings: Settings) -> Any:
     return boto3.client(
-        "dynamodb",
+        service,
         endpoint_url=settings.endpoint_url,
         region_name=settings.region,
         config=_config(settings),

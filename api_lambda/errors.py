@@ -47,3 +47,10 @@ class MethodNotAllowed(ApiError):
 
     status = 405
     code = "method_not_allowed"
+
+
+class Conflict(ApiError):
+    """The media is not in a state that allows this (e.g. no multipart upload in progress)."""
+
+    status = 409
+    code = "conflict"

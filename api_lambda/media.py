@@ -1,4 +1,4 @@
-"""What ``GET /media/{id}`` shows the owner of an item."""
+"""What ``GET /media/{id}`` (and each entry of ``GET /media``) shows the owner of an item."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ _PLAIN_FIELDS = (
     "content_type",
     "size",
     "album",
+    "title",
+    "description",
     "created_at",
     "updated_at",
 )

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from api_lambda.errors import BadRequest
@@ -20,6 +20,8 @@ class ApiRequest:
     request_id: str | None
     body: str
     body_is_base64: bool
+    headers: Mapping[str, str] = field(default_factory=dict)  # names in lower case
+    query: Mapping[str, str] = field(default_factory=dict)  # repeated names joined by ","
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> ApiRequest:
@@ -34,6 +36,14 @@ class ApiRequest:
             request_id=context.get("requestId"),
             body=event.get("body") or "",
             body_is_base64=bool(event.get("isBase64Encoded")),
+            headers={
+                str(name).lower(): str(value)
+                for name, value in (event.get("headers") or {}).items()
+            },
+            query={
+                str(name): str(value)
+                for name, value in (event.get("queryStringParameters") or {}).items()
+            },
         )
 
     def json_object(self) -> dict[str, Any]:

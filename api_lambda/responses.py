@@ -30,3 +30,13 @@ def json_response(
 def error_response(error: ApiError) -> LambdaResponse:
     body = {"error": {"code": error.code, "message": error.message}}
     return json_response(error.status, body, headers=error.headers)
+
+
+def empty_response(status: int, *, headers: Mapping[str, str] | None = None) -> LambdaResponse:
+    """An answer without a body (204)."""
+    return {
+        "statusCode": status,
+        "headers": {"cache-control": "no-store", **(headers or {})},
+        "body": "",
+        "isBase64Encoded": False,
+    }

@@ -19,6 +19,7 @@ class Route:
     method: str
     template: str  # "/media/{media_id}": a parameter matches one non-empty path segment
     handler: RouteHandler
+    public: bool = False  # served without a verified caller (the handler gets caller "")
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -34,15 +35,19 @@ class Router:
     def __init__(self, routes: Iterable[Route]) -> None:
         self._routes = [(route, route.pattern) for route in routes]
 
-    def resolve(self, method: str, path: str) -> tuple[RouteHandler, dict[str, str]]:
-        """The handler and path parameters, or NotFound / MethodNotAllowed (with ``Allow``)."""
+    @property
+    def routes(self) -> list[Route]:
+        return [route for route, _ in self._routes]
+
+    def resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """The route and path parameters, or NotFound / MethodNotAllowed (with ``Allow``)."""
         allowed: list[str] = []
         for route, pattern in self._routes:
             match = pattern.fullmatch(path)
             if match is None:
                 continue
             if route.method == method:
-                return route.handler, match.groupdict()
+                return route, match.groupdict()
             allowed.append(route.method)
         if allowed:
             raise MethodNotAllowed(

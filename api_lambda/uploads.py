@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from api_lambda.errors import BadRequest
+from api_lambda.validation import AlbumName, parse, refuse_control_characters
 
-# Controls (NUL, newlines, DEL, C1); lone surrogates, which no store can encode as UTF-8, are
-# refused here too although pydantic's length check already rejects them.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs"})
-# Bidirectional overrides let "gpj.exe" be displayed as "exe.jpg".
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _PATH_SEPARATORS = re.compile(r"[/\\]")
-
-# Pydantic's wording for the common cases, said the way a client developer would.
-_REASONS = {
-    "missing": "is required",
-    "extra_forbidden": "is not an accepted field",
-    "string_type": "must be a string",
-    "string_unicode": "must be valid Unicode text",
-    "int_type": "must be an integer",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +30,12 @@ class UploadRequest(BaseModel):
     filename: Annotated[str, Field(min_length=1, max_length=255)]
     content_type: Annotated[str, Field(min_length=1, max_length=255)]
     size: int
-    album: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    album: AlbumName | None = None
 
     @field_validator("filename")
     @classmethod
     def _base_name(cls, value: str) -> str:
-        _refuse_control_characters(value)
+        refuse_control_characters(value)
         # Metadata only (the key never comes from it), so the base name is all worth keeping.
         base = _PATH_SEPARATORS.split(value)[-1]
         if not base.strip() or base in (".", ".."):
@@ -84,24 +69,10 @@ class UploadRequest(BaseModel):
             )
         return value
 
-    @field_validator("album")
-    @classmethod
-    def _plain_album(cls, value: str | None) -> str | None:
-        if value is not None:
-            _refuse_control_characters(value)
-        return value
-
 
 def parse_upload(data: Mapping[str, Any], limits: UploadLimits) -> UploadRequest:
     """The validated declaration, or BadRequest naming every field that is wrong and why."""
-    try:
-        return UploadRequest.model_validate(data, context={"limits": limits})
-    except ValidationError as exc:
-        reasons = []
-        for error in exc.errors(include_url=False, include_input=False):
-            field = ".".join(str(part) for part in error["loc"]) or "body"
-            reasons.append(f"{field}: {_REASONS.get(error['type'], error['msg'])}")
-        raise BadRequest("; ".join(reasons)) from None
+    return parse(UploadRequest, data, context={"limits": limits})
 
 
 def _limits(info: ValidationInfo) -> UploadLimits:
@@ -109,9 +80,3 @@ def _limits(info: ValidationInfo) -> UploadLimits:
     if not isinstance(limits, UploadLimits):
         raise TypeError("UploadRequest is validated through parse_upload, which passes the limits")
     return limits
-
-
-def _refuse_control_characters(value: str) -> None:
-    for char in value:
-        if unicodedata.category(char) in _FORBIDDEN_CATEGORIES or char in _BIDI_CONTROLS:
-            raise PydanticCustomError("control_character", "must not contain control characters")

@@ -139,6 +139,34 @@ class Job:
     records: tuple[StageRecord, ...] = ()
     warnings: tuple[str, ...] = ()
 
+    @classmethod
+    def standalone(
+        cls,
+        original: Path,
+        workdir: Path,
+        *,
+        kind: MediaKind | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        renditions: Mapping[str, Rendition] | None = None,
+        options: StageOptions | None = None,
+    ) -> Job:
+        """A job for one local file outside the worker: a plugin's tests, a benchmark, a script."""
+        import structlog
+
+        size = original.stat().st_size
+        return cls(
+            source=MediaSource("local", "local", "local", str(original), "local", size),
+            original=original,
+            workdir=workdir,
+            kind=kind,
+            attempt=1,
+            max_attempts=1,
+            renditions=renditions or {},
+            metadata=metadata or {},
+            options=options or StageOptions(),
+            log=structlog.get_logger(),
+        )
+
     @property
     def media_id(self) -> str:
         return self.source.media_id

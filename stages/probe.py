@@ -26,8 +26,11 @@ from stages.sniff import Sniffed, sniff
 # for the whole process, at import, before any upload reaches libvips. The probe names the
 # loader explicitly anyway; this guards the later stages' loads too.
 pyvips.block_untrusted_set(True)
+# No operation cache: every upload is a new file, and a cached load would keep its spool file
+# open (and its disk space held) long after the job removed it.
+pyvips.cache_set_max(0)
 
-_VIPS_LOADERS = {
+VIPS_LOADERS = {
     "jpeg": "jpegload",
     "png": "pngload",
     "webp": "webpload",
@@ -75,14 +78,14 @@ def probe_image(path: Path, sniffed: Sniffed) -> dict[str, Any]:
     """Width, height, pages and orientation from the image header, through libvips."""
     try:
         image: Any = pyvips.Operation.call(
-            _VIPS_LOADERS[sniffed.format], str(path), access="sequential"
+            VIPS_LOADERS[sniffed.format], str(path), access="sequential"
         )
         width, height = int(image.width), int(image.height)
         pages = _vips_int(image, "n-pages", 1)
         orientation = _vips_int(image, "orientation", 1)
     except pyvips.Error as error:
         if sniffed.format != "heif":
-            raise _corrupt(sniffed, _vips_reason(error, path)) from error
+            raise _corrupt(sniffed, vips_reason(error, path)) from error
         return _heif_header(path, sniffed, error)
     return {
         "width": width,
@@ -104,7 +107,7 @@ def _heif_header(path: Path, sniffed: Sniffed, vips_error: pyvips.Error) -> dict
         width, height = heif.size
         pages = len(heif)
     except (ValueError, RuntimeError, OSError) as error:
-        raise _corrupt(sniffed, _vips_reason(vips_error, path)) from error
+        raise _corrupt(sniffed, vips_reason(vips_error, path)) from error
     return {
         "width": int(width),
         "height": int(height),
@@ -117,9 +120,7 @@ def _heif_header(path: Path, sniffed: Sniffed, vips_error: pyvips.Error) -> dict
 def probe_video(path: Path, sniffed: Sniffed) -> dict[str, Any]:
     """Codec, dimensions, frame rate, duration and rotation from the container, through PyAV."""
     try:
-        with av.open(
-            str(path), format=_DEMUXERS[sniffed.format], metadata_errors="ignore"
-        ) as container:
+        with open_video(path, sniffed.format) as container:
             facts = _video_facts(container, sniffed)
     except av.error.FFmpegError as error:
         raise _missing_moov(path, sniffed) or _corrupt(sniffed, error.strerror) from error
@@ -127,6 +128,11 @@ def probe_video(path: Path, sniffed: Sniffed) -> dict[str, Any]:
         with path.open("rb") as file:
             facts["rotation"] = video_rotation(file, path.stat().st_size)
     return facts
+
+
+def open_video(path: Path, video_format: str) -> InputContainer:
+    """Open a video with the demuxer its sniffed format names, never one FFmpeg guesses."""
+    return av.open(str(path), format=_DEMUXERS[video_format], metadata_errors="ignore")
 
 
 def _video_facts(container: InputContainer, sniffed: Sniffed) -> dict[str, Any]:
@@ -183,16 +189,22 @@ def _corrupt(sniffed: Sniffed, reason: str | None) -> BadMediaError:
     return BadMediaError(f"corrupt or truncated {sniffed.label}: {reason or 'unreadable header'}")
 
 
-def _vips_reason(error: pyvips.Error, path: Path) -> str:
+def vips_reason(error: pyvips.Error, path: Path) -> str:
     """The loader's own verdict from the libvips error text, without the file's path.
 
     libvips keeps one error buffer per process and pyvips reports all of it, so the text can
     start with earlier, harmless lines ("/spool/x.heic: bad seek to 1024"), even about other
-    jobs' files: the last line, the newest, is the verdict on this file.
+    jobs' files: the last line, the newest, is the verdict on this file. Another thread may
+    also have cleared the buffer first, leaving only pyvips' own "unable to call jpegload",
+    which says nothing about the file.
     """
     detail = str(error.detail or error.message).replace(str(path), "the file")
-    lines = [line.strip() for line in detail.splitlines() if line.strip()]
-    reason = lines[-1] if lines else "unreadable header"
+    lines = [
+        line.strip()
+        for line in detail.splitlines()
+        if line.strip() and not line.strip().startswith("unable to call ")
+    ]
+    reason = lines[-1] if lines else "the decoder could not read it"
     domain, _, rest = reason.partition(": ")
     if rest and domain.isalnum():  # "VipsJpeg: ...", "heif: ...", "gifload: ..."
         reason = rest

@@ -1,7 +1,8 @@
 """The built-in final stage: renditions to S3, the item to READY, media.processed to SNS.
 
 It is the only stage that writes to AWS, once per job and idempotently: rendition keys derive
-from media id and rendition name, and the item write is conditional on this very upload.
+from media id and rendition name, and the item write is conditional on this very upload. When
+that write finds the item deleted, the renditions just uploaded are removed again.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from stages.contract import (
 )
 from worker.keys import rendition_key
 from worker.notify import MediaEvents
-from worker.store import MediaStore
+from worker.store import MediaStore, StaleJob
 
 
 class PublishOptions(StageOptions):
@@ -70,18 +71,35 @@ class PublishStage(Stage):
         metadata = dict(job.metadata)
         location = metadata.pop("location", None)
         own = StageRecord(self.name, self.version, "ok", time.monotonic() - started)
-        item = await self._store.mark_ready(
-            job.media_id,
-            job.source.etag,
-            kind=job.kind.value if job.kind else None,
-            metadata=metadata,
-            location=location if isinstance(location, dict) else None,
-            renditions=dict(sorted(published.items())),
-            stages=[record.as_dict() for record in (*job.records, own)],
-            warnings=list(job.warnings),
-        )
+        try:
+            item = await self._store.mark_ready(
+                job.media_id,
+                job.source.etag,
+                kind=job.kind.value if job.kind else None,
+                metadata=metadata,
+                location=location if isinstance(location, dict) else None,
+                renditions=dict(sorted(published.items())),
+                stages=[record.as_dict() for record in (*job.records, own)],
+                warnings=list(job.warnings),
+            )
+        except StaleJob:
+            # Deleted while we ran: what we just uploaded would be an orphan nobody can list.
+            # (Another delivery that finished first shares our keys: those stay.)
+            if await self._store.is_gone(job.media_id):
+                await self._remove([entry["key"] for entry in published.values()])
+            raise
         await send_media_event(self._events, self._store, item)
         return StageResult()
+
+    async def _remove(self, keys: list[str]) -> None:
+        try:
+            if keys:
+                await self._s3.delete_objects(
+                    Bucket=self._bucket,
+                    Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise TransientError(f"could not remove renditions of a deleted item: {exc}") from exc
 
     async def _upload(
         self, job: Job, rendition: Rendition, options: PublishOptions

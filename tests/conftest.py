@@ -100,3 +100,19 @@ def dynamodb(aws_endpoint: str) -> Any:
 @pytest.fixture
 def sns(aws_endpoint: str) -> Any:
     return sync_client("sns", aws_endpoint)
+
+
+@pytest.fixture
+def media_events(stack: Stack, sqs: Any, sns: Any) -> str:
+    """A queue subscribed to the media topic, to read what the worker announced."""
+    url = sqs.create_queue(QueueName=f"{stack.names.prefix}-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=stack.media_topic_arn,
+        Protocol="sqs",
+        Endpoint=arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    return str(url)

@@ -19,13 +19,15 @@ class AwsClients:
     sqs: Any
     sns: Any
     dynamodb: Any
+    rekognition: Any
 
 
 def client_config(settings: Settings) -> Config:
     """botocore's own retry mode (standard: exponential backoff with jitter, retry quotas)."""
     return Config(
         region_name=settings.region,
-        retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+        # total_max_attempts counts the first try too ("max_attempts" here counts retries only).
+        retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
         connect_timeout=10,
         # A long poll holds the connection for up to 20 s: the read timeout must exceed it.
         read_timeout=max(60, settings.receive_wait_seconds + 20),
@@ -38,11 +40,15 @@ def client_config(settings: Settings) -> Config:
 async def open_clients(settings: Settings) -> AsyncIterator[AwsClients]:
     session = aioboto3.Session()
     config = client_config(settings)
+    # Rekognition may be served elsewhere than the rest (moto has no moderation API).
+    endpoints = {"rekognition": settings.rekognition_endpoint_url or settings.endpoint_url}
     async with AsyncExitStack() as stack:
         clients = {
             name: await stack.enter_async_context(
-                session.client(name, endpoint_url=settings.endpoint_url, config=config)
+                session.client(
+                    name, endpoint_url=endpoints.get(name, settings.endpoint_url), config=config
+                )
             )
-            for name in ("s3", "sqs", "sns", "dynamodb")
+            for name in ("s3", "sqs", "sns", "dynamodb", "rekognition")
         }
         yield AwsClients(**clients)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mimetypes
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,14 @@ from typing import Any
 import aiohttp
 import anyio
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from worker.embedded import embedded_stack
@@ -39,6 +48,7 @@ _EXTRA_TYPES = {
 class DemoResult:
     file: Path
     media_id: str | None = None
+    upload: str | None = None  # "post" (one presigned POST) or "multipart"
     status: str = "PENDING"
     error: str | None = None
     item: dict[str, Any] = field(default_factory=dict)
@@ -49,6 +59,7 @@ class DemoResult:
         return {
             "file": str(self.file),
             "media_id": self.media_id,
+            "upload": self.upload,
             "status": self.status,
             "error": self.error,
             "kind": self.item.get("kind"),
@@ -76,17 +87,16 @@ class DemoClient:
         self._api = api_url.rstrip("/")
         self._auth = {"Authorization": f"Bearer {token}"}
 
-    async def upload(self, path: Path) -> str:
+    async def upload(self, path: Path, sent: Callable[[int], None]) -> tuple[str, str]:
+        """(media id, "post" or "multipart"); ``sent`` hears of every byte S3 accepted."""
         size = (await anyio.Path(path).stat()).st_size
         content_type = content_type_for(path)
         request = {"filename": path.name, "content_type": content_type, "size": size}
-        async with self._http.post(
-            f"{self._api}/uploads", json=request, headers=self._auth
-        ) as response:
-            body = await response.json(content_type=None)
-            if response.status != 201:
-                message = (body.get("error") or {}).get("message", response.reason)
-                raise DemoError(f"API refused the upload ({response.status}): {message}")
+        body = await self._api_call("POST", "/uploads", request, expect=201)
+        media_id = str(body["media_id"])
+        if "multipart" in body:
+            await self._upload_parts(path, media_id, body["multipart"], sent)
+            return media_id, "multipart"
         form = aiohttp.FormData()
         for name, value in body["upload"]["fields"].items():
             form.add_field(name, value)
@@ -97,7 +107,46 @@ class DemoClient:
                 raise DemoError(
                     f"S3 refused the upload ({response.status}): {await response.text()}"
                 )
-        return str(body["media_id"])
+        sent(size)
+        return media_id, "post"
+
+    async def _upload_parts(
+        self, path: Path, media_id: str, multipart: dict[str, Any], sent: Callable[[int], None]
+    ) -> None:
+        """PUT each part (one part in memory at a time), then complete; abort on failure."""
+        done = []
+        try:
+            async with await anyio.open_file(path, "rb") as source:
+                for part in multipart["parts"]:
+                    data = await source.read(multipart["part_size"])
+                    async with self._http.put(part["url"], data=data) as response:
+                        if response.status != 200:
+                            raise DemoError(
+                                f"S3 refused part {part['part_number']} ({response.status})"
+                            )
+                        etag = response.headers["ETag"]
+                    done.append({"part_number": part["part_number"], "etag": etag})
+                    sent(len(data))
+            await self._api_call("POST", f"/uploads/{media_id}/complete", {"parts": done})
+        except BaseException:
+            # Parts already stored cost money until aborted (the bucket's rule takes a day).
+            with anyio.CancelScope(shield=True), contextlib.suppress(aiohttp.ClientError):
+                abort = f"{self._api}/uploads/{media_id}"
+                async with self._http.delete(abort, headers=self._auth):
+                    pass
+            raise
+
+    async def _api_call(
+        self, method: str, path: str, payload: dict[str, Any], expect: int = 200
+    ) -> dict[str, Any]:
+        async with self._http.request(
+            method, f"{self._api}{path}", json=payload, headers=self._auth
+        ) as response:
+            body: dict[str, Any] = await response.json(content_type=None)
+            if response.status != expect:
+                message = (body.get("error") or {}).get("message", response.reason)
+                raise DemoError(f"API refused the upload ({response.status}): {message}")
+            return body
 
     async def media(self, media_id: str) -> dict[str, Any]:
         async with self._http.get(f"{self._api}/media/{media_id}", headers=self._auth) as response:
@@ -120,10 +169,13 @@ class DemoError(Exception):
 async def _process_one(
     client: DemoClient, result: DemoResult, out: Path, deadline: float, progress: Progress
 ) -> None:
-    task = progress.add_task(f"{result.file.name}: uploading", total=None)
+    size = result.file.stat().st_size
+    task = progress.add_task(f"{result.file.name}: uploading", total=size)
     started = time.monotonic()
     try:
-        result.media_id = await client.upload(result.file)
+        result.media_id, result.upload = await client.upload(
+            result.file, lambda count: progress.advance(task, count)
+        )
         progress.update(task, description=f"{result.file.name}: processing")
         while time.monotonic() < deadline:
             item = await client.media(result.media_id)
@@ -156,7 +208,7 @@ async def _process_one(
         result.status = "REJECTED"
         result.error = str(exc)
     result.seconds = time.monotonic() - started
-    progress.update(task, description=f"{result.file.name}: {result.status}", completed=1, total=1)
+    progress.update(task, description=f"{result.file.name}: {result.status}", completed=size)
 
 
 def expand(paths: list[Path]) -> list[Path]:
@@ -203,6 +255,8 @@ async def run_demo(
                 with Progress(
                     SpinnerColumn(),
                     TextColumn("{task.description}"),
+                    BarColumn(),
+                    DownloadColumn(),
                     TimeElapsedColumn(),
                     console=console,
                     disable=as_json,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +121,7 @@ def provision(
     region: str = DEV_REGION,
     visibility_timeout: int = 120,
     max_receive_count: int = 5,
+    cors_origins: Sequence[str] = ("*",),
 ) -> Stack:
     """Create the stack's resources, mirroring deploy/ecs's CloudFormation template."""
     s3 = _client("s3", endpoint_url, region)
@@ -147,6 +149,24 @@ def provision(
                     "Status": "Enabled",
                     "Filter": {"Prefix": ""},
                     "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                }
+            ]
+        },
+    )
+
+    # A browser uploads straight to the originals bucket: the presigned POST form, or PUTs of
+    # multipart parts whose ETag header it must read to complete the upload. The signature,
+    # not the origin, is what authorizes a write.
+    s3.put_bucket_cors(
+        Bucket=names.originals_bucket,
+        CORSConfiguration={
+            "CORSRules": [
+                {
+                    "AllowedOrigins": list(cors_origins),
+                    "AllowedMethods": ["POST", "PUT"],
+                    "AllowedHeaders": ["*"],
+                    "ExposeHeaders": ["ETag"],
+                    "MaxAgeSeconds": 3600,
                 }
             ]
         },

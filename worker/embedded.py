@@ -26,6 +26,9 @@ _DEV_DEFAULTS: dict[str, Any] = {
     "retry_base_seconds": 2,
     "drain_seconds": 10,
 }
+# moto answers DetectLabels but has no DetectModerationLabels (a 500 every time): unless told
+# otherwise, the tagging stage asks only for labels here.
+_DEV_STAGE_OPTIONS: dict[str, dict[str, Any]] = {"tagging": {"moderation": False}}
 
 
 @dataclass(slots=True)
@@ -74,6 +77,14 @@ async def embedded_stack(
                 values[name] = value
         values.update(overrides or {})
         settings = load_settings(**values)
+        if "MEDIAMILL_STAGE_OPTIONS" not in os.environ and "stage_options" not in values:
+            enabled = settings.stages  # None: every installed stage, built-in tagging too
+            options = {
+                name: chosen
+                for name, chosen in _DEV_STAGE_OPTIONS.items()
+                if enabled is None or name in enabled
+            }
+            settings = load_settings(**values, stage_options=options)
         registry = StageRegistry.from_settings(settings.stages, settings.stage_options)
         worker = Worker(settings, registry, burst=False)
         api = MediaApi.from_settings(settings)

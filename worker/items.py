@@ -21,6 +21,8 @@ class MediaStatus(enum.StrEnum):
     PROCESSING = "PROCESSING"
     READY = "READY"
     FAILED = "FAILED"
+    # DELETE /media/{id} is removing it: the worker may no longer claim or finish it.
+    DELETING = "DELETING"
 
 
 def utc_now() -> datetime:

@@ -1,4 +1,4 @@
-"""Events on the "media" SNS topic: media.processed and media.failed."""
+"""Events on the "media" SNS topic: media.processed, media.failed and media.deleted."""
 
 from __future__ import annotations
 
@@ -35,9 +35,32 @@ def media_event(item: dict[str, Any]) -> dict[str, Any]:
             for name, rendition in (item.get("renditions") or {}).items()
         }
         event["warnings"] = len(item.get("warnings") or [])
-        if "needs_review" in item:
-            event["needs_review"] = item["needs_review"]
+        # Set by the tagging stage's moderation, stored with the rest of the item's metadata.
+        metadata = item.get("metadata") or {}
+        if "needs_review" in metadata:
+            event["needs_review"] = metadata["needs_review"]
     return event
+
+
+def deleted_event(item: dict[str, Any]) -> dict[str, Any]:
+    """The event for an item its owner deleted: identity only, nothing of the media remains."""
+    return {
+        "type": "media.deleted",
+        "version": EVENT_VERSION,
+        "media_id": item["media_id"],
+        "owner": item.get("owner"),
+        "kind": item.get("kind"),
+        "album": item.get("album"),
+        "occurred_at": iso(utc_now()),
+    }
+
+
+def event_attributes(event: dict[str, Any]) -> dict[str, Any]:
+    """SNS message attributes, so subscribers can filter on type and kind without parsing."""
+    return {
+        "type": {"DataType": "String", "StringValue": event["type"]},
+        "kind": {"DataType": "String", "StringValue": str(event.get("kind"))},
+    }
 
 
 class MediaEvents:
@@ -54,9 +77,6 @@ class MediaEvents:
         await self._sns.publish(
             TopicArn=self._topic_arn,
             Message=json.dumps(event),
-            MessageAttributes={
-                "type": {"DataType": "String", "StringValue": event["type"]},
-                "kind": {"DataType": "String", "StringValue": str(event.get("kind"))},
-            },
+            MessageAttributes=event_attributes(event),
         )
         return True

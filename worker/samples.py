@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import math
+import random
+import struct
+import zlib
 from array import array
 from collections.abc import Iterator
 from fractions import Fraction
@@ -17,6 +20,9 @@ from typing import Any, Literal
 import av
 import pillow_heif
 from PIL import Image, ImageChops, ImageDraw
+from PIL.TiffImagePlugin import IFDRational
+
+from stages.isobmff import iter_boxes
 
 Container = Literal["mp4", "mov", "mkv", "webm", "avi"]
 
@@ -35,8 +41,14 @@ _CONTAINER_FORMAT: dict[str, str] = {
     "webm": "webm",
     "avi": "avi",
 }
-_ENCODER: dict[str, str] = {"h264": "libx264", "vp9": "libvpx-vp9", "vp8": "libvpx"}
+_ENCODER: dict[str, str] = {
+    "h264": "libx264",
+    "hevc": "libx265",
+    "vp9": "libvpx-vp9",
+    "vp8": "libvpx",
+}
 _GPS_IFD = 0x8825
+_EXIF_IFD = 0x8769
 _ORIENTATION_TAG = 0x0112
 
 
@@ -68,16 +80,43 @@ def write_jpeg(
     quality: int = 85,
     progressive: bool = False,
     cmyk: bool = False,
+    camera: bool = False,
+    icc_profile: bytes | None = None,
+    image: Image.Image | None = None,
 ) -> Path:
-    """A JPEG photo, optionally with EXIF orientation and GPS position (latitude, longitude)."""
-    exif = Image.Exif()
+    """A JPEG photo, optionally with EXIF orientation, GPS position (latitude, longitude),
+    a phone camera's EXIF facts and an embedded ICC profile; ``image`` replaces the test card."""
+    exif = camera_exif() if camera else Image.Exif()
     if orientation is not None:
         exif[_ORIENTATION_TAG] = orientation
     if gps is not None:
         exif[_GPS_IFD] = _gps_ifd(*gps)
-    image = picture(width, height, mode="CMYK" if cmyk else "RGB")
-    image.save(path, "JPEG", quality=quality, progressive=progressive, exif=exif.tobytes())
+    if image is None:
+        image = picture(width, height, mode="CMYK" if cmyk else "RGB")
+    extra = {"icc_profile": icc_profile} if icc_profile else {}
+    image.save(path, "JPEG", quality=quality, progressive=progressive, exif=exif.tobytes(), **extra)
     return path
+
+
+def camera_exif() -> Image.Exif:
+    """EXIF as a phone writes it: make, model, lens, capture time with offset, exposure."""
+    exif = Image.Exif()
+    exif[0x010F] = "Apple"
+    exif[0x0110] = "iPhone 15 Pro"
+    exif[0x0132] = "2024:07:14 18:03:11"
+    exif[_EXIF_IFD] = {
+        0x9003: "2024:07:14 18:03:11",
+        0x9011: "+02:00",
+        0x9291: "250",
+        0x829A: IFDRational(1, 120),
+        0x829D: IFDRational(178, 100),
+        0x8827: 64,
+        0x920A: IFDRational(6860, 1000),
+        0xA405: 24,
+        0xA433: "Apple",
+        0xA434: "iPhone 15 Pro back triple camera 6.86mm f/1.78",
+    }
+    return exif
 
 
 def _gps_ifd(latitude: float, longitude: float) -> dict[int, Any]:
@@ -165,10 +204,21 @@ def write_tiff(
     return path
 
 
-def write_heic(path: Path, width: int = 320, height: int = 240, *, quality: int = 60) -> Path:
-    """A HEIC (HEVC-coded HEIF) as phones write, through pillow-heif's x265 encoder."""
+def write_heic(
+    path: Path,
+    width: int = 320,
+    height: int = 240,
+    *,
+    quality: int = 60,
+    gps: tuple[float, float] | None = None,
+) -> Path:
+    """A HEIC (HEVC-coded HEIF) as phones write, through pillow-heif's x265 encoder, with a
+    camera's EXIF (and a GPS position, if given)."""
+    exif = camera_exif()
+    if gps is not None:
+        exif[_GPS_IFD] = _gps_ifd(*gps)
     heif: Any = pillow_heif.from_pillow(picture(width, height))
-    heif.save(path, quality=quality)
+    heif.save(path, quality=quality, exif=exif.tobytes())
     return path
 
 
@@ -183,18 +233,30 @@ def write_video(
     fps: int = 24,
     audio: bool = True,
     rotation: int = 0,
+    ten_bit: bool = False,
+    hlg: bool = False,
+    variable_rate: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> Path:
-    """A short video: ``codec`` is h264, vp9, vp8 or mpeg4; audio is a 440 Hz tone.
+    """A short video: ``codec`` is h264, hevc, vp9, vp8, mpeg4 or mjpeg; audio is a 440 Hz tone.
 
-    ``rotation`` (clockwise degrees for display) is written as the stream's display matrix.
+    ``rotation`` (clockwise degrees for display) is written as the stream's display matrix;
+    ``ten_bit`` encodes 10-bit 4:2:0 (HEVC, VP9); ``hlg`` tags the stream BT.2020 HLG as an
+    iPhone does; ``variable_rate`` spaces frames unevenly; ``tags`` become container metadata
+    (``location``, ``creation_time``: the MOV/MP4 muxer writes them as a phone does).
     """
+    pix_fmt = "yuv420p10le" if ten_bit else "yuvj420p" if codec == "mjpeg" else "yuv420p"
     with av.open(str(path), mode="w", format=_CONTAINER_FORMAT[container]) as output:
+        output.metadata.update(tags or {})
         video: Any = output.add_stream(_ENCODER.get(codec, codec), rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        if codec == "h264":
-            video.options = {"preset": "ultrafast"}
-        elif codec in ("vp9", "vp8"):
-            video.options = {"deadline": "realtime", "cpu-used": "8"}
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        clock = Fraction(1, 1000) if variable_rate else Fraction(1, fps)
+        # A millisecond clock lets variable-rate frames land where they are meant to.
+        video.codec_context.time_base = clock
+        video.options = _VIDEO_OPTIONS.get(codec, {})
+        if hlg:
+            context = video.codec_context
+            context.color_primaries, context.color_trc, context.colorspace = 9, 18, 9  # BT.2020
         if rotation:
             # PyAV takes counter-clockwise degrees, like ffmpeg's display matrix.
             video.set_display_rotation(-rotation)
@@ -202,12 +264,31 @@ def write_video(
         count = max(1, round(seconds * fps))
         for index, image in enumerate(_frames(width, height, count)):
             frame = av.VideoFrame.from_image(image)  # type: ignore[no-untyped-call]  # PyAV stub
-            frame.pts, frame.time_base = index, Fraction(1, fps)
+            if pix_fmt != "yuv420p":
+                frame = frame.reformat(format=pix_fmt, dst_colorspace=9 if hlg else None)
+            frame.pts, frame.time_base = _frame_time(index, fps, variable_rate), clock
             output.mux(video.encode(frame))
         output.mux(video.encode(None))
         if sound is not None:
             _encode_tone(output, sound, seconds)
     return path
+
+
+_VIDEO_OPTIONS: dict[str, dict[str, str]] = {
+    "h264": {"preset": "ultrafast"},
+    # A keyframe a second, as phones record: damage stays within its second.
+    "hevc": {"preset": "ultrafast", "x265-params": "log-level=error:keyint=24"},
+    "vp9": {"deadline": "realtime", "cpu-used": "8"},
+    "vp8": {"deadline": "realtime", "cpu-used": "8"},
+}
+
+
+def _frame_time(index: int, fps: int, variable_rate: bool) -> int:
+    """The frame's pts: steady, or (variable) bursts at twice the rate, then pauses."""
+    if not variable_rate:
+        return index
+    # Pairs of frames half a period apart: the mean rate stays ``fps``, the spacing does not.
+    return round((index // 2 * 2 + (index % 2) * 0.5) * 1000 / fps)
 
 
 _AUDIO_ONLY: dict[str, tuple[str, str]] = {  # container: (FFmpeg muxer, audio encoder)
@@ -273,6 +354,65 @@ def write_broken_jpeg(path: Path, keep_bytes: int = 200) -> Path:
     return path
 
 
+BrokenVideo = Literal["empty", "no-moov", "noise", "damaged"]
+
+
+def write_broken_video(path: Path, kind: BrokenVideo) -> Path:
+    """A video upload gone wrong: ``empty`` (zero bytes), ``no-moov`` (an MP4 cut before its
+    index, as an interrupted recording leaves it), ``noise`` (random bytes) or ``damaged``
+    (an HEVC MP4 whose middle packets were overwritten: the rest still plays)."""
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "noise":
+        path.write_bytes(random.Random(7).randbytes(64 * 1024))
+    else:
+        # HEVC, as phones record: not web-safe, so the stage decodes every packet of it.
+        whole = write_video(path.with_suffix(".whole.mp4"), codec="hevc", seconds=3.0, audio=False)
+        data = bytearray(whole.read_bytes())
+        whole.unlink()
+        with io.BytesIO(data) as file:
+            start, end = next((s, e) for k, s, e in iter_boxes(file, 0, len(data)) if k == b"mdat")
+        if kind == "no-moov":  # the moov box comes after the media data: cut inside it
+            data = data[: (start + end) // 2]
+        else:
+            noise = random.Random(7)
+            middle = start + (end - start) * 2 // 5
+            for offset in range(middle, start + (end - start) * 3 // 5, 512):
+                data[offset : offset + 64] = noise.randbytes(64)
+        path.write_bytes(bytes(data))
+    return path
+
+
+def write_damaged_jpeg(path: Path, width: int = 1200, height: int = 800) -> Path:
+    """A JPEG cut off two thirds of the way through its picture data: viewers show the top."""
+    whole = write_jpeg(path.with_suffix(".whole.jpg"), width, height)
+    data = whole.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    whole.unlink()
+    return path
+
+
+def write_png_bomb(path: Path, width: int = 50_000, height: int = 50_000) -> Path:
+    """A decompression bomb's header: a PNG that claims ``width`` x ``height`` in a few bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    pixels = zlib.compress(b"\x00" * 64)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def write_fake_jpeg(path: Path) -> Path:
+    """An HTML page named like a photo, as a hostile or confused client uploads."""
+    path.write_text("<!doctype html><html><body><script>alert(1)</script></body></html>\n")
+    return path
+
+
 def make_demo_samples(directory: Path, *, include_broken: bool = False) -> list[Path]:
     """Write one file of each kind the demo shows (and, if asked, one that must end FAILED)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -280,9 +420,16 @@ def make_demo_samples(directory: Path, *, include_broken: bool = False) -> list[
         write_jpeg(directory / "photo.jpg", orientation=6, gps=(48.8584, 2.2945)),
         write_png(directory / "logo.png", alpha=True),
         write_gif(directory / "animation.gif", frames=6),
-        write_heic(directory / "phone.heic", 640, 480),
+        write_jpeg(directory / "camera.jpg", 1600, 1200, orientation=8, camera=True),
+        write_heic(directory / "phone.heic", 640, 480, gps=(37.3349, -122.009)),
         write_video(directory / "clip.mp4", seconds=2.0),
+        write_video(directory / "phone.mov", container="mov", seconds=1.5, rotation=90),
+        write_video(directory / "hdr.mp4", codec="hevc", ten_bit=True, hlg=True, seconds=1.0),
+        write_video(directory / "web.webm", container="webm", codec="vp9", seconds=1.5),
     ]
     if include_broken:
         made.append(write_broken_jpeg(directory / "broken.jpg"))
+        made.append(write_broken_video(directory / "broken.mp4", "no-moov"))
+        made.append(write_damaged_jpeg(directory / "damaged.jpg"))
+        made.append(write_fake_jpeg(directory / "fake.jpg"))
     return made

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,10 +35,13 @@ DEFAULT_CONTENT_TYPES: tuple[str, ...] = (
     "video/3gpp",
 )
 
-# A single S3 POST is capped at 5 GB (S3 user guide).
+# A single S3 POST is capped at 5 GB; a multipart object at 5 TiB (S3 user guide).
 S3_SINGLE_UPLOAD_MAX = 5 * 1000**3
+S3_MULTIPART_MAX = 5 * 1024**4
 SQS_MAX_VISIBILITY = 12 * 3600
 ECS_MAX_STOP_TIMEOUT = 120
+# A browser origin: scheme, host and optional port, nothing after.
+_ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$")
 
 
 class SettingsError(ValueError):
@@ -60,6 +64,8 @@ class Settings(BaseSettings):
 
     # AWS
     endpoint_url: str | None = None
+    # Rekognition's own endpoint when it differs (defaults to endpoint_url, then real AWS).
+    rekognition_endpoint_url: str | None = None
     region: str = "us-east-1"
     originals_bucket: str = "mediamill-originals"
     renditions_bucket: str = "mediamill-renditions"
@@ -83,6 +89,8 @@ class Settings(BaseSettings):
     # Stages
     stages: Annotated[tuple[str, ...] | None, NoDecode] = None
     stage_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Decompression bombs: pictures with more pixels are refused from their header, undecoded.
+    max_pixels: int = Field(default=200_000_000, ge=1)
 
     # Operability
     metrics_host: str = "0.0.0.0"
@@ -92,10 +100,16 @@ class Settings(BaseSettings):
     log_format: str = "json"
 
     # API
-    max_upload_bytes: int = Field(default=S3_SINGLE_UPLOAD_MAX, ge=1, le=S3_SINGLE_UPLOAD_MAX)
+    # Videos outgrow one POST: above the threshold an upload is multipart, up to the maximum.
+    max_upload_bytes: int = Field(default=20 * 1000**3, ge=1, le=S3_MULTIPART_MAX)
+    multipart_threshold_bytes: int = Field(default=100 * 1000**2, ge=1, le=S3_SINGLE_UPLOAD_MAX)
     upload_expiry_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+    # Every part URL is handed out at the start, so the last one must outlive a long upload.
+    multipart_expiry_seconds: int = Field(default=6 * 3600, ge=60, le=7 * 24 * 3600)
     url_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     allowed_content_types: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CONTENT_TYPES
+    # Browser origins allowed to call the API; none by default, so no site can use it unasked.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     @field_validator("stages", mode="before")
     @classmethod
@@ -105,11 +119,19 @@ class Settings(BaseSettings):
             return names or None
         return value
 
-    @field_validator("allowed_content_types", mode="before")
+    @field_validator("allowed_content_types", "cors_origins", mode="before")
     @classmethod
-    def _split_types(cls, value: Any) -> Any:
+    def _split_lists(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com or *")
         return value
 
     @field_validator("log_format")

@@ -35,7 +35,7 @@ class Claim:
     item: dict[str, Any] | None
 
 
-def _is_conditional_failure(exc: ClientError) -> bool:
+def is_conditional_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
@@ -62,7 +62,7 @@ class MediaStore:
         version_id: str | None,
         uploaded_at: datetime | None,
     ) -> Claim:
-        """Move the item to PROCESSING for this upload, unless it is finished or gone.
+        """Move the item to PROCESSING for this upload, unless it is finished, deleting or gone.
 
         A PROCESSING item with the same ETag is claimed again: its worker died or gave the message
         back; FAILED is claimed again only when the failure was not the media's fault.
@@ -72,6 +72,7 @@ class MediaStore:
             ":processing": MediaStatus.PROCESSING.value,
             ":pending": MediaStatus.PENDING_UPLOAD.value,
             ":failed": MediaStatus.FAILED.value,
+            ":deleting": MediaStatus.DELETING.value,
             ":etag": etag,
             ":size": size,
             ":version": version_id,
@@ -91,8 +92,9 @@ class MediaStore:
                     " uploaded_at = :uploaded, attempts = if_not_exists(attempts, :zero) + :one "
                     "REMOVE #error, error_retryable"
                 ),
+                # A DELETING item is on its way out: another ETag must not revive it.
                 ConditionExpression=(
-                    "attribute_exists(media_id) AND ("
+                    "attribute_exists(media_id) AND #status <> :deleting AND ("
                     "#status IN (:pending, :processing) "
                     "OR attribute_not_exists(#source.#etag) OR #source.#etag <> :etag "
                     "OR (#status = :failed AND error_retryable = :true))"
@@ -109,7 +111,7 @@ class MediaStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if not _is_conditional_failure(exc):
+            if not is_conditional_failure(exc):
                 raise
             item = await self.get(media_id)
             if item is None:
@@ -136,7 +138,7 @@ class MediaStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _is_conditional_failure(exc):
+            if is_conditional_failure(exc):
                 raise StaleJob(f"item {media_id} is no longer processing this upload") from None
             raise
         return _decode(response["Attributes"])
@@ -198,6 +200,11 @@ class MediaStore:
             },
         )
 
+    async def is_gone(self, media_id: str) -> bool:
+        """Deleted, or being deleted: what a job made for it belongs to nobody."""
+        item = await self.get(media_id)
+        return item is None or item.get("status") == MediaStatus.DELETING.value
+
     async def clear_event_pending(self, media_id: str) -> None:
         try:
             await self._ddb.update_item(
@@ -207,5 +214,5 @@ class MediaStore:
                 ConditionExpression="attribute_exists(media_id)",
             )
         except ClientError as exc:
-            if not _is_conditional_failure(exc):
+            if not is_conditional_failure(exc):
                 raise

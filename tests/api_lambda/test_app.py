@@ -7,14 +7,12 @@ import logging
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import pytest
-from boto3.dynamodb.types import TypeSerializer
 
 from api_lambda.app import MediaApi
-from worker.keys import new_media_id, rendition_key
+from worker.keys import new_media_id
 from worker.settings import Settings, load_settings
 
 Call = Callable[..., tuple[int, dict[str, str], Any]]
@@ -56,7 +54,7 @@ def test_without_a_sub_claim_is_401(
 
 @pytest.mark.parametrize(
     "path",
-    ["/", "/nope", "/media", "/media/", "/uploads/", "/uploads/x", "/media/a/b", "/uploads\n"],
+    ["/", "/nope", "/media/", "/uploads/", "/uploads/x/y", "/media/a/b", "/uploads\n", "/openapi"],
 )
 def test_unknown_route_is_404(call: Call, path: str) -> None:
     status, _, body = call("GET", path)
@@ -66,7 +64,14 @@ def test_unknown_route_is_404(call: Call, path: str) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
-    [("GET", "/uploads", "POST"), ("PUT", "/uploads", "POST"), ("DELETE", "/media/abc", "GET")],
+    [
+        ("GET", "/uploads", "POST"),
+        ("PUT", "/uploads", "POST"),
+        ("PUT", "/media/abc", "DELETE, GET, PATCH"),
+        ("GET", "/uploads/abc", "DELETE"),
+        ("GET", "/uploads/abc/complete", "POST"),
+        ("POST", "/media", "GET"),
+    ],
 )
 def test_known_path_with_wrong_method_is_405(
     call: Call, method: str, path: str, allow: str
@@ -138,56 +143,10 @@ def test_others_media_missing_and_malformed_ids_get_the_same_404(call: Call) -> 
     assert answers[0][2] == {"error": {"code": "not_found", "message": "no such media"}}
 
 
-def _put_ready_item(
-    dynamodb: Any, s3: Any, settings: Settings, owner: str
-) -> tuple[str, dict[str, bytes]]:
-    media_id = new_media_id()
-    files = {"thumb": b"\x89PNG thumbnail bytes", "preview": b"\xff\xd8 preview bytes"}
-    types = {"thumb": "image/webp", "preview": "image/jpeg"}
-    renditions = {}
-    for name, data in files.items():
-        key = rendition_key(media_id, name, types[name])
-        s3.put_object(Bucket=settings.renditions_bucket, Key=key, Body=data)
-        renditions[name] = {
-            "key": key,
-            "content_type": types[name],
-            "width": 250 if name == "thumb" else 1440,
-            "height": 188 if name == "thumb" else 1080,
-            "bytes": len(data),
-        }
-    item = {
-        "media_id": media_id,
-        "owner": owner,
-        "status": "READY",
-        "kind": "image",
-        "filename": "holiday.jpg",
-        "content_type": "image/jpeg",
-        "size": 4_000_000,
-        "album": "Summer",
-        "created_at": "2024-06-01T10:00:00.000Z",
-        "updated_at": "2024-06-01T10:00:05.250Z",
-        "source": {"bucket": settings.originals_bucket, "key": f"originals/{media_id}"},
-        "metadata": {"camera": "Pixel", "exposure": Decimal("0.008"), "iso": Decimal(100)},
-        "location": {"lat": Decimal("48.8584"), "lon": Decimal("2.2945")},
-        "renditions": renditions,
-        "stages": [
-            {"name": "probe", "version": "1", "outcome": "ok", "seconds": Decimal("0.0123")},
-            {"name": "thumbnail", "version": "2", "outcome": "ok", "seconds": Decimal("0.5")},
-        ],
-        "warnings": ["tagging skipped"],
-    }
-    serializer = TypeSerializer()
-    dynamodb.put_item(
-        TableName=settings.table,
-        Item={name: serializer.serialize(value) for name, value in item.items()},
-    )
-    return media_id, files
-
-
 def test_ready_item_has_working_rendition_urls_and_plain_json_numbers(
-    api: MediaApi, make_event: Any, dynamodb: Any, s3: Any, settings: Settings
+    api: MediaApi, make_event: Any, put_ready: Any, settings: Settings
 ) -> None:
-    media_id, files = _put_ready_item(dynamodb, s3, settings, owner="alice")
+    media_id, files = put_ready(owner="alice")
 
     answer = api(make_event("GET", f"/media/{media_id}"), None)
     assert answer["statusCode"] == 200
@@ -202,6 +161,8 @@ def test_ready_item_has_working_rendition_urls_and_plain_json_numbers(
         "content_type",
         "size",
         "album",
+        "title",
+        "description",
         "created_at",
         "updated_at",
         "metadata",
@@ -238,10 +199,8 @@ def test_ready_item_has_working_rendition_urls_and_plain_json_numbers(
         assert _fetch(url) == data
 
 
-def test_ready_item_of_another_owner_is_404(
-    call: Call, dynamodb: Any, s3: Any, settings: Settings
-) -> None:
-    media_id, _ = _put_ready_item(dynamodb, s3, settings, owner="alice")
+def test_ready_item_of_another_owner_is_404(call: Call, put_ready: Any) -> None:
+    media_id, _ = put_ready(owner="alice")
     status, _, body = call("GET", f"/media/{media_id}", sub="bob")
     assert status == 404
     assert "renditions" not in json.dumps(body)

@@ -141,7 +141,7 @@ def test_base64_encoded_body_is_decoded(call: Call) -> None:
     assert is_media_id(body["media_id"])
 
 
-_TOO_BIG = 5 * 1000**3 + 1
+_TOO_BIG = load_settings().max_upload_bytes + 1
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import struct
 import zipfile
-import zlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -13,28 +11,15 @@ from typing import Any
 
 import pytest
 import pyvips
-import structlog
 from PIL import TiffImagePlugin
 
-from stages import BadMediaError, Job, JobCancelled, MediaKind, MediaSource, StageOptions
-from stages.probe import ProbeStage
+from stages import BadMediaError, Job, JobCancelled, MediaKind, StageOptions
+from stages.probe import ProbeStage, vips_reason
 from worker import samples
 
 
 def make_job(path: Path) -> Job:
-    source = MediaSource("m1", "owner", "originals", "k", "etag", path.stat().st_size)
-    return Job(
-        source=source,
-        original=path,
-        workdir=path.parent,
-        kind=None,
-        attempt=1,
-        max_attempts=3,
-        renditions={},
-        metadata={},
-        options=StageOptions(),
-        log=structlog.get_logger(),
-    )
+    return Job.standalone(path, path.parent)
 
 
 def probe(path: Path) -> dict[str, Any]:
@@ -190,21 +175,30 @@ def test_heic_header_falls_back_to_libheif_when_libvips_refuses(
     assert (facts["format"], facts["width"], facts["height"]) == ("heif", 80, 60)
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data)
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
 def test_huge_dimensions_are_reported_from_the_header_without_decoding(tmp_path: Path) -> None:
-    path = tmp_path / "bomb.png"
-    path.write_bytes(_png_header_only(100_000, 100_000))
-    facts = probe(path)
+    facts = probe(samples.write_png_bomb(tmp_path / "bomb.png", 100_000, 100_000))
     assert (facts["width"], facts["height"]) == (100_000, 100_000)
+
+
+@pytest.mark.parametrize(
+    ("detail", "expected"),
+    [
+        ("VipsJpeg: premature end\nVipsJpeg: missing SOS marker\n", "missing SOS marker"),
+        (
+            "/spool/x.heic: bad seek\nheif: Invalid input: No 'ftyp' box",
+            "Invalid input: No 'ftyp' box",
+        ),
+        # Another thread cleared libvips' shared buffer: only pyvips' own line is left.
+        ("", "the decoder could not read it"),
+    ],
+)
+def test_the_reason_is_the_decoders_last_word_without_the_path(
+    detail: str, expected: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "x.jpg"
+    error = pyvips.Error("unable to call jpegload", "placeholder")
+    error.detail = detail.replace("/spool/x.heic", str(path))
+    assert vips_reason(error, path) == expected
 
 
 def test_truncated_jpeg_is_refused_with_the_decoders_reason(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import anyio
 import pytest
 from prometheus_client import REGISTRY
 
-from mediamill_testkit.client import Uploader, queue_counts, raw_item
+from mediamill_testkit.client import Uploader, drain_events, queue_counts, raw_item
 from mediamill_testkit.stages import BuggyStage, CopyStage, FlakyStage, RejectStage, SleepyStage
 from stages import Stage
 from stages.probe import ProbeStage
@@ -54,33 +54,6 @@ async def run_burst(settings: Settings, reg: StageRegistry) -> Worker:
 @pytest.fixture
 def photo(tmp_path: Path) -> Path:
     return write_png(tmp_path / "photo.png", 64, 48)
-
-
-@pytest.fixture
-def media_events(stack: Stack, sqs: Any, sns: Any) -> str:
-    """A queue subscribed to the media topic, to read what the worker announced."""
-    url = sqs.create_queue(QueueName=f"{stack.names.prefix}-events")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    sns.subscribe(
-        TopicArn=stack.media_topic_arn,
-        Protocol="sqs",
-        Endpoint=arn,
-        Attributes={"RawMessageDelivery": "true"},
-    )
-    return str(url)
-
-
-def drain_events(sqs: Any, url: str) -> list[dict[str, Any]]:
-    events = []
-    while True:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-        if not got.get("Messages"):
-            return events
-        for message in got["Messages"]:
-            events.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def dlq_bodies(sqs: Any, stack: Stack) -> list[str]:

@@ -17,13 +17,15 @@ import pytest
 from worker.samples import write_png
 
 
-def mediamill(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def mediamill(
+    *args: str, timeout: float = 240, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "worker", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
 
@@ -41,11 +43,22 @@ def test_demo_on_generated_samples_ends_every_item_ready(tmp_path: Path) -> None
         "photo.jpg",
         "logo.png",
         "animation.gif",
+        "camera.jpg",
         "phone.heic",
         "clip.mp4",
+        "phone.mov",
+        "hdr.mp4",
+        "web.webm",
     ]
     assert all(r["status"] == "READY" and r["error"] is None for r in rows), rows
-    assert [r["kind"] for r in rows] == ["image", "image", "image", "image", "video"]
+    assert [r["kind"] for r in rows] == ["image"] * 5 + ["video"] * 4
+    for row in rows[5:]:  # every video plays as an MP4, with a poster and its stills
+        assert {"video", "thumb", "preview", "preview_anim"} <= {
+            r["name"] for r in row["renditions"]
+        }
+    phone = rows[6]["metadata"]
+    assert (phone["width"], phone["height"], phone["rotation"]) == (240, 320, 90)
+    assert rows[7]["metadata"]["hdr"] == "hlg"
     for row in rows:
         assert len(row["media_id"]) == 32
         assert row["metadata"]["width"] > 0
@@ -55,7 +68,9 @@ def test_demo_on_generated_samples_ends_every_item_ready(tmp_path: Path) -> None
         # The checksum plugin, installed with pip by `make test`, ran with no change to mediamill.
         assert "checksum" in names
         assert len(row["metadata"]["sha256"]) == 64
-        assert all(stage["outcome"] == "ok" for stage in row["stages"])
+        # thumbnail is not for videos, transcode not for photos: those two are skipped.
+        assert all(stage["outcome"] in ("ok", "skipped") for stage in row["stages"])
+        assert sum(stage["outcome"] == "skipped" for stage in row["stages"]) == 1
         for rendition in row["renditions"]:
             assert Path(rendition["path"]).stat().st_size == rendition["bytes"]
 
@@ -81,6 +96,35 @@ def test_demo_reports_failed_and_refused_files_with_reasons(tmp_path: Path) -> N
     [row] = results(refused.stdout)
     assert row["status"] == "REJECTED"
     assert "text/plain" in row["error"]
+
+
+def test_demo_uploads_files_above_the_threshold_in_parts(tmp_path: Path) -> None:
+    small = write_png(tmp_path / "small.png", 4, 3)
+    big = write_png(tmp_path / "big.png", 300, 200)
+    threshold = small.stat().st_size
+    assert big.stat().st_size > threshold
+
+    run = mediamill(
+        "demo",
+        "--json",
+        "--out",
+        str(tmp_path / "out"),
+        str(small),
+        str(big),
+        # The upload path is what is under test: the fewest stages that end an item READY.
+        env={
+            "MEDIAMILL_MULTIPART_THRESHOLD_BYTES": str(threshold),
+            "MEDIAMILL_STAGES": "probe,publish",
+        },
+    )
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    by_name = {Path(r["file"]).name: r for r in results(run.stdout)}
+    assert by_name["small.png"]["upload"] == "post"
+    assert by_name["big.png"]["upload"] == "multipart"
+    # S3's CompleteMultipartUpload event reached the worker like any other upload.
+    assert by_name["big.png"]["status"] == "READY", by_name["big.png"]
+    assert by_name["big.png"]["metadata"]["width"] == 300
 
 
 def test_dev_prints_its_endpoints_first_and_stops_cleanly_on_sigint() -> None:

@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 
 from api_lambda.app import MediaApi
 from worker.local_api import bearer_claims, dev_token, serve_api
-from worker.settings import Settings
+from worker.settings import Settings, load_settings
 
 Event = dict[str, Any]
 FAR_FUTURE = 4_102_444_800  # 2100-01-01
@@ -317,6 +317,34 @@ async def test_end_to_end_upload_and_read_back(
     async with http.get(f"{api_url}/media/{media_id}") as answer:
         assert answer.status == 401
         assert (await answer.json())["error"]["code"] == "unauthorized"
+    async with http.delete(f"{api_url}/media/{media_id}", headers=auth("erin")) as answer:
+        assert answer.status == 404
     async with http.delete(f"{api_url}/media/{media_id}", headers=auth("dana")) as answer:
-        assert answer.status == 405
-        assert answer.headers["Allow"] == "GET"
+        assert answer.status == 204
+    async with http.get(f"{api_url}/media/{media_id}", headers=auth("dana")) as answer:
+        assert answer.status == 404
+    assert "Contents" not in s3.list_objects_v2(Bucket=settings.originals_bucket)
+
+
+async def test_cors_preflight_and_answers_over_http(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, http: aiohttp.ClientSession
+) -> None:
+    origin = "http://localhost:5173"
+    monkeypatch.setenv("MEDIAMILL_CORS_ORIGINS", origin)
+    runner, url = await serve_api(MediaApi.from_settings(load_settings()))
+    try:
+        # A browser's preflight: no token, like API Gateway answers it before its authorizer.
+        preflight = {"Origin": origin, "Access-Control-Request-Method": "PATCH"}
+        async with http.options(f"{url}/media/{'0' * 32}", headers=preflight) as answer:
+            assert answer.status == 204
+            assert answer.headers["Access-Control-Allow-Origin"] == origin
+            assert "PATCH" in answer.headers["Access-Control-Allow-Methods"]
+        auth = {"Origin": origin, "Authorization": f"Bearer {dev_token('fay')}"}
+        async with http.get(f"{url}/media", headers=auth) as answer:
+            assert answer.status == 200
+            assert answer.headers["Access-Control-Allow-Origin"] == origin
+        async with http.get(f"{url}/openapi.json") as answer:
+            assert answer.status == 200
+            assert (await answer.json())["openapi"].startswith("3.1")
+    finally:
+        await runner.cleanup()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import av
@@ -9,24 +10,35 @@ import pillow_heif
 import pytest
 from PIL import Image
 
+from stages.isobmff import top_level_types
 from worker import samples
 
 GPS_IFD = 0x8825
 
 
-def test_demo_samples_are_one_of_each_kind_plus_a_broken_file(tmp_path: Path) -> None:
-    assert [p.suffix for p in samples.make_demo_samples(tmp_path / "plain")] == [
-        ".jpg",
-        ".png",
-        ".gif",
-        ".heic",
-        ".mp4",
-    ]
+def test_demo_samples_are_one_of_each_kind_plus_broken_files(tmp_path: Path) -> None:
+    plain = samples.make_demo_samples(tmp_path / "plain")
+    assert {p.suffix for p in plain} >= {".jpg", ".png", ".gif", ".heic", ".mp4", ".mov", ".webm"}
     paths = samples.make_demo_samples(tmp_path / "demo", include_broken=True)
-    assert [path.suffix for path in paths] == [".jpg", ".png", ".gif", ".heic", ".mp4", ".jpg"]
+    assert [p.name for p in paths[: len(plain)]] == [p.name for p in plain]
+    broken = {path.name: path for path in paths[len(plain) :]}
     assert all(path.stat().st_size > 0 for path in paths)
-    with pytest.raises(OSError, match="Truncated"):  # the last one exists to end FAILED
-        Image.open(paths[-1]).load()
+    with pytest.raises(OSError, match="Truncated"):  # exists to end FAILED
+        Image.open(broken["broken.jpg"]).load()
+    with broken["broken.mp4"].open("rb") as file:  # a recording cut before its index
+        assert b"moov" not in top_level_types(file, broken["broken.mp4"].stat().st_size)
+
+
+def test_demo_videos_are_a_phone_clip_an_hdr_clip_and_a_webm(tmp_path: Path) -> None:
+    videos = {p.name: p for p in samples.make_demo_samples(tmp_path) if p.suffix != ".jpg"}
+    with av.open(str(videos["phone.mov"])) as media:
+        assert next(media.decode(video=0)).rotation == -90  # 90 degrees clockwise for display
+    with av.open(str(videos["hdr.mp4"])) as media:
+        context = media.streams.video[0].codec_context
+        assert (context.codec.canonical_name, context.pix_fmt) == ("hevc", "yuv420p10le")
+        assert (context.color_primaries, context.color_trc) == (9, 18)  # BT.2020 HLG
+    with av.open(str(videos["web.webm"])) as media:
+        assert media.streams.video[0].codec_context.codec.canonical_name == "vp9"
 
 
 def test_jpeg_carries_orientation_and_gps(tmp_path: Path) -> None:
@@ -93,6 +105,8 @@ def test_heic_is_hevc_coded(tmp_path: Path) -> None:
         ("webm", "vp9", "opus"),
         ("webm", "vp8", "opus"),
         ("avi", "mpeg4", "mp3"),
+        ("mp4", "hevc", "aac"),
+        ("avi", "mjpeg", "mp3"),
     ],
 )
 def test_videos_decode_with_their_codecs(
@@ -137,3 +151,36 @@ def test_album_art_is_an_attached_picture(tmp_path: Path) -> None:
     with av.open(str(path)) as media:
         (cover,) = media.streams.video
         assert cover.disposition & av.stream.Disposition.attached_pic
+
+
+def test_video_variants(tmp_path: Path) -> None:
+    ten_bit = samples.write_video(
+        tmp_path / "a.mkv", container="mkv", codec="hevc", ten_bit=True, seconds=0.2
+    )
+    with av.open(str(ten_bit)) as media:
+        assert media.streams.video[0].codec_context.pix_fmt == "yuv420p10le"
+    uneven = samples.write_video(tmp_path / "v.mp4", seconds=0.5, fps=12, variable_rate=True)
+    with av.open(str(uneven)) as media:
+        times = sorted(float(frame.time) for frame in media.decode(video=0))
+    steps = [round(b - a, 3) for a, b in itertools.pairwise(times)]
+    assert min(steps) < 0.05 < 0.12 < max(steps)
+    tagged = samples.write_video(
+        tmp_path / "t.mov", container="mov", seconds=0.2, tags={"location": "+01.5+002.5/"}
+    )
+    with av.open(str(tagged)) as media:
+        assert media.metadata["location"] == "+01.5+002.5/"
+
+
+@pytest.mark.parametrize("kind", ["empty", "no-moov", "noise", "damaged"])
+def test_broken_videos(tmp_path: Path, kind: samples.BrokenVideo) -> None:
+    path = samples.write_broken_video(tmp_path / "b.mp4", kind)
+    data = path.read_bytes()
+    if kind == "empty":
+        assert data == b""
+    elif kind == "noise":
+        assert len(data) == 64 * 1024
+        assert b"ftyp" not in data[:16]
+    else:
+        with path.open("rb") as file:
+            boxes = top_level_types(file, len(data))
+        assert (b"moov" in boxes) == (kind == "damaged")

@@ -8,28 +8,16 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-import structlog
 from pydantic import ValidationError
 
 from mediamill_checksum import ChecksumOptions, ChecksumStage
-from stages import Job, JobCancelled, MediaSource, StageOptions
+from stages import Job, JobCancelled, StageOptions
 
 CHUNK = 4096
 
 
 def make_job(path: Path, options: StageOptions) -> Job:
-    return Job(
-        source=MediaSource("m1", "owner", "originals", "k", "etag", path.stat().st_size),
-        original=path,
-        workdir=path.parent,
-        kind=None,
-        attempt=1,
-        max_attempts=3,
-        renditions={},
-        metadata={},
-        options=options,
-        log=structlog.get_logger(),
-    )
+    return Job.standalone(path, path.parent, options=options)
 
 
 @pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, 3 * CHUNK + 17])

@@ -125,6 +125,18 @@ def wait_for_status(
     raise AssertionError(f"item {media_id} never reached {statuses}; last: {item}")
 
 
+def drain_events(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """Every message on a queue subscribed to the media topic, parsed, and deleted."""
+    events = []
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        if not got.get("Messages"):
+            return events
+        for message in got["Messages"]:
+            events.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
 def queue_counts(sqs: Any, queue_url: str) -> tuple[int, int]:
     """(visible, in flight) messages of a queue."""
     attrs = sqs.get_queue_attributes(

@@ -1,0 +1,49 @@
+"""The opaque ``GET /media`` cursor: a by-owner index position, checked before any use.
+
+Not signed: a cursor is a position in the caller's own partition, never a capability. The
+query's key condition is always the caller, and a cursor naming another owner is refused
+before it reaches DynamoDB, so a forged one can only move within the caller's own media.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from api_lambda.errors import BadRequest
+from api_lambda.table import INDEX_KEY
+from worker.keys import is_media_id
+
+_MAX_LENGTH = 512  # three short strings, base64url-encoded, fit with room to spare
+_TIMESTAMP_MAX = 40
+
+
+def encode_cursor(position: dict[str, Any]) -> str:
+    data = json.dumps({name: position[name] for name in INDEX_KEY}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(data.encode()).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str, caller: str) -> dict[str, str]:
+    """The position a cursor names, or BadRequest unless it is a well-formed one of the caller's."""
+    try:
+        if len(cursor) > _MAX_LENGTH:
+            raise ValueError("too long")
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        position = json.loads(raw)
+    except (binascii.Error, UnicodeError, ValueError, RecursionError):
+        raise _invalid() from None
+    if not isinstance(position, dict) or sorted(position) != sorted(INDEX_KEY):
+        raise _invalid()
+    if not all(isinstance(position[name], str) for name in INDEX_KEY):
+        raise _invalid()
+    if not is_media_id(position["media_id"]) or len(position["created_at"]) > _TIMESTAMP_MAX:
+        raise _invalid()
+    if position["owner"] != caller:
+        raise BadRequest("cursor: belongs to another listing", code="invalid_cursor")
+    return position
+
+
+def _invalid() -> BadRequest:
+    return BadRequest("cursor: is not a cursor this API returned", code="invalid_cursor")

@@ -1,0 +1,175 @@
+"""The API's reads and writes of the media table; every one scoped to the calling owner."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from api_lambda.errors import NotFound
+from worker.items import OWNER_INDEX, MediaStatus, decode, encode, iso, utc_now
+from worker.keys import is_media_id
+from worker.store import is_conditional_failure
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+# One answer for "not yours", "no such id", "not an id" and "being deleted": a caller learns
+# nothing about anyone else's media.
+NO_SUCH_MEDIA = "no such media"
+# The attributes of a by-owner index position: the table key plus the index key.
+INDEX_KEY = ("media_id", "owner", "created_at")
+
+
+class MediaTable:
+    """Sync DynamoDB access for the routes; a condition on the owner guards every write."""
+
+    def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
+        self._ddb = dynamodb
+        self._table = table
+
+    def create(self, item: dict[str, Any]) -> None:
+        self._ddb.put_item(
+            TableName=self._table,
+            Item=encode(item),
+            ConditionExpression="attribute_not_exists(media_id)",
+        )
+
+    def owned(self, media_id: str, caller: str) -> dict[str, Any]:
+        """The caller's item, or NotFound (also for one being deleted)."""
+        if not is_media_id(media_id):
+            raise NotFound(NO_SUCH_MEDIA)
+        answer = self._ddb.get_item(TableName=self._table, Key=_key(media_id), ConsistentRead=True)
+        stored = answer.get("Item")
+        item = decode(stored) if stored else None
+        if (
+            item is None
+            or item.get("owner") != caller
+            or item.get("status") == MediaStatus.DELETING.value
+        ):
+            raise NotFound(NO_SUCH_MEDIA)
+        return item
+
+    def edit(self, media_id: str, caller: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Set each change (None removes the attribute); NotFound unless the caller's and live."""
+        names = {"#owner": "owner", "#status": "status"}
+        values: dict[str, Any] = {
+            ":caller": caller,
+            ":deleting": MediaStatus.DELETING.value,
+            ":now": iso(utc_now()),
+        }
+        sets, removes = ["updated_at = :now"], []
+        for index, (name, value) in enumerate(sorted(changes.items())):
+            names[f"#f{index}"] = name
+            if value is None:
+                removes.append(f"#f{index}")
+            else:
+                values[f":v{index}"] = value
+                sets.append(f"#f{index} = :v{index}")
+        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        return self._update_owned(
+            media_id,
+            UpdateExpression=update,
+            ConditionExpression="#owner = :caller AND #status <> :deleting",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=encode(values),
+        )
+
+    def begin_delete(self, media_id: str, caller: str) -> dict[str, Any]:
+        """Mark the caller's item DELETING (again, on a retry) so no job can finish it."""
+        return self._update_owned(
+            media_id,
+            UpdateExpression="SET #status = :deleting, updated_at = :now REMOVE event_pending",
+            ConditionExpression="#owner = :caller",
+            ExpressionAttributeNames={"#owner": "owner", "#status": "status"},
+            ExpressionAttributeValues=encode(
+                {
+                    ":caller": caller,
+                    ":deleting": MediaStatus.DELETING.value,
+                    ":now": iso(utc_now()),
+                }
+            ),
+        )
+
+    def delete(self, media_id: str) -> None:
+        self._ddb.delete_item(TableName=self._table, Key=_key(media_id))
+
+    def end_multipart(self, media_id: str, upload_id: str, *, delete: bool) -> dict[str, Any]:
+        """Forget the multipart upload (completed), or delete the item (aborted).
+
+        Conditional on this very upload, so a concurrent complete and abort cannot both win.
+        """
+        condition: dict[str, Any] = {
+            "ConditionExpression": "multipart.upload_id = :upload",
+            "ExpressionAttributeValues": encode({":upload": upload_id}),
+        }
+        try:
+            if delete:
+                self._ddb.delete_item(TableName=self._table, Key=_key(media_id), **condition)
+                return {}
+            answer = self._ddb.update_item(
+                TableName=self._table,
+                Key=_key(media_id),
+                UpdateExpression="REMOVE multipart",
+                ReturnValues="ALL_NEW",
+                **condition,
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                raise NotFound(NO_SUCH_MEDIA) from None
+            raise
+        return decode(answer["Attributes"])
+
+    def owner_page(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        start: dict[str, Any] | None,
+        filters: Mapping[str, str],
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One Query of the by-owner index, newest first: (matching items, last key read).
+
+        ``filters`` are exact matches; items being deleted never show.
+        """
+        names = {"#owner": "owner", "#status": "status"}
+        values: dict[str, Any] = {":owner": owner, ":deleting": MediaStatus.DELETING.value}
+        conditions = ["#status <> :deleting"]
+        for index, (name, value) in enumerate(sorted(filters.items())):
+            names[f"#f{index}"] = name
+            values[f":f{index}"] = value
+            conditions.append(f"#f{index} = :f{index}")
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": OWNER_INDEX,
+            "KeyConditionExpression": "#owner = :owner",
+            "FilterExpression": " AND ".join(conditions),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": encode(values),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if start is not None:
+            request["ExclusiveStartKey"] = encode(start)
+        answer = self._ddb.query(**request)
+        last = answer.get("LastEvaluatedKey")
+        return [decode(item) for item in answer.get("Items", [])], decode(last) if last else None
+
+    def _update_owned(self, media_id: str, **update: Any) -> dict[str, Any]:
+        if not is_media_id(media_id):
+            raise NotFound(NO_SUCH_MEDIA)
+        try:
+            answer = self._ddb.update_item(
+                TableName=self._table, Key=_key(media_id), ReturnValues="ALL_NEW", **update
+            )
+        except ClientError as exc:
+            # The condition names the owner, so a missing item fails it too.
+            if is_conditional_failure(exc):
+                raise NotFound(NO_SUCH_MEDIA) from None
+            raise
+        return decode(answer["Attributes"])
+
+
+def _key(media_id: str) -> dict[str, Any]:
+    return {"media_id": {"S": media_id}}

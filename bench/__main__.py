@@ -1,0 +1,32 @@
+"""``python -m bench [images] [video]``: run the benchmarks, write results.json, print a table."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from bench.report import Measurement, print_table, write_results
+
+SUITES = ("images", "video")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"any of {', '.join(SUITES)}")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results.json")
+    parser.add_argument("--quick", action="store_true", help="fewer inputs: a smoke run")
+    args = parser.parse_args()
+    unknown = set(args.suites) - set(SUITES)
+    if unknown:
+        parser.error(f"unknown suite(s): {', '.join(sorted(unknown))}; choose from {SUITES}")
+    measurements: list[Measurement] = []
+    for name in args.suites or SUITES:
+        suite = importlib.import_module(f"bench.{name}")
+        measurements.extend(suite.run(quick=args.quick))
+        write_results(measurements, args.out)  # what finished survives a later suite's failure
+    print_table(measurements, title=f"mediamill benchmarks -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Video: the transcode stage against the ffmpeg command line, same clip, same codec settings.
+
+Inputs are made here with PyAV from real photographs (scikit-image's) panned and zoomed, so the
+encoder sees structured motion: a 1080p30 H.264 + AAC clip and a 1080p HEVC 10-bit clip. Each is
+converted to the default rendition (H.264 CRF 23, 720 px short side) by the stage and by
+``ffmpeg`` in child processes, one after the other, so each peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from bench.report import Measurement, python_child, run_child
+
+_FPS = 30
+_SIZE = (1920, 1080)
+_SOURCES: dict[str, tuple[str, str, dict[str, str]]] = {
+    "h264": ("libx264", "yuv420p", {"preset": "veryfast", "crf": "18"}),
+    "hevc10": ("libx265", "yuv420p10le", {"preset": "ultrafast", "x265-params": "log-level=error"}),
+}
+
+
+def run(*, quick: bool) -> list[Measurement]:
+    if shutil.which("ffmpeg") is None:
+        raise RuntimeError("the video bench needs the ffmpeg command line as its reference")
+    measurements: list[Measurement] = []
+    with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
+        root = Path(tmp)
+        clips = {
+            "h264 1080p30": (root / "h264.mp4", "h264", 6 if quick else 30),
+            "hevc 10-bit": (root / "hevc10.mp4", "hevc10", 3 if quick else 10),
+        }
+        for label, (clip, kind, seconds) in clips.items():
+            # Written by a child: a child's peak RSS starts from its parent's size at fork, so
+            # this process must stay small for the figures below to be the children's own.
+            run_child(python_child("bench.video", "clip", kind, str(seconds), str(clip)))
+            measurements.extend(compare(label, clip, root))
+    return measurements
+
+
+def compare(label: str, clip: Path, root: Path) -> list[Measurement]:
+    out = root / f"{clip.stem}-stage"
+    stage = run_child(python_child("bench.video", "stage", str(clip), str(out)))
+    plan = json.loads(stage.stdout)
+    ffmpeg = run_child(ffmpeg_argv(clip, root / f"{clip.stem}-ffmpeg.mp4", plan))
+    name = f"video {label}"
+    # The worker is a long-running process: a job pays the stage's run (probe included), not an
+    # interpreter start and imports. The child's whole wall time is reported next to it.
+    stage_seconds = float(plan["seconds"])
+    return [
+        Measurement(
+            name=f"{name} stage seconds",
+            value=stage_seconds,
+            unit="s",
+            reference=f"{name} ffmpeg seconds",
+            ratio=ffmpeg.seconds / stage_seconds,
+        ),
+        Measurement(
+            name=f"{name} stage process seconds (with Python start and imports)",
+            value=stage.seconds,
+            unit="s",
+            reference=f"{name} ffmpeg seconds",
+            ratio=ffmpeg.seconds / stage.seconds,
+        ),
+        Measurement(name=f"{name} ffmpeg seconds", value=ffmpeg.seconds, unit="s"),
+        Measurement(
+            name=f"{name} stage peak RSS",
+            value=stage.peak_rss_mb,
+            unit="MB",
+            reference=f"{name} ffmpeg peak RSS",
+            ratio=ffmpeg.peak_rss_mb / stage.peak_rss_mb,
+        ),
+        Measurement(name=f"{name} ffmpeg peak RSS", value=ffmpeg.peak_rss_mb, unit="MB"),
+    ]
+
+
+def ffmpeg_argv(clip: Path, out: Path, plan: dict[str, Any]) -> list[str]:
+    """The same conversion as the stage's plan: libx264 preset/CRF, the size, AAC (or copy)."""
+    width, height = plan["width"], plan["height"]
+    audio = ["-c:a", "copy"] if plan["audio"] == "copy" else ["-c:a", "aac", "-b:a", "128k"]
+    return [
+        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip),
+        "-c:v", "libx264", "-preset", plan["preset"], "-crf", str(plan["crf"]),
+        "-vf", f"scale={width}:{height},format=yuv420p",
+        *audio, "-movflags", "+faststart", str(out),
+    ]  # fmt: skip
+
+
+def stage_main(clip: Path, out: Path) -> None:
+    """Child process: probe and transcode ``clip`` as the worker would; print the plan."""
+    import structlog
+
+    from stages import Job, MediaKind, MediaSource, StageOptions
+    from stages.probe import ProbeStage
+    from stages.transcode import TranscodeOptions, TranscodeStage
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+
+    def job(metadata: dict[str, Any], options: StageOptions) -> Job:
+        out.mkdir(parents=True, exist_ok=True)
+        source = MediaSource("bench", "bench", "bench", "bench", "etag", clip.stat().st_size)
+        return Job(
+            source=source,
+            original=clip,
+            workdir=out,
+            kind=MediaKind.VIDEO,
+            attempt=1,
+            max_attempts=1,
+            renditions={},
+            metadata=metadata,
+            options=options,
+            log=structlog.get_logger(),
+        )
+
+    started = time.perf_counter()
+    probed = ProbeStage(StageOptions()).run_sync(job({}, StageOptions())).metadata
+    options = TranscodeOptions()
+    result = TranscodeStage(options).run_sync(job(probed, options))
+    seconds = time.perf_counter() - started
+    video = next(r for r in result.renditions if r.name == "video")
+    print(
+        json.dumps(
+            {
+                "width": video.width,
+                "height": video.height,
+                "audio": result.metadata["encoding"]["audio"],
+                "preset": options.preset,
+                "crf": options.crf,
+                "seconds": seconds,
+            }
+        )
+    )
+
+
+def write_clip(path: Path, kind: str, *, seconds: int) -> Path:
+    """A panned, slowly zooming photograph at 1080p30, H.264 + AAC or HEVC 10-bit + AAC."""
+    encoder, pix_fmt, options = _SOURCES[kind]
+    with av.open(str(path), "w", format="mp4") as output:
+        video: Any = output.add_stream(encoder, rate=_FPS)
+        video.width, video.height, video.pix_fmt = *_SIZE, pix_fmt
+        video.options = options
+        sound: Any = output.add_stream("aac", rate=48000)
+        for index, pixels in enumerate(_panning(seconds * _FPS)):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            if pix_fmt != "yuv420p":
+                frame = frame.reformat(format=pix_fmt)
+            frame.pts, frame.time_base = index, Fraction(1, _FPS)
+            output.mux(video.encode(frame))
+        output.mux(video.encode(None))
+        _write_noise_audio(output, sound, seconds)
+    return path
+
+
+def _panning(count: int) -> Iterator[np.ndarray]:
+    from skimage import data, transform
+
+    width, height = _SIZE
+    # Two photographs side by side, upscaled so a 1080p window can travel across them.
+    photos = [
+        transform.resize(data.astronaut(), (1400, 1400)),
+        transform.resize(data.coffee(), (1400, 2100)),
+    ]
+    canvas = (np.concatenate(photos, axis=1) * 255).astype(np.uint8)
+    span_x, span_y = canvas.shape[1] - width, canvas.shape[0] - height
+    for index in range(count):
+        phase = index / max(count - 1, 1)
+        x = round(span_x * phase)
+        y = round(span_y * (0.5 + 0.5 * np.sin(phase * 6 * np.pi)))
+        yield np.ascontiguousarray(canvas[y : y + height, x : x + width])
+
+
+def _write_noise_audio(output: Any, stream: Any, seconds: int) -> None:
+    rng = np.random.default_rng(1)
+    chunk = 1024
+    for start in range(0, seconds * 48000, chunk):
+        samples = (rng.standard_normal((1, chunk)) * 2000).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, start, Fraction(1, 48000)
+        output.mux(stream.encode(frame))
+    output.mux(stream.encode(None))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "stage":
+        stage_main(Path(sys.argv[2]), Path(sys.argv[3]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "clip":
+        write_clip(Path(sys.argv[4]), sys.argv[2], seconds=int(sys.argv[3]))
+    else:
+        sys.exit("usage: python -m bench.video stage CLIP OUTDIR | clip KIND SECONDS PATH")

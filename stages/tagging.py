@@ -1,0 +1,252 @@
+"""The built-in ``tagging`` stage: labels and moderation labels from Amazon Rekognition.
+
+A photo is tagged from its ``preview`` rendition; a video from its poster and a few keyframes,
+merged so that each label appears once, with its highest confidence and the seconds it was
+seen at. Moderation labels at or above ``review_threshold`` set ``needs_review``, which travels
+in the ``media.processed`` event. The stage is optional: whatever goes wrong short of throttling
+or a server error only adds a warning, and the upload still becomes READY.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import partial
+from typing import Any
+
+import anyio
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import Field
+
+from stages._rekognition_frames import Frame, UnusablePicture, keyframes, picture_frame
+from stages.contract import (
+    Job,
+    MediaKind,
+    Stage,
+    StageContext,
+    StageOptions,
+    StageResult,
+    TransientError,
+)
+
+# Rekognition's own throttling errors (standard retry mode retries them first).
+_THROTTLED = {
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+}
+_BAD_PICTURE = {"InvalidImageFormatException", "ImageTooLargeException"}
+_NO_ACCESS = {
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnrecognizedClientException",
+    "OptInRequired",
+    "SubscriptionRequiredException",
+}
+_RETRY_JITTER = (1.0, 1.5)  # throttled jobs should not all come back at the same second
+
+
+class TaggingOptions(StageOptions):
+    """What to ask Rekognition for, and when an upload needs a person to look at it."""
+
+    min_confidence: float = Field(default=70.0, ge=0, le=100)
+    max_labels: int = Field(default=20, ge=1, le=1000)
+    moderation: bool = True
+    moderation_min_confidence: float = Field(default=50.0, ge=0, le=100)
+    review_threshold: float = Field(default=80.0, ge=0, le=100)
+    video_keyframes: int = Field(default=4, ge=1, le=16)
+    throttle_retry_seconds: float = Field(default=30.0, gt=0)
+
+
+class _Refused(Exception):
+    """A call that ends in a warning; ``for_good`` when no later call can do better."""
+
+    def __init__(self, message: str, *, for_good: bool) -> None:
+        super().__init__(message)
+        self.for_good = for_good
+
+
+class TaggingStage(Stage):
+    """Sends the preview (or a video's keyframes) to DetectLabels and DetectModerationLabels."""
+
+    name = "tagging"
+    version = "1.0.0"
+    # thumbnail makes a photo's preview, transcode a video's poster; the one not for the kind
+    # counts as done.
+    requires = ("probe", "thumbnail", "transcode")
+    optional = True
+    timeout = 120.0
+    Options = TaggingOptions
+
+    _rekognition: Any
+    _cpu: anyio.CapacityLimiter
+
+    async def start(self, context: StageContext) -> None:
+        self._rekognition = context.resources["aws"].rekognition
+        # Re-encoding and keyframe decoding are small next to the renditions; one thread at a
+        # time keeps them from crowding the CPU-bound stages.
+        self._cpu = anyio.CapacityLimiter(1)
+
+    async def run(self, job: Job) -> StageResult:
+        options = self.options
+        assert isinstance(options, TaggingOptions)
+        frames, warnings = await anyio.to_thread.run_sync(
+            partial(_frames, job, options), limiter=self._cpu
+        )
+        if not frames:
+            return StageResult(warnings=warnings or ["no picture to send: not tagged"])
+        calls: dict[str, dict[str, Any]] = {
+            "detect_labels": {
+                "MaxLabels": options.max_labels,
+                "MinConfidence": options.min_confidence,
+            }
+        }
+        if options.moderation:
+            calls["detect_moderation_labels"] = {"MinConfidence": options.moderation_min_confidence}
+        found: dict[str, dict[str, dict[str, Any]]] = {}
+        for frame in frames:
+            for operation, params in list(calls.items()):
+                try:
+                    response = await self._detect(operation, frame, params, options)
+                except _Refused as refused:
+                    job.log.warning("tagging_refused", operation=operation, reason=str(refused))
+                    warnings.append(str(refused))
+                    if refused.for_good:
+                        del calls[operation]
+                        continue
+                    break  # the other call would refuse this picture too
+                merged = found.setdefault(operation, {})  # answered, even if with nothing
+                for entry in _PARSERS[operation](response):
+                    _merge(merged, entry, frame.seconds)
+        return StageResult(metadata=_metadata(found, options), warnings=warnings)
+
+    async def _detect(
+        self, operation: str, frame: Frame, params: dict[str, Any], options: TaggingOptions
+    ) -> dict[str, Any]:
+        try:
+            response: dict[str, Any] = await getattr(self._rekognition, operation)(
+                Image={"Bytes": frame.data}, **params
+            )
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            detail = f"{_API_NAMES[operation]}: {code or status}: {error.get('Message', '')}"
+            if code in _THROTTLED or status >= 500:
+                raise TransientError(detail, retry_after=_retry_after(exc, options)) from exc
+            if code in _BAD_PICTURE or code == "InvalidParameterException":
+                raise _Refused(f"{detail} ({_where(frame)})", for_good=False) from exc
+            if code in _NO_ACCESS or status == 403:
+                raise _Refused(detail, for_good=True) from exc
+            raise
+        except BotoCoreError as exc:
+            raise TransientError(f"{_API_NAMES[operation]}: {exc}") from exc
+        return response
+
+
+def _frames(job: Job, options: TaggingOptions) -> tuple[list[Frame], list[str]]:
+    """The pictures to send (in a worker thread: decoding and encoding are CPU work)."""
+    preview = job.renditions.get("preview")
+    frames: list[Frame] = []
+    warnings: list[str] = []
+    if preview is not None:  # a photo's preview, or a video's poster
+        try:
+            frames.append(picture_frame(preview.path))
+        except UnusablePicture as unusable:
+            warnings.append(f"preview not sent: {unusable}")
+    if job.kind is MediaKind.VIDEO:
+        job.check_cancelled()
+        found, more = keyframes(
+            job.original,
+            str(job.metadata.get("format")),
+            count=options.video_keyframes,
+            rotation=int(job.metadata.get("rotation") or 0),
+            check_cancelled=job.check_cancelled,
+        )
+        frames += found
+        warnings += more
+    elif preview is None:
+        warnings.append("no preview rendition: the photo was not tagged")
+    return frames, warnings
+
+
+def _labels(response: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": label["Name"],
+            "confidence": round(float(label.get("Confidence", 0.0)), 2),
+            "parents": [p["Name"] for p in label.get("Parents", []) if p.get("Name")],
+            "categories": [c["Name"] for c in label.get("Categories", []) if c.get("Name")],
+        }
+        for label in response.get("Labels", [])
+        if label.get("Name")
+    ]
+
+
+def _moderation(response: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": label["Name"],
+            "confidence": round(float(label.get("Confidence", 0.0)), 2),
+            "parent": label.get("ParentName") or None,  # "" at the top of the taxonomy
+        }
+        for label in response.get("ModerationLabels", [])
+        if label.get("Name")
+    ]
+
+
+_PARSERS = {"detect_labels": _labels, "detect_moderation_labels": _moderation}
+_API_NAMES = {
+    "detect_labels": "DetectLabels",
+    "detect_moderation_labels": "DetectModerationLabels",
+}
+
+
+def _merge(found: dict[str, dict[str, Any]], entry: dict[str, Any], seconds: float | None) -> None:
+    """One entry per name: the highest confidence, every parent or category, each time seen."""
+    known = found.get(entry["name"])
+    if known is None:
+        known = found[entry["name"]] = {**entry, "times": []}
+    else:
+        known["confidence"] = max(known["confidence"], entry["confidence"])
+        for field, value in entry.items():
+            if isinstance(value, list):
+                known[field] += [item for item in value if item not in known[field]]
+    if seconds is not None and seconds not in known["times"]:
+        known["times"].append(seconds)
+
+
+def _ranked(found: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Most confident first; ``times`` sorted, and left out for a photo."""
+    ranked = []
+    for entry in sorted(found.values(), key=lambda e: (-e["confidence"], e["name"])):
+        times = sorted(entry.pop("times"))
+        ranked.append({**entry, "times": times} if times else entry)
+    return ranked
+
+
+def _metadata(
+    found: dict[str, dict[str, dict[str, Any]]], options: TaggingOptions
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {}
+    if "detect_labels" in found:
+        metadata["tags"] = _ranked(found["detect_labels"])[: options.max_labels]
+    if "detect_moderation_labels" in found:
+        moderation = _ranked(found["detect_moderation_labels"])
+        metadata["moderation"] = moderation
+        metadata["needs_review"] = any(
+            entry["confidence"] >= options.review_threshold for entry in moderation
+        )
+    return metadata
+
+
+def _retry_after(exc: ClientError, options: TaggingOptions) -> float:
+    """The service's Retry-After when it sends one, else the configured wait, spread out."""
+    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    try:
+        return max(1.0, float(headers["retry-after"]))
+    except (KeyError, TypeError, ValueError):
+        return options.throttle_retry_seconds * random.uniform(*_RETRY_JITTER)
+
+
+def _where(frame: Frame) -> str:
+    return "the preview" if frame.seconds is None else f"the frame at {frame.seconds} s"

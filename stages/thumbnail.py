@@ -1,0 +1,154 @@
+"""The ``thumbnail`` stage: web renditions, a placeholder and the facts of every photo.
+
+One decode per photo (:mod:`stages.photo`), renditions derived from it (:mod:`stages.render`),
+camera facts from EXIF (:mod:`stages.exif`). The GPS position goes to ``location``, which
+publish stores apart from the metadata, for the owner's eyes only.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pyvips
+from pydantic import Field, model_validator
+
+from stages.contract import (
+    BadMediaError,
+    Job,
+    MediaKind,
+    Rendition,
+    Stage,
+    StageContext,
+    StageOptions,
+    StageResult,
+)
+from stages.exif import read_exif
+from stages.photo import PhotoHeader, check_pixels, decode, decode_animation, read_header
+from stages.render import (
+    DEFAULT_RENDITIONS,
+    RenditionSpec,
+    largest_box,
+    render_stills,
+    save_animation,
+)
+
+DEFAULT_MAX_PIXELS = 200_000_000
+
+
+class ThumbnailOptions(StageOptions):
+    renditions: tuple[RenditionSpec, ...] = Field(default=DEFAULT_RENDITIONS, min_length=1)
+    placeholder: bool = True
+    # Animated GIF and WebP get an animated WebP in the rendition named here (if it is WebP).
+    animated_rendition: str | None = "thumb"
+    max_animation_frames: int = Field(default=150, ge=2, le=2000)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ThumbnailOptions:
+        names = [spec.name for spec in self.renditions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"rendition names must be unique, got {names}")
+        return self
+
+
+class ThumbnailStage(Stage):
+    """Renditions, placeholder, colour and camera facts for every photo."""
+
+    name = "thumbnail"
+    version = "1.0.0"
+    kinds = frozenset({MediaKind.IMAGE})
+    requires = ("probe",)
+    timeout = 180.0
+    cpu_bound = True
+    Options = ThumbnailOptions
+
+    def __init__(self, options: StageOptions) -> None:
+        super().__init__(options)
+        self.max_pixels = DEFAULT_MAX_PIXELS
+
+    async def start(self, context: StageContext) -> None:
+        settings = context.settings
+        self.max_pixels = int(getattr(settings, "max_pixels", DEFAULT_MAX_PIXELS))
+        share_cores(int(getattr(settings, "cpu_threads", 0)) or None)
+
+    def run_sync(self, job: Job) -> StageResult:
+        options = self.options
+        assert isinstance(options, ThumbnailOptions)
+        image_format = job.metadata.get("format")
+        if not isinstance(image_format, str):
+            raise BadMediaError("the photo's format is unknown (the probe did not name it)")
+        header = read_header(job.original, image_format)
+        check_pixels(header, self.max_pixels)
+        job.check_cancelled()
+        decoded = decode(job.original, header, largest_box(options.renditions))
+        job.check_cancelled()
+        stills = render_stills(
+            decoded.picture, options.renditions, job.workdir, placeholder=options.placeholder
+        )
+        renditions = stills.renditions
+        if header.animated:
+            job.check_cancelled()
+            renditions = self._animate(job, header, renditions, options)
+        metadata = photo_metadata(header)
+        if stills.placeholder:
+            metadata["placeholder"] = {"thumbhash": stills.placeholder}
+        facts = read_exif(header.exif)
+        if facts.taken_at:
+            metadata["taken_at"] = facts.taken_at
+        if facts.camera:
+            metadata["camera"] = facts.camera
+        if facts.location:
+            metadata["location"] = facts.location
+        job.log.debug("thumbnailed", renditions=[r.name for r in renditions])
+        return StageResult(renditions=renditions, metadata=metadata, warnings=decoded.warnings)
+
+    def _animate(
+        self,
+        job: Job,
+        header: PhotoHeader,
+        renditions: list[Rendition],
+        options: ThumbnailOptions,
+    ) -> list[Rendition]:
+        spec = next((s for s in options.renditions if s.name == options.animated_rendition), None)
+        if spec is None or spec.format != "webp":
+            return renditions
+        strip, delays = decode_animation(
+            job.original,
+            header,
+            spec.size,
+            max_frames=options.max_animation_frames,
+            max_pixels=self.max_pixels,
+        )
+        animated = save_animation(
+            strip, job.workdir / f"{spec.name}-animated.webp", spec, delays_ms=delays
+        )
+        return [animated if r.name == spec.name else r for r in renditions]
+
+
+def share_cores(cpu_threads: int | None) -> None:
+    """Size libvips' own thread pool to the cores each of the worker's CPU threads has.
+
+    The worker runs ``cpu_threads`` stages at once; if each libvips call also spread over every
+    core, the threads would fight for them. Parallel photos use the cores better than parallel
+    rows of one photo. An operator's ``VIPS_CONCURRENCY`` wins.
+    """
+    if cpu_threads is None or "VIPS_CONCURRENCY" in os.environ:
+        return
+    pyvips.concurrency_set(max(1, len(os.sched_getaffinity(0)) // cpu_threads))
+
+
+def photo_metadata(header: PhotoHeader) -> dict[str, Any]:
+    """The header facts an album shows: displayed size, colour, alpha, animation."""
+    metadata: dict[str, Any] = {
+        "width": header.width,
+        "height": header.height,
+        "colour_space": header.colour_space,
+        "bit_depth": header.bit_depth,
+        "has_alpha": header.has_alpha,
+        "animated": header.animated,
+    }
+    if header.animated:
+        metadata["frames"] = header.pages
+    if header.icc_profile:
+        metadata["icc_profile"] = header.icc_profile
+    return metadata

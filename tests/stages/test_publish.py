@@ -1,0 +1,93 @@
+"""publish against moto: READY when the item is ours; no orphans when it was deleted meanwhile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from stages.contract import Job, MediaKind, MediaSource, Rendition, StageContext
+from stages.publish import PublishOptions, PublishStage
+from worker.aws import open_clients
+from worker.items import encode
+from worker.keys import new_media_id
+from worker.settings import Settings
+from worker.store import StaleJob
+
+ETAG = "etag-1"
+
+
+def _item(media_id: str, status: str) -> dict[str, Any]:
+    return {
+        "media_id": media_id,
+        "owner": "alice",
+        "status": status,
+        "created_at": "2024-01-01T00:00:00.000Z",
+        "source": {"bucket": "b", "key": f"originals/{media_id}", "etag": ETAG},
+    }
+
+
+def _job(tmp_path: Path, media_id: str) -> Job:
+    renditions = {}
+    for name in ("thumb", "preview"):
+        path = tmp_path / f"{name}.jpg"
+        path.write_bytes(name.encode() * 10)
+        renditions[name] = Rendition(name=name, path=path, content_type="image/jpeg")
+    return Job(
+        source=MediaSource(media_id, "alice", "b", f"originals/{media_id}", ETAG, 10),
+        original=tmp_path / "original",
+        workdir=tmp_path,
+        kind=MediaKind.IMAGE,
+        attempt=1,
+        max_attempts=3,
+        renditions=renditions,
+        metadata={},
+        options=PublishOptions(),
+        log=structlog.get_logger(),
+    )
+
+
+async def _publish(settings: Settings, job: Job) -> None:
+    async with open_clients(settings) as aws:
+        stage = PublishStage(PublishOptions())
+        await stage.start(StageContext(settings, {"aws": aws}, structlog.get_logger()))
+        await stage.run(job)
+
+
+def _rendition_keys(s3: Any, settings: Settings) -> list[str]:
+    listed = s3.list_objects_v2(Bucket=settings.renditions_bucket).get("Contents", [])
+    return sorted(entry["Key"] for entry in listed)
+
+
+async def test_publishes_renditions_and_marks_ready(
+    settings: Settings, s3: Any, dynamodb: Any, tmp_path: Path
+) -> None:
+    media_id = new_media_id()
+    dynamodb.put_item(TableName=settings.table, Item=encode(_item(media_id, "PROCESSING")))
+    await _publish(settings, _job(tmp_path, media_id))
+    assert _rendition_keys(s3, settings) == [f"{media_id}/preview.jpg", f"{media_id}/thumb.jpg"]
+
+
+@pytest.mark.parametrize("left", ["deleted", "DELETING"])
+async def test_a_deleted_item_keeps_no_renditions(
+    settings: Settings, s3: Any, dynamodb: Any, tmp_path: Path, left: str
+) -> None:
+    media_id = new_media_id()
+    if left == "DELETING":
+        dynamodb.put_item(TableName=settings.table, Item=encode(_item(media_id, "DELETING")))
+    with pytest.raises(StaleJob):
+        await _publish(settings, _job(tmp_path, media_id))
+    assert _rendition_keys(s3, settings) == []
+
+
+async def test_renditions_of_an_item_another_delivery_finished_stay(
+    settings: Settings, s3: Any, dynamodb: Any, tmp_path: Path
+) -> None:
+    # Same keys as the delivery that won: deleting them would break its READY item.
+    media_id = new_media_id()
+    dynamodb.put_item(TableName=settings.table, Item=encode(_item(media_id, "READY")))
+    with pytest.raises(StaleJob):
+        await _publish(settings, _job(tmp_path, media_id))
+    assert len(_rendition_keys(s3, settings)) == 2
