@@ -206,6 +206,6 @@ def vips_reason(error: pyvips.Error, path: Path) -> str:
     ]
     reason = lines[-1] if lines else "the decoder could not read it"
     domain, _, rest = reason.partition(": ")
-    if rest and domain.isalnum():  # "VipsJpeg: ...", "heif: ...", "gifload: ..."
+    if rest and domain.replace("_", "").isalnum():  # "VipsJpeg: ", "heif: ", "icc_transform: "
         reason = rest
     return reason[:_MESSAGE_LIMIT]

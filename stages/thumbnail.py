@@ -25,6 +25,7 @@ from stages.contract import (
 )
 from stages.exif import read_exif
 from stages.photo import PhotoHeader, check_pixels, decode, decode_animation, read_header
+from stages.probe import vips_reason
 from stages.render import (
     DEFAULT_RENDITIONS,
     RenditionSpec,
@@ -80,15 +81,24 @@ class ThumbnailStage(Stage):
         header = read_header(job.original, image_format)
         check_pixels(header, self.max_pixels)
         job.check_cancelled()
-        decoded = decode(job.original, header, largest_box(options.renditions))
-        job.check_cancelled()
-        stills = render_stills(
-            decoded.picture, options.renditions, job.workdir, placeholder=options.placeholder
-        )
-        renditions = stills.renditions
-        if header.animated:
+        try:
+            decoded = decode(job.original, header, largest_box(options.renditions))
             job.check_cancelled()
-            renditions = self._animate(job, header, renditions, options)
+            stills = render_stills(
+                decoded.picture, options.renditions, job.workdir, placeholder=options.placeholder
+            )
+            renditions = stills.renditions
+            if header.animated:
+                job.check_cancelled()
+                renditions = self._animate(job, header, renditions, options)
+        except pyvips.Error as error:
+            # What libvips refuses past the header (a colour profile it cannot apply, pixels
+            # that end in the middle of an animation frame) is this file's doing: retrying
+            # the same bytes would only fail again.
+            reason = vips_reason(error, job.original)
+            raise BadMediaError(
+                f"could not make renditions of the {header.label}: {reason}"
+            ) from error
         metadata = photo_metadata(header)
         if stills.placeholder:
             metadata["placeholder"] = {"thumbhash": stills.placeholder}

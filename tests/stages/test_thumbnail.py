@@ -553,3 +553,14 @@ def test_a_100_megapixel_jpeg_is_processed_in_bounded_memory(tmp_path: Path) -> 
     assert run.returncode == 0, run.stderr[-2000:]
     peak_mb = int(run.stdout.strip().splitlines()[-1])
     assert peak_mb < 400, f"peak RSS {peak_mb} MB"
+
+
+async def test_what_libvips_refuses_past_the_header_fails_the_photo_not_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise pyvips.Error("unable to call icc_transform", "icc_transform: bad profile")
+
+    monkeypatch.setattr("stages.thumbnail.render_stills", refuse)
+    reason = await refused(samples.write_jpeg(tmp_path / "a.jpg", 320, 240), tmp_path)
+    assert reason == "could not make renditions of the JPEG: bad profile"
