@@ -3,11 +3,15 @@
 Inputs are made here with PyAV from real photographs (scikit-image's) panned and zoomed, so the
 encoder sees structured motion: a 1080p30 H.264 + AAC clip and a 1080p HEVC 10-bit clip. Each is
 converted to the default rendition (H.264 CRF 23, 720 px short side) by the stage and by
-``ffmpeg`` in child processes, one after the other, so each peak RSS is its own.
+``ffmpeg`` in child processes, one after the other, so each peak RSS is its own. The stage also
+makes the poster stills and the animated preview, which the ffmpeg command does not; it is timed
+once more without the animated preview, labelled so. Last, the stage's peak RSS on a 10-minute
+1080p30 file shows that memory does not grow with the length (frames stream through).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import sys
@@ -28,7 +32,11 @@ _SIZE = (1920, 1080)
 _SOURCES: dict[str, tuple[str, str, dict[str, str]]] = {
     "h264": ("libx264", "yuv420p", {"preset": "veryfast", "crf": "18"}),
     "hevc10": ("libx265", "yuv420p10le", {"preset": "ultrafast", "x265-params": "log-level=error"}),
+    # Only for the memory figure: quick to write (see _frames), quick to decode.
+    "h264-long": ("libx264", "yuv420p", {"preset": "ultrafast", "crf": "30"}),
 }
+_LONG_MINUTES = 10
+_NO_PREVIEW_ANIM = "--no-preview-anim"
 
 
 def run(*, quick: bool) -> list[Measurement]:
@@ -42,11 +50,19 @@ def run(*, quick: bool) -> list[Measurement]:
             "hevc 10-bit": (root / "hevc10.mp4", "hevc10", 3 if quick else 10),
         }
         for label, (clip, kind, seconds) in clips.items():
-            # Written by a child: a child's peak RSS starts from its parent's size at fork, so
-            # this process must stay small for the figures below to be the children's own.
-            run_child(python_child("bench.video", "clip", kind, str(seconds), str(clip)))
+            _write_in_child(clip, kind, seconds)
             measurements.extend(compare(label, clip, root))
+        minutes = 1 if quick else _LONG_MINUTES
+        _write_in_child(root / "long.mp4", "h264-long", minutes * 60)
+        reference = next(m for m in measurements if m.name == "video h264 1080p30 stage peak RSS")
+        measurements.extend(memory(f"{minutes} min 1080p30", root / "long.mp4", root, reference))
     return measurements
+
+
+def _write_in_child(clip: Path, kind: str, seconds: int) -> None:
+    # A child's peak RSS starts from its parent's size at fork, so this process must stay
+    # small for the figures to be the children's own.
+    run_child(python_child("bench.video", "clip", kind, str(seconds), str(clip)))
 
 
 def compare(label: str, clip: Path, root: Path) -> list[Measurement]:
@@ -54,25 +70,26 @@ def compare(label: str, clip: Path, root: Path) -> list[Measurement]:
     stage = run_child(python_child("bench.video", "stage", str(clip), str(out)))
     plan = json.loads(stage.stdout)
     ffmpeg = run_child(ffmpeg_argv(clip, root / f"{clip.stem}-ffmpeg.mp4", plan))
+    bare = run_child(python_child("bench.video", "stage", str(clip), str(out), _NO_PREVIEW_ANIM))
     name = f"video {label}"
     # The worker is a long-running process: a job pays the stage's run (probe included), not an
     # interpreter start and imports. The child's whole wall time is reported next to it.
     stage_seconds = float(plan["seconds"])
+    bare_seconds = float(json.loads(bare.stdout)["seconds"])
+
+    def against_ffmpeg(what: str, seconds: float) -> Measurement:
+        return Measurement(
+            name=f"{name} {what}",
+            value=seconds,
+            unit="s",
+            reference=f"{name} ffmpeg seconds",
+            ratio=ffmpeg.seconds / seconds,
+        )
+
     return [
-        Measurement(
-            name=f"{name} stage seconds",
-            value=stage_seconds,
-            unit="s",
-            reference=f"{name} ffmpeg seconds",
-            ratio=ffmpeg.seconds / stage_seconds,
-        ),
-        Measurement(
-            name=f"{name} stage process seconds (with Python start and imports)",
-            value=stage.seconds,
-            unit="s",
-            reference=f"{name} ffmpeg seconds",
-            ratio=ffmpeg.seconds / stage.seconds,
-        ),
+        against_ffmpeg("stage seconds", stage_seconds),
+        against_ffmpeg("stage seconds, no preview_anim (poster kept)", bare_seconds),
+        against_ffmpeg("stage process seconds (with Python start and imports)", stage.seconds),
         Measurement(name=f"{name} ffmpeg seconds", value=ffmpeg.seconds, unit="s"),
         Measurement(
             name=f"{name} stage peak RSS",
@@ -82,6 +99,24 @@ def compare(label: str, clip: Path, root: Path) -> list[Measurement]:
             ratio=ffmpeg.peak_rss_mb / stage.peak_rss_mb,
         ),
         Measurement(name=f"{name} ffmpeg peak RSS", value=ffmpeg.peak_rss_mb, unit="MB"),
+    ]
+
+
+def memory(label: str, clip: Path, root: Path, reference: Measurement) -> list[Measurement]:
+    """The stage's peak RSS on a long file, against ``reference`` (a short clip's): ~1.0x."""
+    stage = run_child(python_child("bench.video", "stage", str(clip), str(root / "long-stage")))
+    name = f"video {label} stage"
+    return [
+        Measurement(
+            name=f"{name} peak RSS",
+            value=stage.peak_rss_mb,
+            unit="MB",
+            reference=reference.name,
+            ratio=reference.value / stage.peak_rss_mb,
+        ),
+        Measurement(
+            name=f"{name} seconds", value=float(json.loads(stage.stdout)["seconds"]), unit="s"
+        ),
     ]
 
 
@@ -97,7 +132,7 @@ def ffmpeg_argv(clip: Path, out: Path, plan: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
-def stage_main(clip: Path, out: Path) -> None:
+def stage_main(clip: Path, out: Path, *, preview_anim: bool = True) -> None:
     """Child process: probe and transcode ``clip`` as the worker would; print the plan."""
     import structlog
 
@@ -125,7 +160,7 @@ def stage_main(clip: Path, out: Path) -> None:
 
     started = time.perf_counter()
     probed = ProbeStage(StageOptions()).run_sync(job({}, StageOptions())).metadata
-    options = TranscodeOptions()
+    options = TranscodeOptions() if preview_anim else TranscodeOptions(preview_anim=None)
     result = TranscodeStage(options).run_sync(job(probed, options))
     seconds = time.perf_counter() - started
     video = next(r for r in result.renditions if r.name == "video")
@@ -150,16 +185,31 @@ def write_clip(path: Path, kind: str, *, seconds: int) -> Path:
         video: Any = output.add_stream(encoder, rate=_FPS)
         video.width, video.height, video.pix_fmt = *_SIZE, pix_fmt
         video.options = options
+        video.codec_context.thread_type = "AUTO"
         sound: Any = output.add_stream("aac", rate=48000)
-        for index, pixels in enumerate(_panning(seconds * _FPS)):
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            if pix_fmt != "yuv420p":
-                frame = frame.reformat(format=pix_fmt)
+        frames = _frames(seconds * _FPS, pix_fmt, loop=kind == "h264-long")
+        for index, frame in enumerate(frames):
             frame.pts, frame.time_base = index, Fraction(1, _FPS)
             output.mux(video.encode(frame))
         output.mux(video.encode(None))
         _write_noise_audio(output, sound, seconds)
     return path
+
+
+def _frames(count: int, pix_fmt: str, *, loop: bool) -> Iterator[av.VideoFrame]:
+    """``count`` frames of the panning; with ``loop``, its first two seconds back and forth.
+
+    Converting a picture costs more than encoding it fast: a long clip reuses a few.
+    """
+    pictures = _panning(2 * _FPS if loop else count)
+    frames = (
+        av.VideoFrame.from_ndarray(p, format="rgb24").reformat(format=pix_fmt) for p in pictures
+    )
+    if not loop:
+        yield from frames
+        return
+    once = list(frames)
+    yield from itertools.islice(itertools.cycle(once + once[::-1]), count)
 
 
 def _panning(count: int) -> Iterator[np.ndarray]:
@@ -192,9 +242,14 @@ def _write_noise_audio(output: Any, stream: Any, seconds: int) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "stage":
-        stage_main(Path(sys.argv[2]), Path(sys.argv[3]))
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "stage":
+        stage_main(
+            Path(sys.argv[2]), Path(sys.argv[3]), preview_anim=_NO_PREVIEW_ANIM not in sys.argv
+        )
     elif len(sys.argv) == 5 and sys.argv[1] == "clip":
         write_clip(Path(sys.argv[4]), sys.argv[2], seconds=int(sys.argv[3]))
     else:
-        sys.exit("usage: python -m bench.video stage CLIP OUTDIR | clip KIND SECONDS PATH")
+        sys.exit(
+            f"usage: python -m bench.video stage CLIP OUTDIR [{_NO_PREVIEW_ANIM}]"
+            " | clip KIND SECONDS PATH"
+        )

@@ -2,20 +2,25 @@
 
 Both are fed upright, SDR frames as the video is decoded, so neither needs a pass of its own.
 The poster is chosen among the early keyframes (and about one frame a second, for clips with
-a single keyframe), skipping black, flat and blurred frames, as frame 0 is often black.
+a single keyframe), skipping black, flat and blurred frames, as frame 0 is often black. Each is
+encoded by libvips in a helper thread as soon as its frames are in, beside the video encode.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 import av
 import numpy as np
 import pyvips
+from av.video.reformatter import VideoReformatter
 
 from stages.contract import Rendition
-from stages.render import RenditionSpec, picture_from_rgb, save_animation
+from stages.render import RenditionSpec, Stills, picture_from_rgb, render_stills, save_animation
 
 _PROBE_WIDTH = 96  # frames are judged on a grey copy this wide: enough for blur and blackness
 _DARKEST = 24.0  # mean grey level (0-255) below which a frame counts as black
@@ -41,10 +46,10 @@ class FrameQuality:
         return (self.usable, self.sharpness if self.usable else self.contrast)
 
 
-def frame_quality(frame: av.VideoFrame) -> FrameQuality:
+def frame_quality(frame: av.VideoFrame, reformatter: VideoReformatter) -> FrameQuality:
     height = max(3, round(_PROBE_WIDTH * frame.height / frame.width))
-    grey = frame.reformat(width=_PROBE_WIDTH, height=height, format="gray").to_ndarray()
-    pixels = grey.astype(np.float32)
+    grey = reformatter.reformat(frame, width=_PROBE_WIDTH, height=height, format="gray")
+    pixels = grey.to_ndarray().astype(np.float32)
     laplacian = (
         pixels[:-2, 1:-1] + pixels[2:, 1:-1] + pixels[1:-1, :-2] + pixels[1:-1, 2:]
     ) - 4 * pixels[1:-1, 1:-1]
@@ -59,6 +64,8 @@ class PosterPicker:
         self._left = max_candidates
         self._next_sample = 0.0
         self._best: tuple[tuple[bool, float], av.VideoFrame] | None = None
+        # One scaler for every candidate: a new one per frame costs more than the scaling.
+        self._reformatter = VideoReformatter()
 
     @property
     def finished(self) -> bool:
@@ -75,7 +82,7 @@ class PosterPicker:
             return
         self._left -= 1
         self._next_sample = seconds + 1.0
-        rank = frame_quality(frame).rank()
+        rank = frame_quality(frame, self._reformatter).rank()
         if self._best is None or rank > self._best[0]:
             self._best = (rank, frame)
 
@@ -94,6 +101,7 @@ class AnimationStrip:
         self._next = 0.0
         self._frames: list[np.ndarray] = []
         self._done = False
+        self._reformatter = VideoReformatter()  # kept: its scaler is set up once, not per frame
 
     @property
     def finished(self) -> bool:
@@ -108,7 +116,8 @@ class AnimationStrip:
         self._next = max(self._next, seconds) + self._step
         scale = min(1.0, self._size / max(frame.width, frame.height))
         width, height = max(2, round(frame.width * scale)), max(2, round(frame.height * scale))
-        self._frames.append(frame.to_ndarray(width=width, height=height, format="rgb24"))
+        small = self._reformatter.reformat(frame, width=width, height=height, format="rgb24")
+        self._frames.append(small.to_ndarray())
 
     def save(self, path: Path, spec: RenditionSpec) -> Rendition | None:
         """The animated WebP, or None when the clip is too short to move."""
@@ -118,3 +127,99 @@ class AnimationStrip:
         strip.set_type(pyvips.GValue.gint_type, "page-height", self._frames[0].shape[0])
         delays = [round(self._step * 1000)] * len(self._frames)
         return save_animation(strip, path, spec, delays_ms=delays)
+
+
+class VideoStills:
+    """The poster's renditions and the animated preview of one video, made beside the encode.
+
+    Frames are offered as they are decoded; each still goes to libvips in a helper thread the
+    moment its frames are in (the preview after its first seconds, the poster after its window),
+    and :meth:`finish` sends what is left when the video ends. Use it as a context manager: on
+    exit the helper is shut down, and a failed pass waits for its work instead of leaking it.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        renditions: Sequence[RenditionSpec],
+        animation: RenditionSpec | None,
+        poster_window: float,
+        animation_seconds: float,
+        animation_fps: float,
+    ) -> None:
+        self._workdir = workdir
+        self._renditions = renditions
+        self._animation_spec = animation
+        self.poster = PosterPicker(poster_window)
+        self.animation = AnimationStrip(  # no seconds to collect when there is no preview
+            seconds=animation_seconds if animation is not None else 0.0,
+            fps=animation_fps,
+            size=animation.size if animation is not None else 1,
+        )
+        self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stills")
+        self._poster_work: Future[Stills | None] | None = None
+        self._animation_work: Future[Rendition | None] | None = None
+
+    def __enter__(self) -> VideoStills:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._helper.shutdown(wait=True, cancel_futures=error is not None)
+
+    @property
+    def finished(self) -> bool:
+        """Whether both have all their frames: the decoder may skip to keyframes, or stop."""
+        return self.poster.finished and self.animation.finished
+
+    def offer(self, frame: av.VideoFrame, seconds: float) -> None:
+        """Show ``frame`` (``seconds`` from the start) to both; start whichever is complete."""
+        if not self.poster.finished:
+            self.poster.offer(frame, seconds)
+            if self.poster.finished:
+                self._start_poster()
+        if not self.animation.finished:
+            self.animation.offer(frame, seconds)
+            if self.animation.finished:
+                self._start_animation()
+
+    def finish(self) -> None:
+        """The video has no more frames: start what the end of the clip completed."""
+        if self._poster_work is None:
+            self._start_poster()
+        if self._animation_work is None:
+            self._start_animation()
+
+    def result(self) -> tuple[list[Rendition], str | None]:
+        """After :meth:`finish`: the poster's renditions, the animated preview, the placeholder."""
+        assert self._poster_work is not None
+        assert self._animation_work is not None
+        stills, animation = self._poster_work.result(), self._animation_work.result()
+        renditions = list(stills.renditions) if stills is not None else []
+        if animation is not None:
+            renditions.append(animation)
+        return renditions, stills.placeholder if stills is not None else None
+
+    def _start_poster(self) -> None:
+        self._poster_work = self._helper.submit(self._render_poster)
+
+    def _start_animation(self) -> None:
+        self._animation_work = self._helper.submit(self._render_animation)
+
+    def _render_poster(self) -> Stills | None:
+        best = self.poster.best
+        if best is None:
+            return None
+        picture = picture_from_rgb(best.to_ndarray(format="rgb24"))
+        return render_stills(picture, self._renditions, self._workdir)
+
+    def _render_animation(self) -> Rendition | None:
+        spec = self._animation_spec
+        if spec is None:
+            return None
+        return self.animation.save(self._workdir / f"{spec.name}.webp", spec)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -33,9 +32,9 @@ from stages.contract import (
     StageOptions,
     StageResult,
 )
-from stages.poster import AnimationStrip, PosterPicker
+from stages.poster import VideoStills
 from stages.probe import open_video
-from stages.render import DEFAULT_RENDITIONS, RenditionSpec, picture_from_rgb, render_stills
+from stages.render import DEFAULT_RENDITIONS, RenditionSpec
 from stages.tonemap import write_cube
 from stages.video_graph import build_graph
 from stages.video_policy import (
@@ -61,7 +60,8 @@ class TranscodeOptions(StageOptions):
     max_short_side: int = Field(default=720, ge=144, le=4320)
     max_fps: float = Field(default=60.0, gt=0, le=240)
     audio_bitrate: int = Field(default=128_000, ge=32_000, le=512_000)
-    threads: int = Field(default=0, ge=0, le=64, description="0: one per core")
+    # 0: every core, whatever the worker's CPU threads (see docs/design.md, "Video").
+    threads: int = Field(default=0, ge=0, le=64, description="0: FFmpeg's count for all cores")
     poster_window: float = Field(default=10.0, gt=0, le=600)
     renditions: tuple[RenditionSpec, ...] = Field(default=DEFAULT_RENDITIONS, min_length=1)
     preview_anim: RenditionSpec | None = RenditionSpec(
@@ -137,21 +137,21 @@ class VideoPass:
         )
         stream_start, time_base = self.video_in.start_time, self.video_in.time_base
         self.start = float(stream_start * time_base) if stream_start and time_base else 0.0
-        self.poster = PosterPicker(options.poster_window)
-        self.animation = AnimationStrip(
-            seconds=options.preview_anim_seconds,
-            fps=options.preview_anim_fps,
-            size=options.preview_anim.size if options.preview_anim else 320,
+        self.stills = VideoStills(
+            job.workdir,
+            renditions=options.renditions,
+            animation=options.preview_anim,
+            poster_window=options.poster_window,
+            animation_seconds=options.preview_anim_seconds,
+            animation_fps=options.preview_anim_fps,
         )
         self.cadence = FrameCadence(self.video_in.time_base)
         self.tally = Tally()
         self.graph: av.filter.Graph | None = None
-        self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stills")
-        self._stills: Future[tuple[list[Rendition], str | None]] | None = None
 
     def write(self, path: Path) -> Path:
         """Write the MP4 to ``path``; on any failure (or cancellation) no file is left."""
-        with self._helper, _mp4_output(path) as output:
+        with self.stills, _mp4_output(path) as output:
             video_out = self._add_video(output)
             audio_out = self._add_audio(output)
             wanted = [self.video_in] + ([self.audio_in] if audio_out is not None else [])
@@ -224,14 +224,10 @@ class VideoPass:
             if packet.dts is not None:
                 packet.stream = video_out
                 output.mux(packet)
-            if not self.stills_done:
+            if not self.stills.finished:
                 self._decode(packet, self._offer)
             return
         self._decode(packet, lambda frame: self._filter(frame, output, video_out))
-
-    @property
-    def stills_done(self) -> bool:
-        return self.poster.finished and self.animation.finished
 
     def _decode(self, packet: av.Packet[Any] | None, each: Any) -> None:
         try:
@@ -246,7 +242,7 @@ class VideoPass:
             # Concealed damage (a frame the decoder patched up) is still shown, as players do.
             self.tally.corrupt += frame.is_corrupt
             each(frame)
-        if self.plan.copy_video and self.animation.finished:
+        if self.plan.copy_video and self.stills.animation.finished:
             # Only the poster still looks: keyframes are all it takes.
             self.video_in.codec_context.skip_frame = "NONKEY"
 
@@ -263,36 +259,8 @@ class VideoPass:
             output.mux(video_out.encode(filtered))
 
     def _offer(self, frame: av.VideoFrame) -> None:
-        if self.stills_done or frame.time is None:
-            return
-        seconds = frame.time - self.start
-        self.poster.offer(frame, seconds)
-        self.animation.offer(frame, seconds)
-        if self.stills_done:
-            # libvips works beside the encoder (it releases the GIL) instead of after it.
-            self._stills = self._helper.submit(self._render_stills)
-
-    def stills(self) -> tuple[list[Rendition], str | None]:
-        """The poster's renditions and placeholder, and the animated preview."""
-        if self._stills is None:
-            return self._render_stills()
-        return self._stills.result()
-
-    def _render_stills(self) -> tuple[list[Rendition], str | None]:
-        renditions: list[Rendition] = []
-        placeholder = None
-        poster = self.poster.best
-        if poster is not None:
-            picture = picture_from_rgb(poster.to_ndarray(format="rgb24"))
-            stills = render_stills(picture, self.options.renditions, self.job.workdir)
-            renditions.extend(stills.renditions)
-            placeholder = stills.placeholder
-        spec = self.options.preview_anim
-        if spec is not None:
-            animation = self.animation.save(self.job.workdir / f"{spec.name}.webp", spec)
-            if animation is not None:
-                renditions.append(animation)
-        return renditions, placeholder
+        if not self.stills.finished and frame.time is not None:
+            self.stills.offer(frame, frame.time - self.start)
 
     # --- audio --------------------------------------------------------------------------------
 
@@ -332,10 +300,11 @@ class VideoPass:
         # never came (a flushed decoder just answers EOF).
         if not self.plan.copy_video:
             self._decode(None, lambda frame: self._filter(frame, output, video_out))
-        elif not self.stills_done:
-            self._decode(None, self._offer)
-        if not self.plan.copy_video:
             self._filter(None, output, video_out)
+        elif not self.stills.finished:
+            self._decode(None, self._offer)
+        self.stills.finish()  # a short clip's stills: encoded while the encoder drains
+        if not self.plan.copy_video:
             output.mux(video_out.encode(None))
         if audio_out is not None and not self.plan.copy_audio:
             output.mux(audio_out.encode(None))
@@ -397,7 +366,7 @@ def _result(
         "audio": _audio_action(facts, plan),
         "reasons": list(plan.reasons),
     }
-    stills, placeholder = run.stills()
+    stills, placeholder = run.stills.result()
     renditions.extend(stills)
     if placeholder is not None:
         metadata["placeholder"] = {"thumbhash": placeholder}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,8 +21,10 @@ import pyvips
 import structlog
 
 from stages import BadMediaError, Job, JobCancelled, MediaKind, MediaSource, StageOptions
+from stages.poster import VideoStills
 from stages.probe import ProbeStage
 from stages.quicktime import creation_time, parse_iso6709
+from stages.render import DEFAULT_RENDITIONS, RenditionSpec
 from stages.tonemap import WideSignal, to_sdr
 from stages.transcode import TranscodeOptions, TranscodeStage
 from worker import samples
@@ -399,3 +402,29 @@ def test_cancelled_transcode_stops_and_leaves_no_file_open(tmp_path: Path) -> No
         if os.path.exists(f"/proc/self/fd/{fd}")
     }
     assert not [name for name in open_files if name.startswith(str(workdir))]
+
+
+def test_each_still_is_encoded_as_soon_as_its_frames_are_in(tmp_path: Path) -> None:
+    """The preview needs the first second only: it is written while the poster's window is open."""
+    preview = RenditionSpec(name="preview_anim", size=64, format="webp", quality=60)
+    rng = np.random.default_rng(3)
+    with VideoStills(
+        tmp_path,
+        renditions=DEFAULT_RENDITIONS,
+        animation=preview,
+        poster_window=10.0,
+        animation_seconds=1.0,
+        animation_fps=4.0,
+    ) as stills:
+        for index in range(20):  # two seconds at 10 fps
+            pixels = rng.integers(40, 220, (96, 128, 3), dtype=np.uint8)
+            stills.offer(av.VideoFrame.from_ndarray(pixels, format="rgb24"), index / 10)
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "preview_anim.webp").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (tmp_path / "preview_anim.webp").exists()
+        assert not (tmp_path / "thumb.webp").exists()  # the poster may still find a better frame
+        stills.finish()
+    made, placeholder = stills.result()
+    assert {r.name for r in made} == {"thumb", "preview", "preview_anim"}
+    assert placeholder
