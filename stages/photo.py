@@ -20,6 +20,7 @@ from PIL import ImageCms
 
 from stages.contract import BadMediaError
 from stages.probe import VIPS_LOADERS, vips_reason
+from stages.render import fit
 
 _LABELS = {"heif": "HEIC", "tiff": "TIFF"}
 _BIT_DEPTH = {"uchar": 8, "char": 8, "ushort": 16, "short": 16, "uint": 32, "float": 32}
@@ -227,9 +228,7 @@ def _decode_heif(path: Path, box: int) -> pyvips.Image:
     profile = heif.info.get("icc_profile")
     if profile:
         picture.set_type(pyvips.GValue.blob_type, "icc-profile-data", bytes(profile))
-    if picture.width > box or picture.height > box:
-        picture = picture.thumbnail_image(box, height=box, size="down")
-    return picture.copy_memory()
+    return fit(picture, box).copy_memory()
 
 
 def _heif_header(path: Path) -> PhotoHeader:

@@ -80,20 +80,17 @@ def rgba_to_thumbhash(rgba: npt.NDArray[np.uint8]) -> bytes:
 def _encode_channel(channel: Channel, nx: int, ny: int) -> tuple[float, list[float], float]:
     """DC term, AC terms normalised to 0..1, and their scale: a triangle of DCT coefficients."""
     height, width = channel.shape
-    xs = (np.arange(width) + 0.5) * (math.pi / width)
-    ys = (np.arange(height) + 0.5) * (math.pi / height)
-    dc = 0.0
-    ac: list[float] = []
-    for cy in range(ny):
-        row = channel.T @ np.cos(ys * cy)  # sum over y first: one vector per cy
-        cx = 0
-        while cx * ny < nx * (ny - cy):
-            value = float(row @ np.cos(xs * cx)) / (width * height)
-            if cx or cy:
-                ac.append(value)
-            else:
-                dc = value
-            cx += 1
+    x_basis = np.cos(np.outer(np.arange(nx), (np.arange(width) + 0.5) * (math.pi / width)))
+    y_basis = np.cos(np.outer(np.arange(ny), (np.arange(height) + 0.5) * (math.pi / height)))
+    # Every coefficient at once (ny x nx), then the reference's triangle, row by row.
+    coefficients = (y_basis @ channel @ x_basis.T) / (width * height)
+    values = [
+        float(coefficients[cy, cx])
+        for cy in range(ny)
+        for cx in range(nx)
+        if cx * ny < nx * (ny - cy)
+    ]
+    dc, ac = values[0], values[1:]
     scale = max((abs(value) for value in ac), default=0.0)
     if scale:
         ac = [0.5 + 0.5 / scale * value for value in ac]
