@@ -95,7 +95,8 @@ def read_header(path: Path, image_format: str) -> PhotoHeader:
             pages=pages,
             animated=image_format in ("gif", "webp") and pages > 1,
             colour_space=_COLOUR_SPACES.get(interpretation, interpretation),
-            bit_depth=_BIT_DEPTH.get(str(image.format), 8),
+            # "bits-per-sample" where the loader records it (a 10-bit AVIF loads as 16-bit).
+            bit_depth=_int_field(image, "bits-per-sample", _BIT_DEPTH.get(str(image.format), 8)),
             has_alpha=bool(image.hasalpha()),
             icc_profile=_profile_name(_blob_field(image, "icc-profile-data")),
             exif=_blob_field(image, "exif-data"),
