@@ -136,7 +136,7 @@ def stage_main(clip: Path, out: Path, *, preview_anim: bool = True) -> None:
     """Child process: probe and transcode ``clip`` as the worker would; print the plan."""
     import structlog
 
-    from stages import Job, MediaKind, MediaSource, StageOptions
+    from stages import Job, MediaKind, StageOptions
     from stages.probe import ProbeStage
     from stages.transcode import TranscodeOptions, TranscodeStage
 
@@ -144,19 +144,7 @@ def stage_main(clip: Path, out: Path, *, preview_anim: bool = True) -> None:
 
     def job(metadata: dict[str, Any], options: StageOptions) -> Job:
         out.mkdir(parents=True, exist_ok=True)
-        source = MediaSource("bench", "bench", "bench", "bench", "etag", clip.stat().st_size)
-        return Job(
-            source=source,
-            original=clip,
-            workdir=out,
-            kind=MediaKind.VIDEO,
-            attempt=1,
-            max_attempts=1,
-            renditions={},
-            metadata=metadata,
-            options=options,
-            log=structlog.get_logger(),
-        )
+        return Job.standalone(clip, out, kind=MediaKind.VIDEO, metadata=metadata, options=options)
 
     started = time.perf_counter()
     probed = ProbeStage(StageOptions()).run_sync(job({}, StageOptions())).metadata

@@ -18,9 +18,8 @@ import av
 import numpy as np
 import pytest
 import pyvips
-import structlog
 
-from stages import BadMediaError, Job, JobCancelled, MediaKind, MediaSource, StageOptions
+from stages import BadMediaError, Job, JobCancelled, MediaKind, StageOptions
 from stages.poster import VideoStills
 from stages.probe import ProbeStage
 from stages.quicktime import creation_time, parse_iso6709
@@ -32,18 +31,7 @@ from worker import samples
 
 def make_job(path: Path, workdir: Path, metadata: dict[str, Any], options: StageOptions) -> Job:
     workdir.mkdir(parents=True, exist_ok=True)
-    return Job(
-        source=MediaSource("m1", "owner", "originals", "k", "etag", path.stat().st_size),
-        original=path,
-        workdir=workdir,
-        kind=MediaKind.VIDEO,
-        attempt=1,
-        max_attempts=3,
-        renditions={},
-        metadata=metadata,
-        options=options,
-        log=structlog.get_logger(),
-    )
+    return Job.standalone(path, workdir, kind=MediaKind.VIDEO, metadata=metadata, options=options)
 
 
 def transcode(path: Path, job_hook: Callable[[Job], None] | None = None, **options: Any) -> Any:
