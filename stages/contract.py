@@ -45,6 +45,11 @@ class TransientError(StageError):
         self.retry_after = retry_after
 
 
+class RenditionInvalid(StageError):
+    """A file we made is not what it claims (truncated, wrong size): never published; our fault,
+    so the job is retried rather than the media blamed."""
+
+
 class JobCancelled(StageError):
     """The job was cancelled (timeout or shutdown): a thread-run stage stops at its next check."""
 
