@@ -71,6 +71,9 @@ class MediaSource:
     etag: str
     size: int
     version_id: str | None = None
+    sequencer: str | None = None
+    # Names this very object among the uploads of the key; its renditions are stored under it.
+    tag: str = ""
 
 
 @dataclass(frozen=True, slots=True)

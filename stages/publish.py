@@ -1,12 +1,15 @@
 """The built-in final stage: renditions to S3, the item to READY, media.processed to SNS.
 
 It is the only stage that writes to AWS, once per job and idempotently: rendition keys derive
-from media id and rendition name, and the item write is conditional on this very upload. When
-that write finds the item deleted, the renditions just uploaded are removed again.
+from the media id, the object (``source.tag``) and the rendition name, and the item write is
+conditional on this very object. Renditions of an earlier object of the same id are removed once
+the item points at the new set; when the write finds the item deleted or given to a newer
+object, the renditions just uploaded are removed again.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
@@ -24,8 +27,9 @@ from stages.contract import (
     StageResult,
     TransientError,
 )
-from worker.keys import rendition_key
-from worker.notify import MediaEvents
+from worker.items import MediaStatus
+from worker.keys import rendition_key, rendition_prefix
+from worker.notify import MediaEvents, Outbox
 from worker.store import MediaStore, StaleJob
 
 
@@ -44,14 +48,14 @@ class PublishStage(Stage):
     _s3: Any
     _bucket: str
     _store: MediaStore
-    _events: MediaEvents
+    _outbox: Outbox
 
     async def start(self, context: StageContext) -> None:
         aws = context.resources["aws"]
         self._s3 = aws.s3
         self._bucket = context.settings.renditions_bucket
         self._store = MediaStore(aws.dynamodb, context.settings.table)
-        self._events = MediaEvents(aws.sns, context.settings.media_topic_arn)
+        self._outbox = Outbox(MediaEvents(aws.sns, context.settings.media_topic_arn), self._store)
 
     async def run(self, job: Job) -> StageResult:
         started = time.monotonic()
@@ -70,11 +74,14 @@ class PublishStage(Stage):
 
         metadata = dict(job.metadata)
         location = metadata.pop("location", None)
+        metadata.setdefault("moderation", {"status": "off"})
         own = StageRecord(self.name, self.version, "ok", time.monotonic() - started)
+        token = secrets.token_hex(8)
         try:
             item = await self._store.mark_ready(
                 job.media_id,
-                job.source.etag,
+                job.source.tag,
+                lock_token=token,
                 kind=job.kind.value if job.kind else None,
                 metadata=metadata,
                 location=location if isinstance(location, dict) else None,
@@ -83,13 +90,46 @@ class PublishStage(Stage):
                 warnings=list(job.warnings),
             )
         except StaleJob:
-            # Deleted while we ran: what we just uploaded would be an orphan nobody can list.
-            # (Another delivery that finished first shares our keys: those stay.)
-            if await self._store.is_gone(job.media_id):
+            # Deleted, or given to a newer object, while we ran: what we just uploaded would be
+            # an orphan nobody can list. (Another delivery of this very object shares our keys
+            # and finished first: those stay.)
+            current = await self._store.get(job.media_id)
+            if (
+                current is None
+                or current.get("status") == MediaStatus.DELETING.value
+                or (current.get("source") or {}).get("tag") != job.source.tag
+            ):
                 await self._remove([entry["key"] for entry in published.values()])
             raise
-        await send_media_event(self._events, self._store, item)
+        await self._remove_superseded(job)
+        try:
+            await self._outbox.announce(item, token, job.log)
+        except TransientError as exc:
+            # READY is recorded and the event stays owed: the sweep sends it, so the upload
+            # is not processed again for it.
+            job.log.warning("event_not_sent", error=str(exc))
         return StageResult()
+
+    async def _remove_superseded(self, job: Job) -> None:
+        """Delete renditions of earlier objects of this id: the item no longer points at them."""
+        current = rendition_prefix(job.media_id, job.source.tag)
+        stale: list[str] = []
+        try:
+            paginator = self._s3.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{job.media_id}/"):
+                stale.extend(
+                    entry["Key"]
+                    for entry in page.get("Contents", [])
+                    if not entry["Key"].startswith(current)
+                )
+        except (ClientError, BotoCoreError) as exc:
+            # The item is READY and points at the new set; the old one is only clutter now,
+            # and the next publish or the owner's DELETE removes it.
+            job.log.warning("superseded_renditions_not_listed", error=str(exc))
+            return
+        if stale:
+            job.log.info("superseded_renditions_removed", count=len(stale))
+            await self._remove(stale)
 
     async def _remove(self, keys: list[str]) -> None:
         try:
@@ -99,12 +139,12 @@ class PublishStage(Stage):
                     Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
                 )
         except (ClientError, BotoCoreError) as exc:
-            raise TransientError(f"could not remove renditions of a deleted item: {exc}") from exc
+            raise TransientError(f"could not remove renditions nobody points at: {exc}") from exc
 
     async def _upload(
         self, job: Job, rendition: Rendition, options: PublishOptions
     ) -> dict[str, Any]:
-        key = rendition_key(job.media_id, rendition.name, rendition.content_type)
+        key = rendition_key(job.media_id, job.source.tag, rendition.name, rendition.content_type)
         size = rendition.path.stat().st_size
         try:
             # upload_file streams from disk and switches to multipart for large renditions.
@@ -127,12 +167,3 @@ class PublishStage(Stage):
             entry["height"] = rendition.height
         entry.update(rendition.extra)
         return entry
-
-
-async def send_media_event(events: MediaEvents, store: MediaStore, item: dict[str, Any]) -> None:
-    """Send the item's event, then clear its pending flag; a failure is retried by redelivery."""
-    try:
-        await events.publish(item)
-        await store.clear_event_pending(item["media_id"])
-    except (ClientError, BotoCoreError) as exc:
-        raise TransientError(f"media event for {item['media_id']} not sent yet: {exc}") from exc

@@ -9,8 +9,6 @@ stopping worker hands back what it cannot finish.
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -25,12 +23,14 @@ from worker.aws import open_clients
 from worker.events import MalformedMessage, parse_message
 from worker.health import Liveness, start_status_server
 from worker.jobs import Attempt, UploadProcessor, Verdict
-from worker.notify import MediaEvents
+from worker.notify import MediaEvents, Outbox
 from worker.pipeline import Pipeline
 from worker.queue import InFlight, MediaQueue
 from worker.registry import StageRegistry
 from worker.settings import SQS_MAX_VISIBILITY, Settings, SettingsError
+from worker.spool import Spool
 from worker.store import MediaStore
+from worker.sweep import Sweeper
 
 
 def check_timing(settings: Settings, registry: StageRegistry) -> None:
@@ -82,23 +82,40 @@ class Worker:
 
     async def run(self, *, handle_signals: bool = False) -> None:
         base = self.settings.spool_dir or Path(os.environ.get("TMPDIR", "/tmp"))  # noqa: S108
-        spool_root = base / f"mediamill-{os.getpid()}-{secrets.token_hex(3)}"
-        spool_root.mkdir(parents=True, exist_ok=True)
+        spool = Spool(base, self.settings.spool_budget_bytes, self.log)
+        spool.open()
         try:
             async with open_clients(self.settings) as aws:
                 queue = MediaQueue(aws.sqs, self.settings, self.log)
                 await queue.read_redrive_policy()
-                store = MediaStore(aws.dynamodb, self.settings.table)
+                # An event's sender holds it for half the grace: the sweep waits longer.
+                lock_seconds = self.settings.event_grace_seconds / 2
+                store = MediaStore(
+                    aws.dynamodb, self.settings.table, event_lock_seconds=lock_seconds
+                )
+                outbox = Outbox(MediaEvents(aws.sns, self.settings.media_topic_arn), store)
                 processor = UploadProcessor(
                     s3=aws.s3,
                     store=store,
-                    events=MediaEvents(aws.sns, self.settings.media_topic_arn),
+                    outbox=outbox,
                     pipeline=Pipeline(
                         self.registry,
                         cpu_limiter=anyio.CapacityLimiter(self.settings.cpu_threads),
                     ),
                     originals_bucket=self.settings.originals_bucket,
-                    spool_root=spool_root,
+                    spool=spool,
+                    lease_seconds=self.settings.visibility_timeout,
+                    spool_wait_seconds=self.settings.spool_wait_seconds,
+                )
+                sweeper = Sweeper(
+                    dynamodb=aws.dynamodb,
+                    table=self.settings.table,
+                    store=store,
+                    outbox=outbox,
+                    max_receive_count=queue.max_receive_count,
+                    grace_seconds=self.settings.event_grace_seconds,
+                    interval_seconds=self.settings.sweep_interval_seconds,
+                    log=self.log,
                 )
                 context = StageContext(settings=self.settings, resources={"aws": aws}, log=self.log)
                 await self.registry.start(context)
@@ -121,6 +138,7 @@ class Worker:
                         if handle_signals:
                             services.start_soon(self._watch_signals, queue)
                         services.start_soon(queue.run)
+                        services.start_soon(sweeper.run)
                         await self._consume(queue, processor)
                         services.cancel_scope.cancel()
                 finally:
@@ -129,7 +147,7 @@ class Worker:
                         if runner is not None:
                             await runner.cleanup()
         finally:
-            shutil.rmtree(spool_root, ignore_errors=True)
+            spool.close()
             self.log.info("worker_stopped", jobs=self._jobs_done)
 
     async def _watch_signals(self, queue: MediaQueue) -> None:
@@ -239,7 +257,7 @@ class Worker:
             await queue.delete(flight)
             return
 
-        attempt = Attempt(flight.receive_count, queue.max_receive_count)
+        attempt = Attempt(flight.receive_count, queue.max_receive_count, flight.message_id)
         results = [await processor.process(upload, attempt, log) for upload in parsed.uploads]
         verdicts = {result.verdict for result in results}
         if Verdict.ERROR in verdicts or Verdict.RETRY in verdicts:

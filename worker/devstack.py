@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from worker.items import OWNER_INDEX
+from worker.items import OWED_INDEX, OWED_PROJECTION, OWNER_INDEX
 from worker.keys import ORIGINALS_PREFIX
 
 DEV_REGION = "us-east-1"
@@ -258,6 +258,8 @@ def provision(
             {"AttributeName": "media_id", "AttributeType": "S"},
             {"AttributeName": "owner", "AttributeType": "S"},
             {"AttributeName": "created_at", "AttributeType": "S"},
+            {"AttributeName": "owed_shard", "AttributeType": "S"},
+            {"AttributeName": "owed_since", "AttributeType": "S"},
         ],
         KeySchema=[{"AttributeName": "media_id", "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
@@ -268,7 +270,18 @@ def provision(
                     {"AttributeName": "created_at", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
-            }
+            },
+            {
+                "IndexName": OWED_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "owed_shard", "KeyType": "HASH"},
+                    {"AttributeName": "owed_since", "KeyType": "RANGE"},
+                ],
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": list(OWED_PROJECTION),
+                },
+            },
         ],
     )
 

@@ -20,6 +20,7 @@ the whole message there.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -49,6 +50,23 @@ class MalformedMessage(ValueError):
     """The body is not an upload event we understand: logged, counted, left for the DLQ."""
 
 
+# Wider than any sequencer S3 sends (16 to 18 hex digits today).
+_SEQUENCER_WIDTH = 64
+_HEX = re.compile(r"^[0-9A-Fa-f]{1,64}$")
+
+
+def sequencer_order(sequencer: str | None) -> str | None:
+    """The sequencer in a form that compares as text, or None when there is none to trust.
+
+    S3 documents sequencers of one key as hexadecimal strings of varying length, compared after
+    right-padding the shorter with zeros; padding every one to a fixed width makes a plain
+    string comparison (DynamoDB's included) give the same order.
+    """
+    if sequencer is None or not _HEX.fullmatch(sequencer):
+        return None
+    return sequencer.upper().ljust(_SEQUENCER_WIDTH, "0")
+
+
 @dataclass(frozen=True, slots=True)
 class UploadEvent:
     """One object created in a bucket, with its key decoded to the real S3 key."""
@@ -61,6 +79,11 @@ class UploadEvent:
     sequencer: str | None
     event_name: str
     event_time: datetime | None
+
+    @property
+    def order(self) -> str | None:
+        """Where this object stands among the uploads of its key (None: unknown)."""
+        return sequencer_order(self.sequencer)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,14 +20,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from structlog.typing import FilteringBoundLogger
 
 from stages.contract import BadMediaError, MediaSource, TransientError
-from stages.publish import send_media_event
 from worker import metrics
+from worker.claims import ClaimContended, ClaimOutcome, Lease, StoredObject
 from worker.events import UploadEvent
 from worker.items import utc_now
-from worker.keys import media_id_from_key
-from worker.notify import MediaEvents
+from worker.keys import media_id_from_key, object_tag
+from worker.notify import Outbox
 from worker.pipeline import JobOutcome, Pipeline
-from worker.store import ClaimOutcome, MediaStore, StaleJob
+from worker.spool import Spool
+from worker.store import MediaStore, StaleJob
 
 _SPOOL_CHUNK = 1024 * 1024
 _ENOSPC = 28
@@ -46,6 +47,8 @@ class Result:
 
 
 DONE = Result(Verdict.DONE)
+# Done, but not by a finishing write: the claim's lease is still to be given up.
+SUPERSEDED = Result(Verdict.DONE)
 RETRY = Result(Verdict.RETRY)
 ERROR = Result(Verdict.ERROR)
 
@@ -56,10 +59,11 @@ class Superseded(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """Which delivery of the message this is."""
+    """Which delivery of which message this is."""
 
     number: int
     of: int
+    message_id: str = "?"
 
     @property
     def last(self) -> bool:
@@ -74,17 +78,21 @@ class UploadProcessor:
         *,
         s3: Any,
         store: MediaStore,
-        events: MediaEvents,
+        outbox: Outbox,
         pipeline: Pipeline,
         originals_bucket: str,
-        spool_root: Path,
+        spool: Spool,
+        lease_seconds: float,
+        spool_wait_seconds: float = 60.0,
     ) -> None:
         self._s3 = s3
         self._store = store
-        self._events = events
+        self._outbox = outbox
         self._pipeline = pipeline
         self._originals_bucket = originals_bucket
-        self._spool_root = spool_root
+        self._scratch = spool
+        self._lease_seconds = lease_seconds
+        self._spool_wait = spool_wait_seconds
 
     async def process(
         self, upload: UploadEvent, attempt: Attempt, log: FilteringBoundLogger
@@ -105,15 +113,29 @@ class UploadProcessor:
     async def _claimed(
         self, media_id: str, upload: UploadEvent, attempt: Attempt, log: FilteringBoundLogger
     ) -> Result:
+        obj = StoredObject(
+            etag=upload.etag,
+            size=upload.size,
+            version_id=upload.version_id,
+            sequencer=upload.sequencer,
+            order=upload.order,
+            tag=object_tag(upload.etag, upload.order, upload.version_id),
+        )
+        lease = Lease(secrets.token_hex(8), attempt.message_id, self._lease_seconds)
+
+        async def current_etag() -> str | None:
+            return await self._current_etag(upload)
+
         try:
             claim = await self._store.claim(
                 media_id,
-                etag=upload.etag,
-                size=upload.size,
-                version_id=upload.version_id,
+                obj,
+                lease,
+                receive_count=attempt.number,
                 uploaded_at=upload.event_time,
+                current_etag=current_etag,
             )
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ClaimContended) as exc:
             log.warning("claim_failed", error=str(exc))
             metrics.JOBS.labels("retry").inc()
             return RETRY
@@ -122,13 +144,17 @@ class UploadProcessor:
             metrics.JOBS.labels("orphan").inc()
             log.warning("upload_without_item", detail="no media item: deleted, or not via the API")
             return DONE
+        if claim.outcome is ClaimOutcome.OUTDATED:
+            metrics.JOBS.labels("outdated").inc()
+            log.info("outdated_upload", detail="the item already has a newer object")
+            return DONE
+        if claim.outcome is ClaimOutcome.LEASED:
+            return await self._leased(media_id, claim.item or {}, claim.retry_after, attempt, log)
         if claim.outcome is ClaimOutcome.DUPLICATE:
             assert claim.item is not None
             metrics.JOBS.labels("duplicate").inc()
             log.info("duplicate_delivery", status=claim.item.get("status"))
-            if claim.item.get("event_pending"):
-                return await self._announce(claim.item, log)
-            return DONE
+            return await self._announce(claim.item, secrets.token_hex(8), log)
 
         source = MediaSource(
             media_id=media_id,
@@ -138,15 +164,95 @@ class UploadProcessor:
             etag=upload.etag,
             size=upload.size,
             version_id=upload.version_id,
+            sequencer=upload.sequencer,
+            tag=obj.tag,
         )
-        job_dir = self._spool_root / f"{media_id}-{secrets.token_hex(4)}"
-        job_dir.mkdir(parents=True)
+        if claim.replaced:
+            log.info("upload_replaced", detail="a newer object: the previous one's results cleared")
         log.info("job_started", size=upload.size, attempt=attempt.number)
+        result = RETRY
         try:
-            return await self._run(source, upload, job_dir, attempt, log)
+            async with self._scratch.reserve(upload.size, wait_seconds=self._spool_wait):
+                job_dir = self._scratch.job_dir(media_id)
+                try:
+                    result = await self._leased_run(source, upload, job_dir, attempt, lease, log)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(shutil.rmtree, job_dir, True)
+        except TransientError as exc:
+            result = await self._retry_or_give_up(source, exc, None, attempt, log)
         finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(shutil.rmtree, job_dir, True)
+            if result.verdict is not Verdict.DONE or result is SUPERSEDED:
+                # The next delivery must not wait for a lease nobody uses.
+                with anyio.CancelScope(shield=True):
+                    await self._release(media_id, lease, log)
+        return result
+
+    async def _leased(
+        self,
+        media_id: str,
+        item: dict[str, Any],
+        retry_after: float | None,
+        attempt: Attempt,
+        log: FilteringBoundLogger,
+    ) -> Result:
+        """Another job holds this very object: never run the pipeline twice at once."""
+        metrics.JOBS.labels("leased").inc()
+        holder = item.get("lease") or {}
+        if holder.get("message_id") != attempt.message_id:
+            # A second message for the same object: the holder's own message stays until it
+            # finishes, and comes back if its worker dies.
+            log.info("duplicate_while_running", detail="another job holds this object")
+            return DONE
+        # Our own message again while its job is still leased (its worker may be dead): come
+        # back when the lease lapses. The sweep must know how many deliveries it has had.
+        if attempt.last and isinstance(holder.get("token"), str):
+            await self._note_receive(media_id, holder["token"], attempt.number, log)
+        log.info("job_leased_elsewhere", retry_after=retry_after)
+        return Result(Verdict.RETRY, retry_after)
+
+    async def _note_receive(
+        self, media_id: str, holder: str, number: int, log: FilteringBoundLogger
+    ) -> None:
+        try:
+            await self._store.note_receive(media_id, holder, number)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("note_receive_failed", error=str(exc))
+
+    async def _release(self, media_id: str, lease: Lease, log: FilteringBoundLogger) -> None:
+        try:
+            await self._store.release_lease(media_id, lease)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("lease_not_released", error=str(exc), detail="it lapses by itself")
+
+    async def _leased_run(
+        self,
+        source: MediaSource,
+        upload: UploadEvent,
+        job_dir: Path,
+        attempt: Attempt,
+        lease: Lease,
+        log: FilteringBoundLogger,
+    ) -> Result:
+        """Run the job while renewing its lease, so duplicates wait and a dead worker's lapses."""
+        result = RETRY
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._renew, source.media_id, lease, log)
+            try:
+                result = await self._run(source, upload, job_dir, attempt, log)
+            finally:
+                group.cancel_scope.cancel()
+        return result
+
+    async def _renew(self, media_id: str, lease: Lease, log: FilteringBoundLogger) -> None:
+        while True:
+            await anyio.sleep(lease.seconds / 3)
+            try:
+                if not await self._store.renew_lease(media_id, lease):
+                    log.info("lease_lost", detail="the item moved on; the job ends as stale")
+                    return
+            except (ClientError, BotoCoreError) as exc:
+                log.warning("lease_not_renewed", error=str(exc))
 
     async def _run(
         self,
@@ -163,7 +269,7 @@ class UploadProcessor:
         except Superseded as exc:
             log.info("upload_superseded", detail=str(exc))
             metrics.JOBS.labels("superseded").inc()
-            return DONE
+            return SUPERSEDED
         except TransientError as exc:
             return await self._retry_or_give_up(source, exc, None, attempt, log)
 
@@ -221,11 +327,13 @@ class UploadProcessor:
         outcome: JobOutcome | None,
         log: FilteringBoundLogger,
     ) -> Result:
-        """Mark the item FAILED for this upload and announce it."""
+        """Mark the item FAILED for this object and announce it."""
+        token = secrets.token_hex(8)
         try:
             item = await self._store.mark_failed(
                 source.media_id,
-                source.etag,
+                source.tag,
+                lock_token=token,
                 reason=reason[:2000],
                 retryable=retryable,
                 kind=outcome.kind.value if outcome is not None and outcome.kind else None,
@@ -238,15 +346,27 @@ class UploadProcessor:
         except (ClientError, BotoCoreError) as exc:
             log.warning("mark_failed_failed", error=str(exc))
             return RETRY
-        return await self._announce(item, log)
+        return await self._announce(item, token, log)
 
-    async def _announce(self, item: dict[str, Any], log: FilteringBoundLogger) -> Result:
+    async def _announce(
+        self, item: dict[str, Any], token: str, log: FilteringBoundLogger
+    ) -> Result:
+        """Send what the item owes; a failure leaves it owed, for the sweep to send."""
         try:
-            await send_media_event(self._events, self._store, item)
+            await self._outbox.announce(item, token, log)
         except TransientError as exc:
-            log.warning("event_not_sent", error=str(exc))
-            return RETRY
+            log.warning("event_not_sent", error=str(exc), detail="the sweep sends it later")
         return DONE
+
+    async def _current_etag(self, upload: UploadEvent) -> str | None:
+        try:
+            head = await self._s3.head_object(Bucket=upload.bucket, Key=upload.key)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+        return str(head.get("ETag", "")).strip('"')
 
     async def _spool(self, source: MediaSource, path: Path) -> None:
         """Stream this very version of the original to disk; memory stays flat whatever its size."""

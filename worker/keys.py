@@ -1,7 +1,8 @@
-"""Object keys: derived from the media id only, never chosen by a client."""
+"""Object keys: derived from the media id and the object, never chosen by a client."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 
@@ -48,6 +49,20 @@ def check_rendition_name(name: str) -> str:
     return name
 
 
-def rendition_key(media_id: str, name: str, content_type: str) -> str:
+def object_tag(etag: str, sequencer: str | None, version_id: str | None = None) -> str:
+    """A short name for one object written under a key: each re-upload gets its own.
+
+    Renditions live under it, so a job for an outdated object can never overwrite the current
+    renditions, which are served with immutable caching.
+    """
+    identity = f"{etag}\n{sequencer or ''}\n{version_id or ''}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
+def rendition_prefix(media_id: str, tag: str) -> str:
+    return f"{media_id}/{tag}/"
+
+
+def rendition_key(media_id: str, tag: str, name: str, content_type: str) -> str:
     ext = EXTENSIONS.get(content_type.split(";")[0].strip().lower(), "bin")
-    return f"{media_id}/{check_rendition_name(name)}.{ext}"
+    return f"{rendition_prefix(media_id, tag)}{check_rendition_name(name)}.{ext}"

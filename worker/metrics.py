@@ -50,3 +50,9 @@ ORPHANS = Counter(
     "Upload events for which no item exists (deleted media, or objects not made through the API).",
 )
 SQS_ERRORS = Counter("mediamill_sqs_errors_total", "SQS calls that failed.", ["operation"])
+SWEPT = Counter(
+    "mediamill_sweep_settled_total",
+    "Items the sweep settled: owed events sent (announced), uploads whose every try killed "
+    "the worker marked FAILED (abandoned).",
+    ["action"],
+)

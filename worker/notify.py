@@ -1,57 +1,93 @@
-"""Events on the "media" SNS topic: media.processed, media.failed and media.deleted."""
+"""Events on the "media" SNS topic: media.processed, media.failed and media.deleted.
+
+Each event names one fact (this item, this object, this outcome) with an ``event_id`` that is
+the same on every send of that fact, and ``occurred_at`` is when the fact happened, not when it
+was sent: SNS and our own retries may deliver a fact more than once, and consumers drop repeats
+by ``event_id``. An item owes its event until the send is confirmed (``event_pending``); one
+sender at a time holds the item's event lock, so a redelivery or the sweep never sends a second
+copy while a first send is under way.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
+import uuid
 from typing import Any
 
+import anyio
+from botocore.exceptions import BotoCoreError, ClientError
+from structlog.typing import FilteringBoundLogger
+
+from stages.contract import TransientError
 from worker.items import MediaStatus, iso, utc_now
+from worker.store import MediaStore
 
 EVENT_VERSION = 1
+# uuid5 namespace of mediamill's event ids (a fixed random UUID: ids never change meaning).
+_EVENT_NAMESPACE = uuid.UUID("5f2c1e0a-8d7b-4c3e-9a61-2b4f7d9e0c13")
+# SNS's throttling error is not in botocore's standard retry list: we retry it ourselves.
+_THROTTLED = frozenset({"Throttled", "Throttling", "ThrottlingException", "TooManyRequests"})
+_THROTTLE_TRIES = 5
+_THROTTLE_BASE_SECONDS = 0.2
+
+
+def event_id(media_id: str, kind: str, *fact: object) -> str:
+    """The same id for every send of one fact."""
+    return str(uuid.uuid5(_EVENT_NAMESPACE, "/".join([media_id, kind, *map(str, fact)])))
 
 
 def media_event(item: dict[str, Any]) -> dict[str, Any]:
     """The event for a finished item. Location and EXIF never travel: owner-only data."""
     failed = item.get("status") == MediaStatus.FAILED.value
+    kind = "media.failed" if failed else "media.processed"
+    tag = (item.get("source") or {}).get("tag")
+    occurred = item.get("processed_at") or iso(utc_now())
     event: dict[str, Any] = {
-        "type": "media.failed" if failed else "media.processed",
+        "type": kind,
         "version": EVENT_VERSION,
+        "event_id": event_id(item["media_id"], kind, tag, occurred),
         "media_id": item["media_id"],
         "owner": item.get("owner"),
         "status": item.get("status"),
         "kind": item.get("kind"),
         "album": item.get("album"),
-        "occurred_at": iso(utc_now()),
+        "occurred_at": occurred,
     }
     if failed:
         event["error"] = item.get("error")
-    else:
-        event["renditions"] = {
-            name: {
-                k: v
-                for k, v in rendition.items()
-                if k in ("key", "content_type", "width", "height")
-            }
-            for name, rendition in (item.get("renditions") or {}).items()
+        return event
+    event["renditions"] = {
+        name: {
+            k: v for k, v in rendition.items() if k in ("key", "content_type", "width", "height")
         }
-        event["warnings"] = len(item.get("warnings") or [])
-        # Set by the tagging stage's moderation, stored with the rest of the item's metadata.
-        metadata = item.get("metadata") or {}
-        if "needs_review" in metadata:
-            event["needs_review"] = metadata["needs_review"]
+        for name, rendition in (item.get("renditions") or {}).items()
+    }
+    event["warnings"] = len(item.get("warnings") or [])
+    metadata = item.get("metadata") or {}
+    # Explicit, so that the platform can hold unmoderated media back: never a silent absence.
+    moderation = metadata.get("moderation")
+    ok = isinstance(moderation, dict) and "status" in moderation
+    event["moderation"] = moderation if ok else {"status": "off"}
+    if "needs_review" in metadata:
+        event["needs_review"] = metadata["needs_review"]
     return event
 
 
 def deleted_event(item: dict[str, Any]) -> dict[str, Any]:
     """The event for an item its owner deleted: identity only, nothing of the media remains."""
+    occurred = item.get("deleting_at") or item.get("updated_at") or iso(utc_now())
     return {
         "type": "media.deleted",
         "version": EVENT_VERSION,
+        # An id is deleted once: the fact needs nothing more to name it.
+        "event_id": event_id(item["media_id"], "media.deleted"),
         "media_id": item["media_id"],
         "owner": item.get("owner"),
         "kind": item.get("kind"),
         "album": item.get("album"),
-        "occurred_at": iso(utc_now()),
+        "occurred_at": occurred,
     }
 
 
@@ -63,6 +99,12 @@ def event_attributes(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _is_throttled(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return error.get("Code") in _THROTTLED or status == 429
+
+
 class MediaEvents:
     """Publishes finished items to the media topic (when one is configured)."""
 
@@ -70,13 +112,61 @@ class MediaEvents:
         self._sns = sns
         self._topic_arn = topic_arn
 
-    async def publish(self, item: dict[str, Any]) -> bool:
+    async def publish(self, event: dict[str, Any]) -> bool:
         if not self._topic_arn:
             return False
-        event = media_event(item)
-        await self._sns.publish(
-            TopicArn=self._topic_arn,
-            Message=json.dumps(event),
-            MessageAttributes=event_attributes(event),
-        )
+        for attempt in range(1, _THROTTLE_TRIES + 1):
+            try:
+                await self._sns.publish(
+                    TopicArn=self._topic_arn,
+                    Message=json.dumps(event),
+                    MessageAttributes=event_attributes(event),
+                )
+                return True
+            except ClientError as exc:
+                if not _is_throttled(exc) or attempt == _THROTTLE_TRIES:
+                    raise
+                # Full jitter, as botocore does for the throttling it knows.
+                await anyio.sleep(random.uniform(0, _THROTTLE_BASE_SECONDS * 2**attempt))
+        return False  # pragma: no cover - the loop returns or raises
+
+
+class Outbox:
+    """Sends the event an item owes, once per fact, and then clears what it owed."""
+
+    def __init__(self, events: MediaEvents, store: MediaStore) -> None:
+        self._events = events
+        self._store = store
+
+    async def announce(
+        self, item: dict[str, Any], token: str, log: FilteringBoundLogger | None = None
+    ) -> bool:
+        """Send the item's owed event under the event lock ``token`` (taken here if need be).
+
+        False when another sender holds the lock or nothing is owed any more; a send that fails
+        raises TransientError, leaving the event owed for a redelivery or the sweep.
+        """
+        media_id = item["media_id"]
+        processed_at = item.get("processed_at")
+        if not item.get("event_pending") or not isinstance(processed_at, str):
+            return False
+        lock = item.get("event_lock") or {}
+        try:
+            if lock.get("token") != token:
+                taken = await self._store.take_event_lock(media_id, processed_at, token)
+                if taken is None:
+                    if log is not None:
+                        log.info("event_send_in_progress_elsewhere", media_id=media_id)
+                    return False
+                item = taken
+            await self._events.publish(media_event(item))
+        except (ClientError, BotoCoreError) as exc:
+            with contextlib.suppress(ClientError, BotoCoreError):
+                await self._store.release_event_lock(media_id, token)
+            raise TransientError(f"media event for {media_id} not sent yet: {exc}") from exc
+        try:
+            await self._store.clear_event_pending(media_id, processed_at)
+        except (ClientError, BotoCoreError) as exc:
+            # Sent, but still marked owed: the sweep sends it again, with the same event_id.
+            raise TransientError(f"media event for {media_id} sent, not recorded: {exc}") from exc
         return True

@@ -85,6 +85,15 @@ class Settings(BaseSettings):
     max_receive_count: int = Field(default=5, ge=1, le=1000)
     spool_dir: Path | None = None
     burst: bool = False
+    # Scratch space jobs may reserve: Fargate's default ephemeral storage is 20 GiB, of which
+    # the image and the system take a share. Capped at start by what is free under spool_dir.
+    spool_budget_bytes: int = Field(default=16 * 1024**3, ge=64 * 1024**2)
+    # How long a job waits for scratch space to free before its message is left for later.
+    spool_wait_seconds: float = Field(default=60.0, ge=0)
+    # The sweep: events still owed this long after their fact are sent, and items whose last
+    # delivery died with its worker end FAILED. An event's sender holds it for half the grace.
+    sweep_interval_seconds: float = Field(default=60.0, gt=0)
+    event_grace_seconds: float = Field(default=120.0, ge=1)
 
     # Stages
     stages: Annotated[tuple[str, ...] | None, NoDecode] = None

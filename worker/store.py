@@ -1,50 +1,76 @@
 """The worker's writes to the media table: claim, READY, FAILED, all conditional.
 
-Conditions on status and source ETag make every write idempotent under SQS's at-least-once
-delivery: a second delivery of a finished upload finds nothing to do, and a job still running
-for a deleted item cannot bring it back.
+Several objects may be uploaded under one media id (a presigned POST can be used again until it
+expires) and S3 announces them late, twice, or out of order. The item records which object it
+is for (``source.tag``, with S3's sequencer to order them) and a short lease held by the job
+working on it. A claim for an older object is refused; a claim for a newer one takes the item
+over and clears everything derived from the old one; a second delivery of the object being
+worked on waits for the lease. Every write is conditional, and a write whose answer was lost
+(botocore retries it, and the retry fails its own condition) is recognised when it meets itself.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
+import time
+import zlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from worker.claims import (
+    Claim,
+    ClaimContended,
+    ClaimOutcome,
+    Decision,
+    Lease,
+    StoredObject,
+    decide,
+    lease_left,
+)
 from worker.items import MediaStatus, iso, utc_now
 from worker.items import decode as _decode
 from worker.items import encode as _encode
+
+# Sparse index of items that still owe something (a finish, or an event): see worker.sweep.
+OWED_SHARDS = 8
+# What a new object clears: everything the previous one's processing produced.
+DERIVED = (
+    "metadata",
+    "location",
+    "renditions",
+    "stages",
+    "warnings",
+    "kind",
+    "error",
+    "error_retryable",
+    "processed_at",
+    "event_pending",
+    "event_lock",
+)
+_CLAIM_ROUNDS = 4
 
 
 class StaleJob(Exception):
     """The item moved on (finished by another delivery, re-uploaded or deleted) while we ran."""
 
 
-class ClaimOutcome(enum.Enum):
-    CLAIMED = "claimed"
-    DUPLICATE = "duplicate"  # already finished for this very upload
-    MISSING = "missing"  # no item: deleted, or the object was not made through the API
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    outcome: ClaimOutcome
-    item: dict[str, Any] | None
-
-
 def is_conditional_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def owed_shard(media_id: str) -> str:
+    return str(zlib.crc32(media_id.encode()) % OWED_SHARDS)
 
 
 class MediaStore:
     """Conditional writes to the media table through an aiobotocore DynamoDB client."""
 
-    def __init__(self, dynamodb: Any, table: str) -> None:
+    def __init__(self, dynamodb: Any, table: str, *, event_lock_seconds: float = 60.0) -> None:
         self._ddb = dynamodb
         self._table = table
+        self._event_lock_seconds = event_lock_seconds
 
     async def get(self, media_id: str) -> dict[str, Any] | None:
         response = await self._ddb.get_item(
@@ -53,101 +79,252 @@ class MediaStore:
         item = response.get("Item")
         return _decode(item) if item else None
 
-    async def claim(
+    async def _update(
         self,
         media_id: str,
         *,
-        etag: str,
-        size: int,
-        version_id: str | None,
-        uploaded_at: datetime | None,
-    ) -> Claim:
-        """Move the item to PROCESSING for this upload, unless it is finished, deleting or gone.
+        sets: dict[str, Any],
+        removes: tuple[str, ...] = (),
+        raw_sets: tuple[str, ...] = (),
+        condition: str,
+        names: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One conditional UpdateItem; raises ClientError (conditional failures included)."""
+        all_names = dict(names or {})
+        all_values = dict(values or {})
+        assignments = list(raw_sets)
+        for index, (name, value) in enumerate(sets.items()):
+            all_names[f"#s{index}"] = name
+            all_values[f":s{index}"] = value
+            assignments.append(f"#s{index} = :s{index}")
+        expression = "SET " + ", ".join(assignments)
+        removed = [name for name in removes if name not in sets]
+        if removed:
+            for index, name in enumerate(removed):
+                all_names[f"#r{index}"] = name
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
+        response = await self._ddb.update_item(
+            TableName=self._table,
+            Key=_encode({"media_id": media_id}),
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=all_names,
+            ExpressionAttributeValues=_encode(all_values),
+            ReturnValues="ALL_NEW",
+        )
+        return _decode(response["Attributes"])
 
-        A PROCESSING item with the same ETag is claimed again: its worker died or gave the message
-        back; FAILED is claimed again only when the failure was not the media's fault.
+    async def claim(
+        self,
+        media_id: str,
+        obj: StoredObject,
+        lease: Lease,
+        *,
+        receive_count: int,
+        uploaded_at: datetime | None,
+        current_etag: Callable[[], Awaitable[str | None]],
+    ) -> Claim:
+        """Take the item for ``obj`` under ``lease``, or say why not.
+
+        ``current_etag`` reads the original's ETag now; it settles the order of two objects when
+        their events carry no sequencer to compare.
         """
-        now = iso(utc_now())
-        values = {
-            ":processing": MediaStatus.PROCESSING.value,
-            ":pending": MediaStatus.PENDING_UPLOAD.value,
-            ":failed": MediaStatus.FAILED.value,
-            ":deleting": MediaStatus.DELETING.value,
-            ":etag": etag,
-            ":size": size,
-            ":version": version_id,
-            ":now": now,
-            ":uploaded": iso(uploaded_at) if uploaded_at else now,
-            ":true": True,
-            ":one": 1,
-            ":zero": 0,
-        }
+        now = time.time()
+        sets = self._claim_sets(media_id, obj, lease, now, receive_count, uploaded_at, first=True)
         try:
-            response = await self._ddb.update_item(
+            # The common case in one call: the first event for a fresh upload.
+            fresh = await self._update(
+                media_id,
+                sets={**sets, "attempts": 1, "rev": 1},
+                removes=DERIVED,
+                condition="#status = :pending AND attribute_not_exists(#source.#tag)",
+                names={"#status": "status", "#source": "source", "#tag": "tag"},
+                values={":pending": MediaStatus.PENDING_UPLOAD.value},
+            )
+            return Claim(ClaimOutcome.CLAIMED, fresh)
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+        for _ in range(_CLAIM_ROUNDS):
+            found = await self.get(media_id)
+            if found is None:
+                return Claim(ClaimOutcome.MISSING, None)
+            item = found
+            decision = decide(item, obj, lease, now)
+            if decision is Decision.UNKNOWN_ORDER:
+                # No sequencers to compare: the object S3 holds now is the newest.
+                if await current_etag() != obj.etag:
+                    return Claim(ClaimOutcome.OUTDATED, item)
+                decision = Decision.NEWER
+            if isinstance(decision, ClaimOutcome):
+                retry = lease_left(item, now) + 1.0 if decision is ClaimOutcome.LEASED else None
+                return Claim(decision, item, retry_after=retry)
+            if decision is Decision.MINE:
+                # Our own claim, whose answer was lost and whose retry failed its condition.
+                return Claim(ClaimOutcome.CLAIMED, item)
+            reclaim = decision is Decision.RECLAIM
+            attempts = int(item.get("attempts") or 0) + 1 if reclaim else 1
+            sets = self._claim_sets(
+                media_id, obj, lease, now, receive_count, uploaded_at, first=not reclaim
+            )
+            rev = item.get("rev")
+            try:
+                item = await self._update(
+                    media_id,
+                    sets={**sets, "attempts": attempts, "rev": int(rev or 0) + 1},
+                    removes=DERIVED,
+                    condition=(
+                        "#status <> :deleting AND "
+                        + ("#rev = :rev" if rev is not None else "attribute_not_exists(#rev)")
+                    ),
+                    names={"#status": "status", "#rev": "rev"},
+                    values={":deleting": MediaStatus.DELETING.value}
+                    | ({":rev": rev} if rev is not None else {}),
+                )
+            except ClientError as exc:
+                if not is_conditional_failure(exc):
+                    raise
+                continue  # changed since we read it: decide again on what it is now
+            return Claim(ClaimOutcome.CLAIMED, item, replaced=decision is Decision.NEWER)
+        raise ClaimContended(f"item {media_id} kept changing during the claim")
+
+    def _claim_sets(
+        self,
+        media_id: str,
+        obj: StoredObject,
+        lease: Lease,
+        now: float,
+        receive_count: int,
+        uploaded_at: datetime | None,
+        *,
+        first: bool,
+    ) -> dict[str, Any]:
+        stamp = iso(utc_now())
+        sets: dict[str, Any] = {
+            "status": MediaStatus.PROCESSING.value,
+            "source": obj.as_item(),
+            "lease": _lease_item(lease, now),
+            "receive_count": receive_count,
+            "updated_at": stamp,
+            "processing_started_at": stamp,
+            # Owed a finish from now on: the sweep looks for what is owed too long.
+            "owed_shard": owed_shard(media_id),
+            "owed_since": stamp,
+        }
+        if first:
+            sets["uploaded_at"] = iso(uploaded_at) if uploaded_at else stamp
+        return sets
+
+    async def renew_lease(self, media_id: str, lease: Lease) -> bool:
+        """Extend our lease; False when it is no longer ours (the item moved on)."""
+        try:
+            await self._update(
+                media_id,
+                sets={"lease": _lease_item(lease, time.time())},
+                condition="#lease.#token = :token AND #status = :processing",
+                names={"#lease": "lease", "#token": "token", "#status": "status"},
+                values={":token": lease.token, ":processing": MediaStatus.PROCESSING.value},
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    async def release_lease(self, media_id: str, lease: Lease) -> None:
+        """Give the lease up early, so the message's next delivery need not wait for it."""
+        try:
+            await self._ddb.update_item(
                 TableName=self._table,
                 Key=_encode({"media_id": media_id}),
-                UpdateExpression=(
-                    "SET #status = :processing, #source.#etag = :etag, #source.#size = :size, "
-                    "#source.#version = :version, updated_at = :now, processing_started_at = :now,"
-                    " uploaded_at = :uploaded, attempts = if_not_exists(attempts, :zero) + :one "
-                    "REMOVE #error, error_retryable"
-                ),
-                # A DELETING item is on its way out: another ETag must not revive it.
-                ConditionExpression=(
-                    "attribute_exists(media_id) AND #status <> :deleting AND ("
-                    "#status IN (:pending, :processing) "
-                    "OR attribute_not_exists(#source.#etag) OR #source.#etag <> :etag "
-                    "OR (#status = :failed AND error_retryable = :true))"
-                ),
-                ExpressionAttributeNames={
-                    "#status": "status",
-                    "#source": "source",
-                    "#etag": "etag",
-                    "#size": "size",
-                    "#version": "version_id",
-                    "#error": "error",
-                },
-                ExpressionAttributeValues=_encode(values),
-                ReturnValues="ALL_NEW",
+                UpdateExpression="REMOVE #lease",
+                ConditionExpression="#lease.#token = :token",
+                ExpressionAttributeNames={"#lease": "lease", "#token": "token"},
+                ExpressionAttributeValues=_encode({":token": lease.token}),
             )
         except ClientError as exc:
             if not is_conditional_failure(exc):
                 raise
-            item = await self.get(media_id)
-            if item is None:
-                return Claim(ClaimOutcome.MISSING, None)
-            return Claim(ClaimOutcome.DUPLICATE, item)
-        return Claim(ClaimOutcome.CLAIMED, _decode(response["Attributes"]))
 
-    async def _finish(self, media_id: str, etag: str, updates: dict[str, Any]) -> dict[str, Any]:
-        names = {"#status": "status", "#source": "source", "#etag": "etag"}
-        values = {":processing": MediaStatus.PROCESSING.value, ":etag": etag}
-        assignments = []
-        for index, (name, value) in enumerate(updates.items()):
-            names[f"#f{index}"] = name
-            values[f":v{index}"] = value
-            assignments.append(f"#f{index} = :v{index}")
+    async def note_receive(self, media_id: str, holder: str, receive_count: int) -> None:
+        """Record that the lease holder's message was received again (the sweep reads it)."""
         try:
-            response = await self._ddb.update_item(
-                TableName=self._table,
-                Key=_encode({"media_id": media_id}),
-                UpdateExpression="SET " + ", ".join(assignments),
-                ConditionExpression="#status = :processing AND #source.#etag = :etag",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_encode(values),
-                ReturnValues="ALL_NEW",
+            await self._update(
+                media_id,
+                sets={"receive_count": receive_count},
+                condition="#lease.#token = :holder AND #rc < :rc",
+                names={"#lease": "lease", "#token": "token", "#rc": "receive_count"},
+                values={":holder": holder, ":rc": receive_count},
             )
         except ClientError as exc:
-            if is_conditional_failure(exc):
-                raise StaleJob(f"item {media_id} is no longer processing this upload") from None
-            raise
-        return _decode(response["Attributes"])
+            if not is_conditional_failure(exc):
+                raise
+
+    async def _finish(
+        self,
+        media_id: str,
+        tag: str,
+        lock_token: str,
+        updates: dict[str, Any],
+        removes: tuple[str, ...],
+        *,
+        abandoned_after: int | None = None,
+    ) -> dict[str, Any]:
+        now = time.time()
+        sets = {
+            **updates,
+            "event_pending": True,
+            # The finisher sends the event; nobody else may while it does (see worker.notify).
+            "event_lock": {"token": lock_token, "until": now + self._event_lock_seconds},
+        }
+        condition = "#status = :processing AND #source.#tag = :tag"
+        names = {"#status": "status", "#source": "source", "#tag": "tag", "#rev": "rev"}
+        values: dict[str, Any] = {
+            ":processing": MediaStatus.PROCESSING.value,
+            ":tag": tag,
+            ":one": 1,
+            ":zero": 0,
+        }
+        if abandoned_after is not None:
+            # Only while nobody holds it and its message has had its last delivery.
+            condition += (
+                " AND (attribute_not_exists(#lease) OR #lease.#expires < :now)"
+                " AND receive_count >= :max_receives"
+            )
+            names.update({"#lease": "lease", "#expires": "expires"})
+            values.update({":now": now, ":max_receives": abandoned_after})
+        try:
+            return await self._update(
+                media_id,
+                sets=sets,
+                removes=("lease", *removes),
+                raw_sets=("#rev = if_not_exists(#rev, :zero) + :one",),
+                condition=condition,
+                names=names,
+                values=values,
+            )
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+        item = await self.get(media_id)
+        if (
+            abandoned_after is None
+            and item is not None
+            and item.get("status") == updates["status"]
+            and (item.get("source") or {}).get("tag") == tag
+        ):
+            # Our own earlier write, whose answer was lost (or another delivery's of the same
+            # object with the same outcome): the fact is recorded, and still to be announced.
+            return item
+        raise StaleJob(f"item {media_id} is no longer processing this upload")
 
     async def mark_ready(
         self,
         media_id: str,
-        etag: str,
+        tag: str,
         *,
+        lock_token: str,
         kind: str | None,
         metadata: dict[str, Any],
         location: dict[str, Any] | None,
@@ -165,54 +342,98 @@ class MediaStore:
             "warnings": warnings,
             "updated_at": now,
             "processed_at": now,
-            # Cleared once media.processed is on the topic; a redelivery re-sends it if not.
-            "event_pending": True,
         }
         if location is not None:
             updates["location"] = location
-        return await self._finish(media_id, etag, updates)
+        return await self._finish(
+            media_id, tag, lock_token, updates, ("location", "error", "error_retryable")
+        )
 
     async def mark_failed(
         self,
         media_id: str,
-        etag: str,
+        tag: str,
         *,
+        lock_token: str,
         reason: str,
         retryable: bool,
         kind: str | None,
         stages: list[dict[str, Any]],
         warnings: list[str],
+        abandoned_after: int | None = None,
     ) -> dict[str, Any]:
+        """FAILED with a reason; ``abandoned_after`` is the sweep's: only if nobody holds it."""
         now = iso(utc_now())
+        updates = {
+            "status": MediaStatus.FAILED.value,
+            "error": reason,
+            "error_retryable": retryable,
+            "kind": kind,
+            "stages": stages,
+            "warnings": warnings,
+            "updated_at": now,
+            "processed_at": now,
+        }
         return await self._finish(
             media_id,
-            etag,
-            {
-                "status": MediaStatus.FAILED.value,
-                "error": reason,
-                "error_retryable": retryable,
-                "kind": kind,
-                "stages": stages,
-                "warnings": warnings,
-                "updated_at": now,
-                "processed_at": now,
-                "event_pending": True,
-            },
+            tag,
+            lock_token,
+            updates,
+            ("metadata", "renditions", "location"),
+            abandoned_after=abandoned_after,
         )
 
-    async def is_gone(self, media_id: str) -> bool:
-        """Deleted, or being deleted: what a job made for it belongs to nobody."""
-        item = await self.get(media_id)
-        return item is None or item.get("status") == MediaStatus.DELETING.value
+    async def take_event_lock(
+        self, media_id: str, processed_at: str, token: str
+    ) -> dict[str, Any] | None:
+        """Become the one sender of the item's owed event; None when someone else is."""
+        now = time.time()
+        try:
+            return await self._update(
+                media_id,
+                sets={"event_lock": {"token": token, "until": now + self._event_lock_seconds}},
+                condition=(
+                    "event_pending = :true AND processed_at = :processed AND ("
+                    "attribute_not_exists(event_lock) OR event_lock.#until < :now "
+                    "OR event_lock.#token = :token)"
+                ),
+                names={"#until": "until", "#token": "token"},
+                values={":true": True, ":processed": processed_at, ":now": now, ":token": token},
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return None
+            raise
 
-    async def clear_event_pending(self, media_id: str) -> None:
+    async def release_event_lock(self, media_id: str, token: str) -> None:
+        """A send that failed gives the lock up, so the sweep need not wait for it to lapse."""
         try:
             await self._ddb.update_item(
                 TableName=self._table,
                 Key=_encode({"media_id": media_id}),
-                UpdateExpression="REMOVE event_pending",
-                ConditionExpression="attribute_exists(media_id)",
+                UpdateExpression="REMOVE event_lock",
+                ConditionExpression="event_lock.#token = :token",
+                ExpressionAttributeNames={"#token": "token"},
+                ExpressionAttributeValues=_encode({":token": token}),
             )
         except ClientError as exc:
             if not is_conditional_failure(exc):
                 raise
+
+    async def clear_event_pending(self, media_id: str, processed_at: str | None) -> None:
+        """The owed event is on the topic: nothing is owed for this fact any more."""
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=_encode({"media_id": media_id}),
+                UpdateExpression="REMOVE event_pending, event_lock, owed_shard, owed_since",
+                ConditionExpression="processed_at = :processed",
+                ExpressionAttributeValues=_encode({":processed": processed_at}),
+            )
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+
+
+def _lease_item(lease: Lease, now: float) -> dict[str, Any]:
+    return {"token": lease.token, "message_id": lease.message_id, "expires": now + lease.seconds}

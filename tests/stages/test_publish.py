@@ -17,6 +17,7 @@ from worker.settings import Settings
 from worker.store import StaleJob
 
 ETAG = "etag-1"
+TAG = "0123456789ab"
 
 
 def _item(media_id: str, status: str) -> dict[str, Any]:
@@ -25,7 +26,7 @@ def _item(media_id: str, status: str) -> dict[str, Any]:
         "owner": "alice",
         "status": status,
         "created_at": "2024-01-01T00:00:00.000Z",
-        "source": {"bucket": "b", "key": f"originals/{media_id}", "etag": ETAG},
+        "source": {"bucket": "b", "key": f"originals/{media_id}", "etag": ETAG, "tag": TAG},
     }
 
 
@@ -36,7 +37,7 @@ def _job(tmp_path: Path, media_id: str) -> Job:
         path.write_bytes(name.encode() * 10)
         renditions[name] = Rendition(name=name, path=path, content_type="image/jpeg")
     return Job(
-        source=MediaSource(media_id, "alice", "b", f"originals/{media_id}", ETAG, 10),
+        source=MediaSource(media_id, "alice", "b", f"originals/{media_id}", ETAG, 10, tag=TAG),
         original=tmp_path / "original",
         workdir=tmp_path,
         kind=MediaKind.IMAGE,
@@ -67,7 +68,10 @@ async def test_publishes_renditions_and_marks_ready(
     media_id = new_media_id()
     dynamodb.put_item(TableName=settings.table, Item=encode(_item(media_id, "PROCESSING")))
     await _publish(settings, _job(tmp_path, media_id))
-    assert _rendition_keys(s3, settings) == [f"{media_id}/preview.jpg", f"{media_id}/thumb.jpg"]
+    assert _rendition_keys(s3, settings) == [
+        f"{media_id}/{TAG}/preview.jpg",
+        f"{media_id}/{TAG}/thumb.jpg",
+    ]
 
 
 @pytest.mark.parametrize("left", ["deleted", "DELETING"])
@@ -85,9 +89,22 @@ async def test_a_deleted_item_keeps_no_renditions(
 async def test_renditions_of_an_item_another_delivery_finished_stay(
     settings: Settings, s3: Any, dynamodb: Any, tmp_path: Path
 ) -> None:
-    # Same keys as the delivery that won: deleting them would break its READY item.
+    # Same object, same outcome: the READY write met an equal one (another delivery's, or our
+    # own whose answer was lost). That is a success, and the shared keys must stay.
     media_id = new_media_id()
     dynamodb.put_item(TableName=settings.table, Item=encode(_item(media_id, "READY")))
+    await _publish(settings, _job(tmp_path, media_id))
+    assert len(_rendition_keys(s3, settings)) == 2
+
+
+async def test_renditions_of_an_outdated_object_are_removed(
+    settings: Settings, s3: Any, dynamodb: Any, tmp_path: Path
+) -> None:
+    # The item was given to a newer object while this job ran: its renditions belong to nobody.
+    media_id = new_media_id()
+    item = _item(media_id, "PROCESSING")
+    item["source"]["tag"] = "newer0000000"
+    dynamodb.put_item(TableName=settings.table, Item=encode(item))
     with pytest.raises(StaleJob):
         await _publish(settings, _job(tmp_path, media_id))
-    assert len(_rendition_keys(s3, settings)) == 2
+    assert _rendition_keys(s3, settings) == []

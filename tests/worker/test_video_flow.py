@@ -62,9 +62,10 @@ async def test_rotated_phone_clip_becomes_ready_with_video_poster_and_private_lo
     item = raw_item(dynamodb, stack.names.table, media_id)
     assert item is not None
     video = item["renditions"]["video"]
-    assert (video["key"], video["content_type"]) == (f"{media_id}/video.mp4", "video/mp4")
+    tag = item["source"]["tag"]
+    assert (video["key"], video["content_type"]) == (f"{media_id}/{tag}/video.mp4", "video/mp4")
     assert (int(video["width"]), int(video["height"])) == (240, 320)
-    assert item["renditions"]["thumb"]["key"] == f"{media_id}/thumb.webp"
+    assert item["renditions"]["thumb"]["key"] == f"{media_id}/{tag}/thumb.webp"
     body = s3.get_object(Bucket=stack.names.renditions_bucket, Key=video["key"])["Body"].read()
     played = tmp_path / "played.mp4"
     played.write_bytes(body)

@@ -1,0 +1,157 @@
+"""The worker's scratch space: one directory per worker, a budget, and what dead workers left.
+
+Every job spools its original and writes its renditions under the worker's directory. The
+budget keeps concurrency times the largest upload from filling the disk: a job reserves what it
+may need (from the upload's size) before it spools, and waits while that does not fit. Each
+worker holds an flock on a file in its own directory; a directory whose lock can be taken
+belongs to a worker that is gone (killed, out of memory) and is removed at start-up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import re
+import secrets
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import IO
+
+import anyio
+from structlog.typing import FilteringBoundLogger
+
+from stages.contract import TransientError
+
+_PREFIX = "mediamill-spool-"
+# Only what a worker made is ever removed: the base may be a shared /tmp.
+_OURS = re.compile(r"^mediamill-spool-[0-9]+-[0-9a-f]{6}$")
+_LOCK = ".lock"
+# A job writes its original and renditions (a transcode at most about the original's size
+# again), plus a floor for small photos' temporary files.
+NEED_FACTOR = 2.0
+NEED_FLOOR = 64 * 1024**2
+
+
+def bytes_needed(upload_size: int) -> int:
+    return max(NEED_FLOOR, math.ceil(upload_size * NEED_FACTOR))
+
+
+class SpoolTooSmall(TransientError):
+    """The upload needs more space than this worker can ever give it."""
+
+
+class Spool:
+    """The worker's directory under ``base``, and the space its jobs have reserved."""
+
+    def __init__(self, base: Path, budget_bytes: int, log: FilteringBoundLogger) -> None:
+        self.base = base
+        self.budget = budget_bytes
+        self.capacity = budget_bytes
+        self.reserved = 0
+        self.root = base / f"{_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
+        self._log = log
+        self._lock: IO[bytes] | None = None
+        self._freed = anyio.Event()
+
+    def open(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        removed = remove_abandoned(self.base)
+        # Locked before it takes its name, so no other worker's clean-up can see it unlocked.
+        making = self.base / f".{self.root.name}"
+        making.mkdir()
+        self._lock = (making / _LOCK).open("wb")
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        making.rename(self.root)
+        free = shutil.disk_usage(self.base).free
+        self.capacity = min(self.budget, free)
+        self._log.info(
+            "spool_ready",
+            root=str(self.root),
+            budget_bytes=self.budget,
+            free_bytes=free,
+            capacity_bytes=self.capacity,
+            removed_abandoned=removed,
+        )
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def job_dir(self, media_id: str) -> Path:
+        path = self.root / f"{media_id}-{secrets.token_hex(4)}"
+        path.mkdir(parents=True)
+        return path
+
+    def fits(self, need: int) -> bool:
+        if self.reserved + need > self.capacity:
+            return False
+        # The disk may be shared: what is free now must hold it too, beyond what is reserved.
+        unwritten = max(0, self.reserved - _used(self.root))
+        return need + unwritten <= shutil.disk_usage(self.base).free
+
+    @asynccontextmanager
+    async def reserve(self, upload_size: int, *, wait_seconds: float) -> AsyncIterator[int]:
+        """Hold the space an upload needs; wait for it up to ``wait_seconds``, then retry later."""
+        need = bytes_needed(upload_size)
+        if need > self.capacity:
+            raise SpoolTooSmall(
+                f"the upload needs {_gb(need)} of scratch space but this worker has "
+                f"{_gb(self.capacity)} (MEDIAMILL_SPOOL_BUDGET_BYTES and the free disk under "
+                "MEDIAMILL_SPOOL_DIR bound it)"
+            )
+        with anyio.move_on_after(wait_seconds):
+            while not await anyio.to_thread.run_sync(self.fits, need):
+                with anyio.move_on_after(1.0):
+                    await self._freed.wait()
+        if not self.fits(need):
+            raise TransientError(
+                f"not enough scratch space now ({_gb(need)} needed, {_gb(self.reserved)} of "
+                f"{_gb(self.capacity)} reserved): left for later",
+                retry_after=wait_seconds,
+            )
+        self.reserved += need
+        try:
+            yield need
+        finally:
+            self.reserved -= need
+            self._freed.set()
+            self._freed = anyio.Event()
+
+
+def remove_abandoned(base: Path) -> int:
+    """Remove the directories of workers that are gone; a live worker's lock keeps its own."""
+    removed = 0
+    for path in base.glob(f"{_PREFIX}*"):
+        if not _OURS.fullmatch(path.name) or not path.is_dir():
+            continue
+        lock_path = path / _LOCK
+        try:
+            with lock_path.open("rb") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except FileNotFoundError:
+            pass  # its worker died before it took the lock
+        except BlockingIOError:
+            continue  # a live worker's
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _used(root: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(dirpath, name)).st_blocks * 512
+            except FileNotFoundError:
+                continue
+    return total
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1000**3:.2f} GB"

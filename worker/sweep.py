@@ -1,0 +1,169 @@
+"""The sweep: what is owed too long is settled, whatever happened to the job that owed it.
+
+Every claimed item is in a sparse index (``owed``) until its event is confirmed sent. Each
+worker looks through it now and then, and for items owed longer than a grace period:
+
+- a READY or FAILED item whose event is still pending gets it sent (under the event lock, so
+  a send under way elsewhere is never doubled);
+- a PROCESSING item whose lease has lapsed after its message's last delivery ends FAILED with a
+  reason: every try killed its worker (out of memory, a crashing decoder), and SQS has moved the
+  message to the dead-letter queue, where nothing will process it again.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import anyio
+from botocore.exceptions import BotoCoreError, ClientError
+from structlog.typing import FilteringBoundLogger
+
+from stages.contract import TransientError
+from worker import metrics
+from worker.claims import lease_left
+from worker.items import OWED_INDEX, MediaStatus, iso, utc_now
+from worker.items import decode as _decode
+from worker.items import encode as _encode
+from worker.notify import Outbox
+from worker.store import OWED_SHARDS, MediaStore, StaleJob
+
+_PAGE = 100
+
+
+@dataclass(slots=True)
+class SweepReport:
+    looked_at: int = 0
+    announced: int = 0
+    abandoned: int = 0
+
+
+class Sweeper:
+    """Settles owed items of the media table; safe to run in every worker at once."""
+
+    def __init__(
+        self,
+        *,
+        dynamodb: Any,
+        table: str,
+        store: MediaStore,
+        outbox: Outbox,
+        max_receive_count: int,
+        grace_seconds: float,
+        interval_seconds: float,
+        log: FilteringBoundLogger,
+    ) -> None:
+        self._ddb = dynamodb
+        self._table = table
+        self._store = store
+        self._outbox = outbox
+        self._max_receives = max_receive_count
+        self._grace = grace_seconds
+        self._interval = interval_seconds
+        self._log = log
+        self._token = f"sweep-{secrets.token_hex(6)}"
+
+    async def run(self) -> None:
+        """Sweep every interval (with jitter, so that workers started together spread out)."""
+        while True:
+            await anyio.sleep(self._interval * random.uniform(0.5, 1.5))
+            try:
+                report = await self.sweep_once()
+            except (ClientError, BotoCoreError) as exc:
+                self._log.warning("sweep_failed", error=str(exc))
+                continue
+            if report.announced or report.abandoned:
+                self._log.info(
+                    "sweep_settled",
+                    looked_at=report.looked_at,
+                    announced=report.announced,
+                    abandoned=report.abandoned,
+                )
+
+    async def sweep_once(self) -> SweepReport:
+        report = SweepReport()
+        cutoff = iso(utc_now() - timedelta(seconds=self._grace))
+        for shard in range(OWED_SHARDS):
+            async for entry in self._owed(str(shard), cutoff):
+                report.looked_at += 1
+                await self._settle(entry, report)
+        return report
+
+    async def _owed(self, shard: str, cutoff: str) -> Any:
+        start: dict[str, Any] | None = None
+        while True:
+            query: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": OWED_INDEX,
+                "KeyConditionExpression": "owed_shard = :shard AND owed_since < :cutoff",
+                "ExpressionAttributeValues": _encode({":shard": shard, ":cutoff": cutoff}),
+                "Limit": _PAGE,
+            }
+            if start is not None:
+                query["ExclusiveStartKey"] = start
+            page = await self._ddb.query(**query)
+            for raw in page.get("Items", []):
+                yield _decode(raw)
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return
+
+    def _worth_a_look(self, entry: dict[str, Any]) -> bool:
+        """From the index alone: a job still holds it, or its message has tries left."""
+        if entry.get("status") != MediaStatus.PROCESSING.value:
+            return True
+        return self._abandoned(entry)
+
+    async def _settle(self, entry: dict[str, Any], report: SweepReport) -> None:
+        if not self._worth_a_look(entry):
+            return
+        # The index is eventually consistent: act only on the item itself.
+        item = await self._store.get(str(entry["media_id"]))
+        if item is None:
+            return
+        status = item.get("status")
+        log = self._log.bind(media_id=item["media_id"], status=status)
+        try:
+            if status in (MediaStatus.READY.value, MediaStatus.FAILED.value):
+                if await self._outbox.announce(item, self._token, log):
+                    report.announced += 1
+                    metrics.SWEPT.labels("announced").inc()
+                    log.info("owed_event_sent")
+                return
+            if status == MediaStatus.PROCESSING.value and self._abandoned(item):
+                await self._fail_abandoned(item, log)
+                report.abandoned += 1
+        except TransientError as exc:
+            log.warning("sweep_item_failed", error=str(exc))
+
+    def _abandoned(self, item: dict[str, Any]) -> bool:
+        receives = int(item.get("receive_count") or 0)
+        return lease_left(item, time.time()) == 0 and receives >= self._max_receives
+
+    async def _fail_abandoned(self, item: dict[str, Any], log: FilteringBoundLogger) -> None:
+        receives = int(item.get("receive_count") or 0)
+        reason = (
+            f"processing never finished: the worker stopped (killed, out of memory or a crashing "
+            f"decoder) during each of {receives} attempts, so the upload was set aside"
+        )
+        try:
+            failed = await self._store.mark_failed(
+                item["media_id"],
+                str((item.get("source") or {}).get("tag")),
+                lock_token=self._token,
+                reason=reason,
+                retryable=True,
+                kind=item.get("kind"),
+                stages=[],
+                warnings=[],
+                abandoned_after=self._max_receives,
+            )
+        except StaleJob:
+            return  # someone took it up again or finished it meanwhile
+        metrics.SWEPT.labels("abandoned").inc()
+        log.warning("abandoned_upload_failed", reason=reason)
+        await self._outbox.announce(failed, self._token, log)
