@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -313,12 +314,35 @@ class EmbeddedAws:
 
     def start(self) -> str:
         self._server.start()
+        wsgi = self._server._server
+        assert wsgi is not None
+        wsgi.app = _AtomicDynamoDB(wsgi.app)
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
         return self.endpoint_url
 
     def stop(self) -> None:
         self._server.stop()
+
+
+class _AtomicDynamoDB:
+    """Serialises moto's DynamoDB requests, as DynamoDB itself makes each item write atomic.
+
+    moto serves requests on threads and checks a condition and applies the update as two
+    steps, so two concurrent conditional writes to one item could both pass: real DynamoDB
+    never lets that happen, and our claims rely on it.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
+            return self._app(environ, start_response)
+        with self._lock:
+            # The body is produced inside the lock: moto has done all its work by then.
+            return list(self._app(environ, start_response))
 
 
 def use_dev_credentials() -> None:
