@@ -189,7 +189,7 @@ async def running(settings: Settings, reg: StageRegistry) -> AsyncIterator[Worke
 
 async def until(path: Path, seconds: float = 30) -> None:
     for _ in range(int(seconds / 0.05)):
-        if path.exists():
+        if await anyio.Path(path).exists():
             return
         await anyio.sleep(0.05)
     raise AssertionError(f"{path.name} never appeared")
@@ -312,4 +312,3 @@ async def test_uploading_again_through_the_api_replaces_the_photo(
     assert item is not None
     assert "location" not in item
     assert len(rendition_keys(s3, stack, media_id)) == len(item["renditions"])
-
