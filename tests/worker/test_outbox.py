@@ -1,0 +1,391 @@
+"""Every finished item announced once per fact; leases; the sweep; answers that were lost.
+
+A write whose answer is lost is retried by botocore with the very same request, which then
+meets the write it made itself: the tests repeat the request exactly, as that retry does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import structlog
+from aiohttp import web
+
+from mediamill_testkit.client import drain_events, raw_item
+from worker.aws import open_clients
+from worker.claims import ClaimOutcome, Lease, StoredObject
+from worker.devstack import Stack
+from worker.items import encode, iso, utc_now
+from worker.keys import new_media_id
+from worker.notify import MediaEvents, Outbox, media_event
+from worker.settings import Settings
+from worker.store import MediaStore, StaleJob, owed_shard
+from worker.sweep import Sweeper
+
+pytestmark = pytest.mark.anyio
+
+OBJ = StoredObject("etag-1", 100, None, "0A", "0A".ljust(64, "0"), "tag000000001")
+NEWER = StoredObject("etag-2", 100, None, "0B", "0B".ljust(64, "0"), "tag000000002")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def aws(settings: Settings) -> AsyncIterator[Any]:
+    async with open_clients(settings) as clients:
+        yield clients
+
+
+@pytest.fixture
+def store(aws: Any, settings: Settings) -> MediaStore:
+    return MediaStore(aws.dynamodb, settings.table, event_lock_seconds=30)
+
+
+def pending_item(dynamodb: Any, settings: Settings) -> str:
+    media_id = new_media_id()
+    item = {
+        "media_id": media_id,
+        "owner": "alice",
+        "status": "PENDING_UPLOAD",
+        "created_at": iso(utc_now()),
+        "source": {"bucket": settings.originals_bucket, "key": f"originals/{media_id}"},
+    }
+    dynamodb.put_item(TableName=settings.table, Item=encode(item))
+    return media_id
+
+
+async def no_head() -> str | None:
+    raise AssertionError("the order was known: S3 need not be asked")
+
+
+async def claim(
+    store: MediaStore, media_id: str, obj: StoredObject, lease: Lease, receives: int = 1
+) -> Any:
+    return await store.claim(
+        media_id, obj, lease, receive_count=receives, uploaded_at=None, current_etag=no_head
+    )
+
+
+async def test_a_claim_whose_answer_was_lost_is_still_ours(
+    store: MediaStore, dynamodb: Any, settings: Settings
+) -> None:
+    media_id = pending_item(dynamodb, settings)
+    lease = Lease("job-1", "message-1", 60)
+    assert (await claim(store, media_id, OBJ, lease)).outcome is ClaimOutcome.CLAIMED
+    again = await claim(store, media_id, OBJ, lease)  # botocore's retry of the same request
+    assert again.outcome is ClaimOutcome.CLAIMED
+    assert again.item is not None
+    assert again.item["attempts"] == 1
+
+
+async def test_a_second_delivery_waits_for_the_lease_and_takes_over_once_it_lapses(
+    store: MediaStore, dynamodb: Any, settings: Settings
+) -> None:
+    media_id = pending_item(dynamodb, settings)
+    holder = Lease("job-1", "message-1", 1.5)
+    assert (await claim(store, media_id, OBJ, holder)).outcome is ClaimOutcome.CLAIMED
+
+    redelivered = await claim(store, media_id, OBJ, Lease("job-2", "message-1", 60), 2)
+    assert redelivered.outcome is ClaimOutcome.LEASED
+    assert redelivered.retry_after is not None
+    assert 0 < redelivered.retry_after <= 3
+    duplicate = await claim(store, media_id, OBJ, Lease("job-3", "message-2", 60))
+    assert duplicate.outcome is ClaimOutcome.LEASED
+    assert duplicate.item is not None
+    assert duplicate.item["lease"]["message_id"] == "message-1"
+
+    time.sleep(1.6)  # the holder's worker died: its lease lapses
+    taken = await claim(store, media_id, OBJ, Lease("job-4", "message-1", 60), 2)
+    assert taken.outcome is ClaimOutcome.CLAIMED
+    assert taken.item is not None
+    assert taken.item["attempts"] == 2
+    assert taken.item["lease"]["token"] == "job-4"
+
+
+async def test_a_renewed_lease_keeps_duplicates_out(
+    store: MediaStore, dynamodb: Any, settings: Settings
+) -> None:
+    media_id = pending_item(dynamodb, settings)
+    holder = Lease("job-1", "message-1", 1.0)
+    await claim(store, media_id, OBJ, holder)
+    time.sleep(0.6)
+    assert await store.renew_lease(media_id, holder)
+    time.sleep(0.6)
+    later = await claim(store, media_id, OBJ, Lease("job-2", "message-2", 60))
+    assert later.outcome is ClaimOutcome.LEASED
+    # A lease that is not ours any more is not renewed.
+    assert not await store.renew_lease(media_id, Lease("someone", "message-9", 60))
+
+
+async def test_a_newer_object_takes_over_a_leased_item_and_an_older_one_is_refused(
+    store: MediaStore, dynamodb: Any, settings: Settings
+) -> None:
+    media_id = pending_item(dynamodb, settings)
+    await claim(store, media_id, OBJ, Lease("job-1", "message-1", 60))
+    newer = await claim(store, media_id, NEWER, Lease("job-2", "message-2", 60))
+    assert newer.outcome is ClaimOutcome.CLAIMED
+    assert newer.replaced
+    older = await claim(store, media_id, OBJ, Lease("job-3", "message-3", 60))
+    assert older.outcome is ClaimOutcome.OUTDATED
+    # The job of the older object can no longer finish the item.
+    with pytest.raises(StaleJob):
+        await ready(store, media_id, OBJ.tag, "lock-1")
+
+
+async def test_without_sequencers_the_object_s3_holds_now_is_the_newest(
+    store: MediaStore, dynamodb: Any, settings: Settings
+) -> None:
+    media_id = pending_item(dynamodb, settings)
+    first = StoredObject("etag-1", 1, None, None, None, "tag-a")
+    second = StoredObject("etag-2", 1, None, None, None, "tag-b")
+    await claim(store, media_id, first, Lease("job-1", "m-1", 60))
+    asked: list[str] = []
+
+    def s3_holds(etag: str) -> Any:
+        async def current() -> str | None:
+            asked.append(etag)
+            return etag
+
+        return current
+
+    stale = await store.claim(
+        media_id,
+        second,
+        Lease("job-2", "m-2", 60),
+        receive_count=1,
+        uploaded_at=None,
+        current_etag=s3_holds("etag-1"),
+    )
+    assert stale.outcome is ClaimOutcome.OUTDATED
+    fresh = await store.claim(
+        media_id,
+        second,
+        Lease("job-3", "m-3", 60),
+        receive_count=1,
+        uploaded_at=None,
+        current_etag=s3_holds("etag-2"),
+    )
+    assert fresh.outcome is ClaimOutcome.CLAIMED
+    assert asked == ["etag-1", "etag-2"]
+
+
+async def ready(store: MediaStore, media_id: str, tag: str, lock: str) -> dict[str, Any]:
+    return await store.mark_ready(
+        media_id,
+        tag,
+        lock_token=lock,
+        kind="image",
+        metadata={"width": 1},
+        location=None,
+        renditions={},
+        stages=[],
+        warnings=[],
+    )
+
+
+@pytest.mark.parametrize("outcome", ["ready", "failed"])
+async def test_a_finishing_write_whose_answer_was_lost_is_a_success(
+    store: MediaStore,
+    aws: Any,
+    dynamodb: Any,
+    settings: Settings,
+    stack: Stack,
+    sqs: Any,
+    media_events: str,
+    outcome: str,
+) -> None:
+    media_id = pending_item(dynamodb, settings)
+    await claim(store, media_id, OBJ, Lease("job-1", "message-1", 60))
+
+    async def finish() -> dict[str, Any]:
+        if outcome == "ready":
+            return await ready(store, media_id, OBJ.tag, "lock-1")
+        return await store.mark_failed(
+            media_id,
+            OBJ.tag,
+            lock_token="lock-1",
+            reason="the picture is not a picture",
+            retryable=False,
+            kind=None,
+            stages=[],
+            warnings=[],
+        )
+
+    first = await finish()
+    retried = await finish()  # the same request again: it meets its own earlier write
+    assert retried["status"] == first["status"]
+    assert retried["processed_at"] == first["processed_at"]
+    outbox = Outbox(MediaEvents(aws.sns, stack.media_topic_arn), store)
+    assert await outbox.announce(retried, "lock-1")
+    events = drain_events(sqs, media_events)
+    assert [e["event_id"] for e in events] == [media_event(first)["event_id"]]
+    assert events[0]["occurred_at"] == first["processed_at"]
+    item = raw_item(dynamodb, settings.table, media_id)
+    assert item is not None
+    assert "event_pending" not in item
+
+
+async def test_event_ids_name_the_fact_not_the_send() -> None:
+    item = {
+        "media_id": "m1",
+        "status": "READY",
+        "source": {"tag": "t1"},
+        "processed_at": "2026-01-01T00:00:00.000Z",
+    }
+    first = media_event(item)
+    assert media_event(dict(item))["event_id"] == first["event_id"]
+    assert first["occurred_at"] == item["processed_at"]
+    assert first["moderation"] == {"status": "off"}
+    for changed in (
+        {"processed_at": "2026-01-01T00:00:01.000Z"},
+        {"source": {"tag": "t2"}},
+        {"status": "FAILED"},
+        {"media_id": "m2"},
+    ):
+        assert media_event({**item, **changed})["event_id"] != first["event_id"]
+
+
+async def test_only_one_sender_at_a_time_and_a_failed_send_frees_the_event(
+    store: MediaStore, aws: Any, dynamodb: Any, settings: Settings, stack: Stack
+) -> None:
+    media_id = pending_item(dynamodb, settings)
+    await claim(store, media_id, OBJ, Lease("job-1", "message-1", 60))
+    item = await ready(store, media_id, OBJ.tag, "lock-1")
+    broken = Outbox(MediaEvents(aws.sns, stack.media_topic_arn + "-missing"), store)
+    other = Outbox(MediaEvents(aws.sns, stack.media_topic_arn), store)
+    # The finisher holds the lock: a redelivery or a sweep does not send meanwhile.
+    assert not await other.announce(item, "sweep-1")
+    with pytest.raises(Exception, match="not sent yet"):
+        await broken.announce(item, "lock-1")
+    # The failed send gave the lock up: the next sender need not wait for it to lapse.
+    assert await other.announce(item, "sweep-1")
+    assert not await other.announce(item, "sweep-2")  # nothing owed any more
+
+
+class ThrottlingSns:
+    """SNS's query API answering ``Throttled`` a few times, then accepting, as SNS does."""
+
+    def __init__(self, throttles: int) -> None:
+        self.throttles = throttles
+        self.calls = 0
+        self.published: list[dict[str, Any]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls += 1
+        form = await request.post()
+        if self.calls <= self.throttles:
+            body = (
+                "<ErrorResponse><Error><Type>Sender</Type><Code>Throttled</Code>"
+                "<Message>Rate exceeded</Message></Error><RequestId>r1</RequestId></ErrorResponse>"
+            )
+            return web.Response(status=400, text=body, content_type="text/xml")
+        self.published.append(json.loads(str(form["Message"])))
+        body = (
+            "<PublishResponse><PublishResult><MessageId>m-1</MessageId></PublishResult>"
+            "<ResponseMetadata><RequestId>r2</RequestId></ResponseMetadata></PublishResponse>"
+        )
+        return web.Response(status=200, text=body, content_type="text/xml")
+
+
+async def test_sns_throttling_is_retried(settings: Settings) -> None:
+    sns = ThrottlingSns(throttles=3)
+    app = web.Application()
+    app.router.add_post("/", sns.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        local = settings.model_copy(
+            update={"endpoint_url": f"http://127.0.0.1:{port}", "aws_max_attempts": 1}
+        )
+        async with open_clients(local) as clients:
+            events = MediaEvents(clients.sns, "arn:aws:sns:us-east-1:123456789012:media")
+            event = {"type": "media.processed", "kind": "image", "event_id": "e1"}
+            assert await events.publish(event)
+    finally:
+        await runner.cleanup()
+    assert sns.calls == 4
+    assert sns.published == [event]
+
+
+def put_processing(
+    dynamodb: Any, settings: Settings, *, lease_expires: float, receives: int
+) -> str:
+    media_id = new_media_id()
+    since = "2020-01-01T00:00:00.000Z"
+    item = {
+        "media_id": media_id,
+        "owner": "alice",
+        "status": "PROCESSING",
+        "created_at": since,
+        "source": OBJ.as_item(),
+        "lease": {"token": "dead-job", "message_id": "m-1", "expires": lease_expires},
+        "receive_count": receives,
+        "attempts": receives,
+        "owed_shard": owed_shard(media_id),
+        "owed_since": since,
+    }
+    dynamodb.put_item(TableName=settings.table, Item=encode(item))
+    return media_id
+
+
+async def test_the_sweep_fails_an_upload_whose_every_try_killed_its_worker_and_sends_owed_events(
+    store: MediaStore,
+    aws: Any,
+    dynamodb: Any,
+    settings: Settings,
+    stack: Stack,
+    sqs: Any,
+    media_events: str,
+) -> None:
+    now = time.time()
+    killed = put_processing(dynamodb, settings, lease_expires=now - 5, receives=3)
+    running = put_processing(dynamodb, settings, lease_expires=now + 60, receives=3)
+    has_tries_left = put_processing(dynamodb, settings, lease_expires=now - 5, receives=2)
+    owed = pending_item(dynamodb, settings)
+    await claim(store, owed, OBJ, Lease("job-1", "m-1", 60))
+    await ready(store, owed, OBJ.tag, "lock-1")
+    await store.release_event_lock(owed, "lock-1")  # its sender died after READY
+
+    outbox = Outbox(MediaEvents(aws.sns, stack.media_topic_arn), store)
+    sweeper = Sweeper(
+        dynamodb=aws.dynamodb,
+        table=settings.table,
+        store=store,
+        outbox=outbox,
+        max_receive_count=3,
+        grace_seconds=0.0 + 1,
+        interval_seconds=1,
+        log=structlog.get_logger(),
+    )
+    time.sleep(1.1)  # past the grace for the READY item
+    report = await sweeper.sweep_once()
+    assert (report.abandoned, report.announced) == (1, 1)
+
+    failed = raw_item(dynamodb, settings.table, killed)
+    assert failed is not None
+    assert failed["status"] == "FAILED"
+    assert "killed" in failed["error"]
+    assert "3 attempts" in failed["error"]
+    assert failed["error_retryable"] is True
+    for untouched in (running, has_tries_left):
+        item = raw_item(dynamodb, settings.table, untouched)
+        assert item is not None
+        assert item["status"] == "PROCESSING"
+    events = {e["media_id"]: e for e in drain_events(sqs, media_events)}
+    assert set(events) == {killed, owed}
+    assert events[killed]["type"] == "media.failed"
+    assert events[owed]["type"] == "media.processed"
+    # A second sweep finds nothing owed: nothing is sent twice.
+    again = await sweeper.sweep_once()
+    assert (again.abandoned, again.announced) == (0, 0)
+    assert drain_events(sqs, media_events) == []
