@@ -36,7 +36,6 @@ _LOADERS = {
     "image/avif": VIPS_LOADERS["avif"],
 }
 _LABELS = {sniffed.mime_type: sniffed.label for sniffed in FORMATS.values()}
-_MULTI_PAGE = {"image/webp"}  # loaded with every frame: the claim is a frame's
 _JPEG_SHRINK = 8
 _PNG_END = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", 0xAE426082)
 _MAX_BOXES = 10_000
@@ -77,9 +76,9 @@ def verify_image(path: Path, *, content_type: str, width: int | None, height: in
     label = _LABELS[content_type]
     _check_format(path, content_type, label)
     try:
-        options: dict[str, Any] = {"n": -1} if content_type in _MULTI_PAGE else {}
-        image: Any = pyvips.Operation.call(loader, str(path), access="sequential", **options)
-        actual = (int(image.width), _frame_height(image))
+        # The first page only: an animation's claimed height is a frame's.
+        image: Any = pyvips.Operation.call(loader, str(path), access="sequential")
+        actual = (int(image.width), int(image.height))
         if content_type == "image/jpeg":
             _decode_jpeg(path)
     except pyvips.Error as error:
@@ -126,12 +125,6 @@ def _decode_jpeg(path: Path) -> None:
     decoded.copy_memory()
 
 
-def _frame_height(image: Any) -> int:
-    if image.get_typeof("page-height"):
-        return int(image.get("page-height"))
-    return int(image.height)
-
-
 def _check_png_end(path: Path) -> None:
     with path.open("rb") as file:
         file.seek(-len(_PNG_END), 2)
@@ -163,10 +156,12 @@ def _check_boxes_fill(path: Path) -> None:
             if length < 8:
                 break
             offset += length
-    if offset != size or last != b"mdat":
+    if offset != size:
         raise RenditionInvalid(
             f"{path.name} is not a whole AVIF: its boxes end at byte {offset} of {size}"
         )
+    if last != b"mdat":
+        raise RenditionInvalid(f"{path.name} is not a whole AVIF: it ends before its picture data")
 
 
 def _size(value: int | None) -> str:

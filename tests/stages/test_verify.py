@@ -74,6 +74,15 @@ def test_a_rendition_cut_short_is_caught(kind: str, keep: float, tmp_path: Path)
     assert str(tmp_path) not in message
 
 
+def test_an_avif_cut_where_its_picture_data_begins_is_caught(tmp_path: Path) -> None:
+    # Its header reads (ftyp and meta are whole) and its boxes add up: only mdat is missing.
+    rendition = still(tmp_path, "avif", size=320)
+    data = rendition.path.read_bytes()
+    rendition.path.write_bytes(data[: data.index(b"mdat") - 4])
+    with pytest.raises(RenditionInvalid, match=r"r\.avif is not a whole AVIF: it ends before its"):
+        check(rendition)
+
+
 @pytest.mark.parametrize(
     ("kind", "claim", "found"),
     [
