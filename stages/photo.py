@@ -208,6 +208,8 @@ def vips_failure(
     A full disk under a temporary file, an I/O or quota error: this machine's trouble, retried
     later. Anything else libvips says is about the photo's bytes: ``verdict`` and its reason.
     """
+    # The text can carry lines of another thread's error (libvips has one buffer per process):
+    # a bad photo may then be retried before it fails, which is the cheap side to err on.
     text = str(error.detail or error.message)
     fault = next((fault for fault in _OWN_FAULTS if fault in text), None)
     if fault is None and any(words in text.lower() for words in _WRITE_FAILURES):
