@@ -23,6 +23,7 @@ from typing import Any
 import pyvips
 
 from stages.contract import BadMediaError, Rendition, RenditionInvalid
+from stages.isobmff import iter_boxes
 from stages.probe import VIPS_LOADERS, vips_reason
 from stages.sniff import FORMATS, sniff
 
@@ -38,7 +39,7 @@ _LOADERS = {
 _LABELS = {sniffed.mime_type: sniffed.label for sniffed in FORMATS.values()}
 _JPEG_SHRINK = 8
 _PNG_END = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", 0xAE426082)
-_MAX_BOXES = 10_000
+_UNBOUNDED = 1 << 62
 
 
 def verify_rendition(rendition: Rendition) -> None:
@@ -139,26 +140,15 @@ def _check_boxes_fill(path: Path) -> None:
     before it.
     """
     size = path.stat().st_size
-    offset, last = 0, b""
+    last, end = b"", 0
     with path.open("rb") as file:
-        for _ in range(_MAX_BOXES):
-            if offset >= size:
-                break
-            file.seek(offset)
-            header = file.read(16)
-            if len(header) < 8:
-                break
-            length, last = struct.unpack(">I4s", header[:8])
-            if length == 1 and len(header) == 16:
-                length = struct.unpack(">Q", header[8:])[0]
-            elif length == 0:  # the box runs to the end of the file
-                length = size - offset
-            if length < 8:
-                break
-            offset += length
-    if offset != size:
+        # Walked with no end of its own, so a box that runs past the file's end shows as such
+        # (libheif writes every box's size; a size-0 box, "to the end", would count as cut).
+        for kind, _, box_end in iter_boxes(file, 0, _UNBOUNDED):
+            last, end = kind, box_end
+    if end != size:
         raise RenditionInvalid(
-            f"{path.name} is not a whole AVIF: its boxes end at byte {offset} of {size}"
+            f"{path.name} is not a whole AVIF: its boxes end at byte {end} of {size}"
         )
     if last != b"mdat":
         raise RenditionInvalid(f"{path.name} is not a whole AVIF: it ends before its picture data")
