@@ -4,11 +4,17 @@ libvips decodes every format but HEIC (pyvips-binary has no HEVC decoder): those
 libheif in pillow-heif. A photo is decoded once, shrunk while it loads to the largest rendition
 box (JPEG shrinks in the DCT, so a 100 MP photo never exists at full size in memory), upright,
 and in sRGB; the renditions are derived from that one copy.
+
+What fails while reading is blamed on the photo only when it is about its bytes: libvips may
+need a temporary file for a large decode, and a full disk or an I/O error under it is this
+machine's trouble, which may pass (:func:`vips_failure`).
 """
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +24,7 @@ import pillow_heif
 import pyvips
 from PIL import ImageCms
 
-from stages.contract import BadMediaError
+from stages.contract import BadMediaError, TransientError
 from stages.probe import VIPS_LOADERS, vips_reason
 from stages.render import fit
 
@@ -28,6 +34,27 @@ _COLOUR_SPACES = {"srgb": "srgb", "rgb16": "srgb", "b-w": "grey", "grey16": "gre
 # A damaged file decodes with what it lacks filled in one flat colour (libjpeg uses grey): with
 # less than this share of the picture readable, there is nothing worth showing.
 _MIN_READABLE = 0.05
+# Errors of the machine, not of the file being read: libvips reports an OS error with its
+# strerror text, whichever file (the upload, a temporary file) the call was touching.
+_OWN_ERRNOS = (
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EIO,
+    errno.EROFS,
+    errno.EFBIG,
+    errno.EMFILE,
+    errno.ENFILE,
+    errno.ENOMEM,
+)
+_OWN_FAULTS = tuple(os.strerror(code) for code in _OWN_ERRNOS)
+# libvips' and its libraries' own words for a temporary file or a write that failed.
+_WRITE_FAILURES = (
+    "write failed",
+    "unable to write",
+    "out of disk space",
+    "temporary file",
+    "tmp file",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +130,9 @@ def read_header(path: Path, image_format: str) -> PhotoHeader:
         )
     except pyvips.Error as error:
         label = _label(image_format)
-        raise BadMediaError(f"corrupt or truncated {label}: {vips_reason(error, path)}") from error
+        raise vips_failure(
+            error, path, doing=f"reading the {label}", verdict=f"corrupt or truncated {label}"
+        ) from error
 
 
 def check_pixels(header: PhotoHeader, max_pixels: int) -> None:
@@ -126,16 +155,18 @@ def decode(path: Path, header: PhotoHeader, box: int) -> DecodedPhoto:
     if header.format == "heif":
         return DecodedPhoto(_decode_heif(path, box), [])
     load = _decode_jpeg if header.format == "jpeg" else _shrink_on_load
+    doing, verdict = f"decoding the {header.label}", f"corrupt or truncated {header.label}"
     try:
         return DecodedPhoto(load(path, header, box, fail_on="error"), [])
     except pyvips.Error as strict:
+        failure = vips_failure(strict, path, doing=doing, verdict=verdict)
+        if isinstance(failure, TransientError):
+            raise failure from strict  # no lenient second try on a full disk
         damage = vips_reason(strict, path)
     try:
         picture = load(path, header, box, fail_on="none")
     except pyvips.Error as error:
-        raise BadMediaError(
-            f"corrupt or truncated {header.label}: {vips_reason(error, path)}"
-        ) from error
+        raise vips_failure(error, path, doing=doing, verdict=verdict) from error
     if _readable_share(picture) < _MIN_READABLE:
         raise BadMediaError(f"corrupt or truncated {header.label}: no picture data ({damage})")
     return DecodedPhoto(
@@ -155,8 +186,11 @@ def decode_animation(
             f"{path}[n={frames}]", size, height=size, size="down", fail_on="none"
         ).copy_memory()
     except pyvips.Error as error:
-        raise BadMediaError(
-            f"corrupt animated {header.label}: {vips_reason(error, path)}"
+        raise vips_failure(
+            error,
+            path,
+            doing=f"decoding the animated {header.label}",
+            verdict=f"corrupt animated {header.label}",
         ) from error
     delays = list(strip.get("delay")) if strip.get_typeof("delay") else []
     page_height = int(strip.get("page-height")) if strip.get_typeof("page-height") else strip.height
@@ -164,6 +198,25 @@ def decode_animation(
     # GIFs ask for 0 or 10 ms delays that every browser shows as 100 ms.
     delays = [d if d >= 20 else 100 for d in (delays + [100] * count)[:count]]
     return strip, delays
+
+
+def vips_failure(
+    error: pyvips.Error, path: Path, *, doing: str, verdict: str
+) -> BadMediaError | TransientError:
+    """What a libvips error while ``doing`` something with the photo at ``path`` means.
+
+    A full disk under a temporary file, an I/O or quota error: this machine's trouble, retried
+    later. Anything else libvips says is about the photo's bytes: ``verdict`` and its reason.
+    """
+    # The text can carry lines of another thread's error (libvips has one buffer per process):
+    # a bad photo may then be retried before it fails, which is the cheap side to err on.
+    text = str(error.detail or error.message)
+    fault = next((fault for fault in _OWN_FAULTS if fault in text), None)
+    if fault is None and any(words in text.lower() for words in _WRITE_FAILURES):
+        fault = "a temporary file could not be written"
+    if fault is not None:
+        return TransientError(f"{doing} failed: {fault}")
+    return BadMediaError(f"{verdict}: {vips_reason(error, path)}")
 
 
 def _readable_share(picture: pyvips.Image) -> float:
@@ -223,7 +276,7 @@ def _decode_heif(path: Path, box: int) -> pyvips.Image:
         heif: Any = pillow_heif.open_heif(path, convert_hdr_to_8bit=True)
         pixels = np.asarray(heif)  # the primary image, with libheif's irot/imir applied
     except (ValueError, RuntimeError, OSError) as error:
-        raise BadMediaError(f"corrupt or truncated HEIC: {error}") from error
+        raise _heif_failure(error, "decoding the HEIC") from error
     picture: pyvips.Image = pyvips.Image.new_from_array(pixels)
     picture = picture.copy(interpretation="srgb" if picture.bands >= 3 else "b-w")
     profile = heif.info.get("icc_profile")
@@ -239,7 +292,7 @@ def _heif_header(path: Path) -> PhotoHeader:
         mode = str(heif.mode)
         info = heif.info
     except (ValueError, RuntimeError, OSError) as error:
-        raise BadMediaError(f"corrupt or truncated HEIC: {error}") from error
+        raise _heif_failure(error, "reading the HEIC") from error
     profile = info.get("icc_profile")
     return PhotoHeader(
         format="heif",
@@ -254,6 +307,14 @@ def _heif_header(path: Path) -> PhotoHeader:
         icc_profile=_profile_name(bytes(profile) if profile else None),
         exif=bytes(info["exif"]) if info.get("exif") else None,
     )
+
+
+def _heif_failure(error: Exception, doing: str) -> BadMediaError | TransientError:
+    # libheif reports what is wrong with the bytes as ValueError or RuntimeError; the OS
+    # failing to read our own spool file raises an OSError with its errno.
+    if isinstance(error, OSError) and error.errno in _OWN_ERRNOS:
+        return TransientError(f"{doing} failed: {error.strerror}")
+    return BadMediaError(f"corrupt or truncated HEIC: {error}")
 
 
 def _untagged(picture: pyvips.Image) -> pyvips.Image:

@@ -4,12 +4,18 @@ A caller decodes once, upright, shrunk to about the largest box (:func:`largest_
 the picture to :func:`render_stills`: it is brought to 8-bit sRGB once, held in memory, and every
 rendition is derived from that copy. Renditions carry no metadata at all (no EXIF, GPS, XMP or
 ICC profile: they are sRGB, which is what browsers assume without one).
+
+Saving is split where the blame changes: pixels are computed in memory first (a colour profile
+that cannot be applied is the photo's fault, and surfaces as the :class:`pyvips.Error` it is),
+then libvips encodes to memory and Python writes the file. A failing encoder or write (a full
+disk, an I/O error) is ours and raises :class:`TransientError`, with nothing partial left behind.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,8 +24,9 @@ import numpy as np
 import pyvips
 from pydantic import BaseModel, ConfigDict, Field
 
-from stages.contract import Rendition
+from stages.contract import Rendition, TransientError
 from stages.placeholder import rgba_to_thumbhash
+from stages.probe import vips_reason
 
 ImageFormat = Literal["webp", "jpeg", "avif", "png"]
 
@@ -100,35 +107,48 @@ def render_stills(
     *,
     placeholder: bool = True,
 ) -> Stills:
-    """Every still rendition of ``picture`` (upright, any size and colour) and its placeholder."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    """Every still rendition of ``picture`` (upright, any size and colour) and its placeholder.
+
+    All or nothing: when one rendition fails, the files of those already written are removed.
+    """
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TransientError(
+            f"could not make the renditions' directory: {_os_reason(error)}"
+        ) from error
     box = largest_box(specs)
     picture = fit(picture, box)
     # One materialised sRGB copy, then each smaller size from the one before it (held in
     # memory too): nothing re-runs the decode, and every resize starts from the fewest pixels.
     current = to_srgb(picture).copy_memory()
-    renditions = []
-    for spec in sorted(specs, key=lambda spec: spec.size, reverse=True):
-        fitted = fit(current, spec.size)
-        if fitted is not current:
-            fitted = fitted.copy_memory()
-        renditions.append(save(fitted, workdir / f"{spec.name}{_SUFFIXES[spec.format]}", spec))
-        current = fitted
+    renditions: list[Rendition] = []
+    try:
+        for spec in sorted(specs, key=lambda spec: spec.size, reverse=True):
+            fitted = fit(current, spec.size)
+            if fitted is not current:
+                fitted = fitted.copy_memory()
+            renditions.append(save(fitted, workdir / f"{spec.name}{_SUFFIXES[spec.format]}", spec))
+            current = fitted
+    except BaseException:
+        discard(renditions)
+        raise
     return Stills(renditions=renditions, placeholder=thumbhash_of(current) if placeholder else None)
 
 
 def save(image: pyvips.Image, path: Path, spec: RenditionSpec) -> Rendition:
     """Encode one rendition, stripped of every metadata block; JPEG is flattened on white."""
-    if spec.format == "jpeg":
-        if image.hasalpha():
-            image = image.flatten(background=_WHITE)
-        image.jpegsave(str(path), Q=spec.quality, keep="none")
-    elif spec.format == "webp":
-        image.webpsave(str(path), Q=spec.quality, keep="none")
-    elif spec.format == "avif":
-        image.heifsave(str(path), Q=spec.quality, compression="av1", effort=4, keep="none")
-    else:
-        image.pngsave(str(path), compression=6, keep="none")
+    if spec.format == "jpeg" and image.hasalpha():
+        image = image.flatten(background=_WHITE)
+    encoders: dict[str, Callable[[pyvips.Image], bytes]] = {
+        "jpeg": lambda pixels: pixels.jpegsave_buffer(Q=spec.quality, keep="none"),
+        "webp": lambda pixels: pixels.webpsave_buffer(Q=spec.quality, keep="none"),
+        "avif": lambda pixels: pixels.heifsave_buffer(
+            Q=spec.quality, compression="av1", effort=4, keep="none"
+        ),
+        "png": lambda pixels: pixels.pngsave_buffer(compression=6, keep="none"),
+    }
+    encode_to_file(image, path, encoders[spec.format], f"the {spec.name} rendition")
     height = image.get("page-height") if image.get_typeof("page-height") else image.height
     return Rendition(
         name=spec.name,
@@ -148,12 +168,19 @@ def save_animation(
     """
     if spec.format != "webp":
         raise ValueError(f"animated renditions are WebP, not {spec.format}")
-    strip = to_srgb(frames).copy()
+    # The colour conversion runs here, in memory, apart from the encoder (encode_to_file); a
+    # no-op when the frames are sRGB in memory already, as decoded GIFs and video frames are.
+    strip = to_srgb(frames).copy_memory().copy()
     strip.set_type(pyvips.GValue.array_int_type, "delay", [max(20, int(d)) for d in delays_ms])
     strip.set_type(pyvips.GValue.gint_type, "loop", 0)
     # Neither min_size (0.5 % smaller, twice the CPU for 24 frames of 320 px) nor mixed (lossy or
     # lossless per frame: 20 times the CPU for the same bytes) pays for itself on a preview.
-    strip.webpsave(str(path), Q=spec.quality, keep="none")
+    encode_to_file(
+        strip,
+        path,
+        lambda pixels: pixels.webpsave_buffer(Q=spec.quality, keep="none"),
+        f"the animated {spec.name} rendition",
+    )
     page_height = int(frames.get("page-height"))
     return Rendition(
         name=spec.name,
@@ -163,6 +190,40 @@ def save_animation(
         height=page_height,
         extra={"animated": True, "frames": strip.height // page_height},
     )
+
+
+def encode_to_file(
+    image: pyvips.Image, path: Path, encode: Callable[[pyvips.Image], bytes], what: str
+) -> None:
+    """Encode ``image`` with ``encode`` and write the bytes to ``path``.
+
+    ``image`` is computed already (in memory, or a cheap view of memory), so nothing failing
+    here can be the photo's: an encoder error or any OSError of the write is a TransientError,
+    and a partly written file is removed.
+    """
+    try:
+        data = encode(image)
+    except pyvips.Error as error:
+        raise TransientError(f"could not encode {what}: {vips_reason(error, path)}") from error
+    try:
+        with path.open("wb") as out:
+            out.write(data)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+        raise TransientError(f"could not write {what}: {_os_reason(error)}") from error
+
+
+def discard(renditions: Sequence[Rendition]) -> None:
+    """Remove the files of ``renditions`` (after a failure), ignoring those already gone."""
+    for rendition in renditions:
+        with contextlib.suppress(OSError):
+            rendition.path.unlink(missing_ok=True)
+
+
+def _os_reason(error: OSError) -> str:
+    # The errno's text ("No space left on device"), without the path of our own spool.
+    return error.strerror or type(error).__name__
 
 
 def thumbhash_of(image: pyvips.Image) -> str:

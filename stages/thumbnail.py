@@ -3,6 +3,10 @@
 One decode per photo (:mod:`stages.photo`), renditions derived from it (:mod:`stages.render`),
 camera facts from EXIF (:mod:`stages.exif`). The GPS position goes to ``location``, which
 publish stores apart from the metadata, for the owner's eyes only.
+
+Every rendition is opened again and checked (:mod:`stages.verify`) before it is returned; when
+anything fails, the files this stage wrote are removed, so no partial rendition is left for
+publish to find.
 """
 
 from __future__ import annotations
@@ -20,19 +24,28 @@ from stages.contract import (
     Rendition,
     Stage,
     StageContext,
+    StageError,
     StageOptions,
     StageResult,
 )
 from stages.exif import read_exif
-from stages.photo import PhotoHeader, check_pixels, decode, decode_animation, read_header
-from stages.probe import vips_reason
+from stages.photo import (
+    PhotoHeader,
+    check_pixels,
+    decode,
+    decode_animation,
+    read_header,
+    vips_failure,
+)
 from stages.render import (
     DEFAULT_RENDITIONS,
     RenditionSpec,
+    discard,
     largest_box,
     render_stills,
     save_animation,
 )
+from stages.verify import verify_image
 
 DEFAULT_MAX_PIXELS = 200_000_000
 
@@ -81,24 +94,33 @@ class ThumbnailStage(Stage):
         header = read_header(job.original, image_format)
         check_pixels(header, self.max_pixels)
         job.check_cancelled()
+        written: list[Rendition] = []  # every file made here, removed again if anything fails
         try:
             decoded = decode(job.original, header, largest_box(options.renditions))
             job.check_cancelled()
             stills = render_stills(
                 decoded.picture, options.renditions, job.workdir, placeholder=options.placeholder
             )
-            renditions = stills.renditions
+            renditions = written = stills.renditions
             if header.animated:
                 job.check_cancelled()
                 renditions = self._animate(job, header, renditions, options)
-        except pyvips.Error as error:
-            # What libvips refuses past the header (a colour profile it cannot apply, pixels
-            # that end in the middle of an animation frame) is this file's doing: retrying
-            # the same bytes would only fail again.
-            reason = vips_reason(error, job.original)
-            raise BadMediaError(
-                f"could not make renditions of the {header.label}: {reason}"
-            ) from error
+                written = [*stills.renditions, *renditions]
+            for rendition in renditions:
+                verify_image(
+                    rendition.path,
+                    content_type=rendition.content_type,
+                    width=rendition.width,
+                    height=rendition.height,
+                )
+        except BaseException as error:
+            discard(written)
+            if isinstance(error, pyvips.Error):
+                # What libvips refuses past the header (a colour profile it cannot apply) is
+                # this file's doing, unless our disk failed under it; encoding and writing the
+                # renditions raise TransientError themselves (stages.render).
+                raise self._failure(error, job, header) from error
+            raise
         metadata = photo_metadata(header)
         if stills.placeholder:
             metadata["placeholder"] = {"thumbhash": stills.placeholder}
@@ -111,6 +133,15 @@ class ThumbnailStage(Stage):
             metadata["location"] = facts.location
         job.log.debug("thumbnailed", renditions=[r.name for r in renditions])
         return StageResult(renditions=renditions, metadata=metadata, warnings=decoded.warnings)
+
+    @staticmethod
+    def _failure(error: pyvips.Error, job: Job, header: PhotoHeader) -> StageError:
+        return vips_failure(
+            error,
+            job.original,
+            doing=f"making renditions of the {header.label}",
+            verdict=f"could not make renditions of the {header.label}",
+        )
 
     def _animate(
         self,
