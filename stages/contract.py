@@ -86,6 +86,8 @@ class Rendition:
     width: int | None = None
     height: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Set by a stage that checked the file itself (stages.verify); publish checks the others.
+    checked: bool = False
 
 
 @dataclass(slots=True)

@@ -27,6 +27,7 @@ from stages.contract import (
     StageResult,
     TransientError,
 )
+from stages.verify import verify_rendition
 from worker.items import MediaStatus
 from worker.keys import rendition_key, rendition_prefix
 from worker.notify import MediaEvents, Outbox
@@ -63,6 +64,12 @@ class PublishStage(Stage):
         assert isinstance(options, PublishOptions)
         limiter = anyio.CapacityLimiter(options.parallel_uploads)
         published: dict[str, dict[str, Any]] = {}
+
+        # A file is never published unchecked (renditions are cached for a year), and nothing
+        # is uploaded when one fails its check.
+        unchecked = [r for r in job.renditions.values() if not r.checked]
+        if unchecked:
+            await anyio.to_thread.run_sync(_verify_all, unchecked)
 
         async def upload(rendition: Rendition) -> None:
             async with limiter:
@@ -167,3 +174,8 @@ class PublishStage(Stage):
             entry["height"] = rendition.height
         entry.update(rendition.extra)
         return entry
+
+
+def _verify_all(renditions: list[Rendition]) -> None:
+    for rendition in renditions:
+        verify_rendition(rendition)

@@ -11,6 +11,7 @@ publish to find.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -113,6 +114,7 @@ class ThumbnailStage(Stage):
                     width=rendition.width,
                     height=rendition.height,
                 )
+            renditions = [dataclasses.replace(r, checked=True) for r in renditions]
         except BaseException as error:
             discard(written)
             if isinstance(error, pyvips.Error):

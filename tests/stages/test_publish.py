@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 import structlog
 
-from stages.contract import Job, MediaKind, MediaSource, Rendition, StageContext
+from stages.contract import Job, MediaKind, MediaSource, Rendition, RenditionInvalid, StageContext
 from stages.publish import PublishOptions, PublishStage
 from worker.aws import open_clients
 from worker.items import encode
 from worker.keys import new_media_id
+from worker.samples import write_jpeg
 from worker.settings import Settings
 from worker.store import StaleJob
 
@@ -30,12 +31,13 @@ def _item(media_id: str, status: str) -> dict[str, Any]:
     }
 
 
-def _job(tmp_path: Path, media_id: str) -> Job:
+def _job(tmp_path: Path, media_id: str, *, cut: str | None = None) -> Job:
     renditions = {}
     for name in ("thumb", "preview"):
-        path = tmp_path / f"{name}.jpg"
-        path.write_bytes(name.encode() * 10)
-        renditions[name] = Rendition(name=name, path=path, content_type="image/jpeg")
+        path = write_jpeg(tmp_path / f"{name}.jpg", 64, 48)
+        if name == cut:
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        renditions[name] = Rendition(name, path, "image/jpeg", 64, 48)
     return Job(
         source=MediaSource(media_id, "alice", "b", f"originals/{media_id}", ETAG, 10, tag=TAG),
         original=tmp_path / "original",
@@ -108,3 +110,16 @@ async def test_renditions_of_an_outdated_object_are_removed(
     with pytest.raises(StaleJob):
         await _publish(settings, _job(tmp_path, media_id))
     assert _rendition_keys(s3, settings) == []
+
+
+async def test_a_rendition_that_fails_its_check_is_never_published(
+    settings: Settings, s3: Any, dynamodb: Any, tmp_path: Path
+) -> None:
+    # A plugin's truncated file: publish checks what no stage checked before it.
+    media_id = new_media_id()
+    dynamodb.put_item(TableName=settings.table, Item=encode(_item(media_id, "PROCESSING")))
+    with pytest.raises(RenditionInvalid):
+        await _publish(settings, _job(tmp_path, media_id, cut="preview"))
+    assert f"{media_id}/{TAG}/preview.jpg" not in _rendition_keys(s3, settings)
+    item = dynamodb.get_item(TableName=settings.table, Key={"media_id": {"S": media_id}})["Item"]
+    assert item["status"]["S"] == "PROCESSING"

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 import structlog
 from aiohttp import web
@@ -101,7 +102,7 @@ async def test_a_second_delivery_waits_for_the_lease_and_takes_over_once_it_laps
     assert duplicate.item is not None
     assert duplicate.item["lease"]["message_id"] == "message-1"
 
-    time.sleep(1.6)  # the holder's worker died: its lease lapses
+    await anyio.sleep(1.6)  # the holder's worker died: its lease lapses
     taken = await claim(store, media_id, OBJ, Lease("job-4", "message-1", 60), 2)
     assert taken.outcome is ClaimOutcome.CLAIMED
     assert taken.item is not None
@@ -115,9 +116,9 @@ async def test_a_renewed_lease_keeps_duplicates_out(
     media_id = pending_item(dynamodb, settings)
     holder = Lease("job-1", "message-1", 1.0)
     await claim(store, media_id, OBJ, holder)
-    time.sleep(0.6)
+    await anyio.sleep(0.6)
     assert await store.renew_lease(media_id, holder)
-    time.sleep(0.6)
+    await anyio.sleep(0.6)
     later = await claim(store, media_id, OBJ, Lease("job-2", "message-2", 60))
     assert later.outcome is ClaimOutcome.LEASED
     # A lease that is not ours any more is not renewed.
@@ -367,7 +368,7 @@ async def test_the_sweep_fails_an_upload_whose_every_try_killed_its_worker_and_s
         interval_seconds=1,
         log=structlog.get_logger(),
     )
-    time.sleep(1.1)  # past the grace for the READY item
+    await anyio.sleep(1.1)  # past the grace for the READY item
     report = await sweeper.sweep_once()
     assert (report.abandoned, report.announced) == (1, 1)
 

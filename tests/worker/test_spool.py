@@ -46,9 +46,9 @@ def test_a_killed_workers_spool_is_removed_and_a_live_ones_kept(tmp_path: Path) 
         "print(s.root, flush=True); os._exit(9)\n"
     )
     dead_root = Path(
-        subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, check=False
-        ).stdout.strip().splitlines()[-1]
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+        .stdout.strip()
+        .splitlines()[-1]
     )
     assert dead_root.is_dir()
     unrelated = tmp_path / "mediamill-samples-abc"
@@ -73,13 +73,15 @@ async def test_reservations_wait_for_space_and_give_up_in_time(tmp_path: Path) -
         async with spool.reserve(small, wait_seconds=10):
             order.append("second")
 
-    async with anyio.create_task_group() as group:
-        async with spool.reserve(NEED_FLOOR, wait_seconds=0):  # needs two floors
-            async with spool.reserve(small, wait_seconds=0):
-                group.start_soon(second)
-                await anyio.sleep(0.3)
-                assert order == []  # 3 floors reserved: it waits
-                order.append("first")
+    async with (
+        anyio.create_task_group() as group,
+        spool.reserve(NEED_FLOOR, wait_seconds=0),  # needs two floors
+        spool.reserve(small, wait_seconds=0),
+    ):
+        group.start_soon(second)
+        await anyio.sleep(0.3)
+        assert order == []  # 3 floors reserved: it waits
+        order.append("first")
     assert order == ["first", "second"]
     assert spool.reserved == 0
 
