@@ -86,11 +86,12 @@ class MediaStore:
             response = await self._ddb.update_item(
                 TableName=self._table,
                 Key=_encode({"media_id": media_id}),
+                # upload_expires_at is the table's TTL: with its bytes in, the item must stay.
                 UpdateExpression=(
                     "SET #status = :processing, #source.#etag = :etag, #source.#size = :size, "
                     "#source.#version = :version, updated_at = :now, processing_started_at = :now,"
                     " uploaded_at = :uploaded, attempts = if_not_exists(attempts, :zero) + :one "
-                    "REMOVE #error, error_retryable"
+                    "REMOVE #error, error_retryable, upload_expires_at"
                 ),
                 # A DELETING item is on its way out: another ETag must not revive it.
                 ConditionExpression=(
