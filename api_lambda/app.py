@@ -80,30 +80,51 @@ class MediaApi:
         )
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> LambdaResponse:
-        request = ApiRequest.from_event(event)
-        if request.method == "OPTIONS":
-            # A CORS preflight carries no credentials: answered before any authentication.
-            return self._cors.preflight(request.headers)
+        """Always a payload 2.0 answer with a JSON error body, whatever the event holds."""
+        request: ApiRequest | None = None
         try:
+            request = ApiRequest.from_event(event)
+            if request.method == "OPTIONS":
+                # A CORS preflight carries no credentials: answered before any authentication.
+                return self._cors.preflight(request.headers)
             route, parameters = self._resolve(request)
             response = route.handler(request, request.caller or "", parameters)
         except ApiError as error:
+            if error.code == "invalid_event":
+                # Not from API Gateway as configured: a direct invoke or a wrong integration.
+                log.warning("refused an event: %s", error.message)
             response = error_response(error)
         except Exception:
-            log.exception(
-                "unhandled error in %s %s (request %s)",
-                request.method,
-                request.path,
-                request.request_id,
-            )
+            if request is None:
+                log.exception("unhandled error reading an event")
+            else:
+                log.exception(
+                    "unhandled error in %s %s (request %s)",
+                    request.method,
+                    request.path,
+                    request.request_id,
+                )
             response = error_response(ApiError("internal error"))
-        response["headers"].update(self._cors.headers(request.headers))
+        if request is not None:
+            response["headers"].update(self._cors.headers(request.headers))
         return response
 
     def _resolve(self, request: ApiRequest) -> tuple[Route, dict[str, str]]:
-        unauthorized = Unauthorized(
-            "a verified caller is required", headers={"www-authenticate": "Bearer"}
-        )
+        if request.caller_refused is None:
+            unauthorized = Unauthorized(
+                "a verified caller is required", headers={"www-authenticate": "Bearer"}
+            )
+        else:
+            # The authorizer verified the token, so this is the identity provider's doing.
+            log.warning(
+                "refused the sub claim of request %s: it %s",
+                request.request_id,
+                request.caller_refused,
+            )
+            unauthorized = Unauthorized(
+                f"the token's sub claim {request.caller_refused}; it cannot name a user",
+                headers={"www-authenticate": 'Bearer error="invalid_token"'},
+            )
         try:
             route, parameters = self.router.resolve(request.method, request.path)
         except ApiError:

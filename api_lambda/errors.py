@@ -29,7 +29,7 @@ class BadRequest(ApiError):
 
 
 class Unauthorized(ApiError):
-    """No verified caller (the JWT authorizer passed no ``sub`` claim)."""
+    """No verified caller: no ``sub`` claim, or one that cannot be a user id."""
 
     status = 401
     code = "unauthorized"
