@@ -16,6 +16,7 @@ from api_lambda.listing import list_media, parse_list_query
 from api_lambda.media import media_view
 from api_lambda.multipart import MultipartUploads, PartPlan, parse_complete, plan_parts
 from api_lambda.openapi import openapi_document
+from api_lambda.pending import OpenUploads, PendingLimits, check_room, open_after, upload_expires_at
 from api_lambda.request import ApiRequest
 from api_lambda.responses import LambdaResponse, empty_response, error_response, json_response
 from api_lambda.routing import Route, Router
@@ -43,7 +44,19 @@ class MediaApi:
         self._settings = settings
         self._s3 = s3
         self._table = MediaTable(dynamodb, settings.table)
-        self._limits = UploadLimits(settings.allowed_content_types, settings.max_upload_bytes)
+        # An upload bigger than the bytes one owner may have pending could never be accepted:
+        # a 400 now, not a 429 that no retry would cure.
+        self._limits = UploadLimits(
+            settings.allowed_content_types,
+            min(settings.max_upload_bytes, settings.max_pending_bytes),
+        )
+        self._pending = PendingLimits(
+            max_uploads=settings.max_open_uploads,
+            max_bytes=settings.max_pending_bytes,
+            longest_urls=timedelta(
+                seconds=max(settings.upload_expiry_seconds, settings.multipart_expiry_seconds)
+            ),
+        )
         self._cors = CorsPolicy(settings.cors_origins)
         self._multipart = MultipartUploads(
             s3, settings.originals_bucket, settings.multipart_expiry_seconds
@@ -142,10 +155,15 @@ class MediaApi:
         self, request: ApiRequest, caller: str, parameters: Parameters
     ) -> LambdaResponse:
         upload = parse_upload(request.json_object(), self._limits)
+        now = utc_now()
+        # Soft limits: concurrent requests, or an index a moment behind, may pass them by a few.
+        open_uploads = self._table.open_uploads(
+            caller, created_since=now - self._pending.longest_urls, open_after=open_after(now)
+        )
+        check_room(self._pending, OpenUploads.of(open_uploads), upload.size, now)
         media_id = new_media_id()
         key = original_key(media_id)
         bucket = self._settings.originals_bucket
-        now = utc_now()
         item: dict[str, Any] = {
             "media_id": media_id,
             "owner": caller,
@@ -188,7 +206,9 @@ class MediaApi:
                 ExpiresIn=expiry,
             )
             body["upload"] = {"url": post["url"], "fields": post["fields"]}
-        item["upload_expires_at"] = body["expires_at"] = iso(now + timedelta(seconds=expiry))
+        urls_expire = now + timedelta(seconds=expiry)
+        body["expires_at"] = iso(urls_expire)
+        item["upload_expires_at"] = upload_expires_at(urls_expire)
         self._table.create(item)
         return json_response(201, body)
 

@@ -54,3 +54,10 @@ class Conflict(ApiError):
 
     status = 409
     code = "conflict"
+
+
+class TooManyRequests(ApiError):
+    """A per-owner limit is reached (open uploads, bytes pending); the message names it."""
+
+    status = 429
+    code = "too_many_requests"
