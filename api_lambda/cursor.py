@@ -46,8 +46,6 @@ def decode_cursor(cursor: str, caller: str) -> dict[str, str]:
         raise _invalid()
     if not is_media_id(position["media_id"]) or not _is_timestamp(position["created_at"]):
         raise _invalid()
-    if not position["owner"]:
-        raise _invalid()
     if position["owner"] != caller:
         raise BadRequest("cursor: belongs to another listing", code="invalid_cursor")
     return position
