@@ -185,7 +185,10 @@ class MediaTable:
             "TableName": self._table,
             "IndexName": OWNER_INDEX,
             "KeyConditionExpression": "#owner = :owner AND created_at >= :since",
-            "FilterExpression": "#status = :pending AND upload_expires_at > :open_after",
+            "FilterExpression": (
+                "#status = :pending AND attribute_type(upload_expires_at, :number)"
+                " AND upload_expires_at > :open_after"
+            ),
             "ProjectionExpression": "#size, upload_expires_at",
             "ExpressionAttributeNames": {"#owner": "owner", "#status": "status", "#size": "size"},
             "ExpressionAttributeValues": encode(
@@ -193,6 +196,7 @@ class MediaTable:
                     ":owner": owner,
                     ":since": iso(created_since),
                     ":pending": MediaStatus.PENDING_UPLOAD.value,
+                    ":number": "N",
                     ":open_after": open_after,
                 }
             ),

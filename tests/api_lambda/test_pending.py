@@ -133,6 +133,7 @@ def test_only_pending_uploads_expire(
     assert call("GET", f"/media/{ready}")[0] == 200
     assert call("GET", f"/media/{legacy}")[0] == 200
     assert sorted(_listed(call)) == sorted([ready, legacy])
+    assert call("POST", "/uploads", body=JPEG)[0] == 201  # and the caps read past them
 
 
 def test_the_workers_claim_and_a_completed_multipart_upload_end_the_expiry(
