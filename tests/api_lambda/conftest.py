@@ -7,17 +7,24 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import anyio
+import boto3
 import pytest
 from boto3.dynamodb.types import TypeSerializer
+from botocore.config import Config
 
 from api_lambda.app import MediaApi
+from api_lambda.clients import s3_client, sns_client
 from mediamill_testkit.client import api_event
+from worker.aws import open_clients
 from worker.keys import new_media_id, rendition_key
 from worker.settings import Settings
+from worker.store import ClaimOutcome, MediaStore
 
 Event = dict[str, Any]
 MakeEvent = Callable[..., Event]
 PutItem = Callable[..., tuple[str, dict[str, bytes]]]
+Requests = list[tuple[str, dict[str, Any]]]
 
 
 @pytest.fixture
@@ -63,6 +70,42 @@ def call(api: MediaApi) -> Callable[..., tuple[int, dict[str, str], Any]]:
         return send_event(api, method, path, **kwargs)
 
     return send
+
+
+@pytest.fixture
+def recording_api(settings: Settings) -> tuple[MediaApi, Requests]:
+    """The app on a DynamoDB client that records each request it sends: (operation, params)."""
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=settings.endpoint_url,
+        region_name=settings.region,
+        config=Config(retries={"mode": "standard"}),
+    )
+    requests: Requests = []
+    dynamodb.meta.events.register(
+        "provide-client-params.dynamodb",
+        lambda params, model, **_: requests.append((model.name, dict(params))),
+    )
+    api = MediaApi(settings, s3=s3_client(settings), dynamodb=dynamodb, sns=sns_client(settings))
+    return api, requests
+
+
+@pytest.fixture
+def claim(settings: Settings) -> Callable[..., ClaimOutcome]:
+    """What the worker's claim makes of an upload event for ``media_id``."""
+
+    def run(media_id: str, etag: str = "etag-1") -> ClaimOutcome:
+        async def claim() -> ClaimOutcome:
+            async with open_clients(settings) as aws:
+                store = MediaStore(aws.dynamodb, settings.table)
+                answer = await store.claim(
+                    media_id, etag=etag, size=1, version_id=None, uploaded_at=None
+                )
+                return answer.outcome
+
+        return anyio.run(claim)
+
+    return run
 
 
 @pytest.fixture

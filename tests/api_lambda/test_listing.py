@@ -7,13 +7,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from api_lambda import listing
-from api_lambda.app import MediaApi
-from api_lambda.clients import s3_client, sns_client
 from api_lambda.cursor import encode_cursor
 from worker.keys import new_media_id
 from worker.settings import Settings
@@ -134,21 +130,10 @@ def test_items_being_deleted_are_not_listed(call: Call, put_plain: Callable[...,
 
 
 def test_listing_is_a_query_on_the_owner_index_never_a_scan(
-    settings: Settings, put_plain: Callable[..., str], send: Callable[..., Any]
+    recording_api: Any, put_plain: Callable[..., str], send: Callable[..., Any]
 ) -> None:
     put_plain(1)
-    dynamodb = boto3.client(
-        "dynamodb",
-        endpoint_url=settings.endpoint_url,
-        region_name=settings.region,
-        config=Config(retries={"mode": "standard"}),
-    )
-    requests: list[tuple[str, dict[str, Any]]] = []
-    dynamodb.meta.events.register(
-        "provide-client-params.dynamodb",
-        lambda params, model, **_: requests.append((model.name, dict(params))),
-    )
-    api = MediaApi(settings, s3=s3_client(settings), dynamodb=dynamodb, sns=sns_client(settings))
+    api, requests = recording_api
     status, _, _ = send(api, "GET", "/media", query={"album": "x"})
     assert status == 200
     assert [name for name, _ in requests] == ["Query"]

@@ -8,20 +8,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import anyio
-import boto3
 import pytest
-from botocore.config import Config
 
 from api_lambda.app import MediaApi
-from api_lambda.clients import s3_client, sns_client
+from api_lambda.clients import s3_client
 from api_lambda.pending import PENDING_GRACE
 from mediamill_testkit.client import raw_item
-from worker.aws import open_clients
 from worker.settings import Settings, load_settings
-from worker.store import ClaimOutcome, MediaStore
+from worker.store import ClaimOutcome
 
 Call = Callable[..., tuple[int, dict[str, str], Any]]
+Claim = Callable[..., ClaimOutcome]
 JPEG = {"filename": "holiday.jpg", "content_type": "image/jpeg", "size": 1000}
 BIG = {"filename": "clip.mp4", "content_type": "video/mp4", "size": 6 * 1024**2}
 GRACE = int(PENDING_GRACE.total_seconds())
@@ -65,18 +62,6 @@ def _listed(call: Call, query: dict[str, str] | None = None, sub: str = "alice")
     status, _, body = call("GET", "/media", query=query or {}, sub=sub)
     assert status == 200
     return [item["media_id"] for item in body["items"]]
-
-
-def _claim(settings: Settings, media_id: str) -> ClaimOutcome:
-    async def claim() -> ClaimOutcome:
-        async with open_clients(settings) as aws:
-            store = MediaStore(aws.dynamodb, settings.table)
-            answer = await store.claim(
-                media_id, etag="etag-1", size=2048, version_id=None, uploaded_at=None
-            )
-            return answer.outcome
-
-    return anyio.run(claim)
 
 
 # --- expiry ---------------------------------------------------------------------------------
@@ -137,11 +122,11 @@ def test_only_pending_uploads_expire(
 
 
 def test_the_workers_claim_and_a_completed_multipart_upload_end_the_expiry(
-    limited: Call, dynamodb: Any, settings: Settings
+    limited: Call, claim: Claim, dynamodb: Any, settings: Settings
 ) -> None:
     posted = _create(limited)
     assert "upload_expires_at" in raw_item(dynamodb, settings.table, posted)  # type: ignore[operator]
-    assert _claim(settings, posted) is ClaimOutcome.CLAIMED
+    assert claim(posted) is ClaimOutcome.CLAIMED
     claimed = raw_item(dynamodb, settings.table, posted)
     assert claimed is not None
     assert claimed["status"] == "PROCESSING"
@@ -202,20 +187,16 @@ def test_the_open_upload_cap_is_a_429_naming_the_limit(
     assert limited("POST", "/uploads", body=JPEG)[0] == 429
 
 
-@pytest.mark.parametrize(
-    "end",
-    [
-        pytest.param(lambda db, s, m: _claim(s, m), id="claimed"),
-        pytest.param(lambda db, s, m: _set_expiry(db, s, m, _epoch(-1)), id="expired"),
-        pytest.param(lambda db, s, m: _set_expiry(db, s, m, _epoch(GRACE - 1)), id="urls-expired"),
-    ],
-)
+@pytest.mark.parametrize("end", ["claimed", "expired", "urls-expired"])
 def test_an_upload_stops_counting_once_received_or_its_urls_expire(
-    limited: Call, dynamodb: Any, settings: Settings, end: Any
+    limited: Call, claim: Claim, dynamodb: Any, settings: Settings, end: str
 ) -> None:
     ids = [_create(limited) for _ in range(3)]
     assert limited("POST", "/uploads", body=JPEG)[0] == 429
-    end(dynamodb, settings, ids[0])
+    if end == "claimed":
+        assert claim(ids[0]) is ClaimOutcome.CLAIMED
+    else:
+        _set_expiry(dynamodb, settings, ids[0], _epoch(-1 if end == "expired" else GRACE - 1))
     assert limited("POST", "/uploads", body=JPEG)[0] == 201
 
 
@@ -241,20 +222,9 @@ def test_the_pending_bytes_cap_is_a_429_and_a_bigger_upload_a_400(limited: Call)
 
 
 def test_the_caps_read_one_bounded_projected_query_of_the_owner_index(
-    settings: Settings, send: Callable[..., Any]
+    settings: Settings, recording_api: Any, send: Callable[..., Any]
 ) -> None:
-    dynamodb = boto3.client(
-        "dynamodb",
-        endpoint_url=settings.endpoint_url,
-        region_name=settings.region,
-        config=Config(retries={"mode": "standard"}),
-    )
-    requests: list[tuple[str, dict[str, Any]]] = []
-    dynamodb.meta.events.register(
-        "provide-client-params.dynamodb",
-        lambda params, model, **_: requests.append((model.name, dict(params))),
-    )
-    api = MediaApi(settings, s3=s3_client(settings), dynamodb=dynamodb, sns=sns_client(settings))
+    api, requests = recording_api
     before = datetime.now(UTC)
 
     status, _, _ = send(api, "POST", "/uploads", body=JPEG)
