@@ -10,14 +10,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+from datetime import datetime
 from typing import Any
 
 from api_lambda.errors import BadRequest
 from api_lambda.table import INDEX_KEY
 from worker.keys import is_media_id
 
-_MAX_LENGTH = 512  # three short strings, base64url-encoded, fit with room to spare
-_TIMESTAMP_MAX = 40
+# The longest position, base64url-encoded: an id, a timestamp and an owner of 255 bytes whose
+# every character JSON escapes (127 two-byte characters as \uXXXX) come to about 1,150.
+_MAX_LENGTH = 1200
+# created_at exactly as worker.items.iso writes it: DynamoDB refuses an empty or foreign key
+# value in ExclusiveStartKey with a ValidationException, which must never be a 500.
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
 
 def encode_cursor(position: dict[str, Any]) -> str:
@@ -38,11 +44,21 @@ def decode_cursor(cursor: str, caller: str) -> dict[str, str]:
         raise _invalid()
     if not all(isinstance(position[name], str) for name in INDEX_KEY):
         raise _invalid()
-    if not is_media_id(position["media_id"]) or len(position["created_at"]) > _TIMESTAMP_MAX:
+    if not is_media_id(position["media_id"]) or not _is_timestamp(position["created_at"]):
         raise _invalid()
     if position["owner"] != caller:
         raise BadRequest("cursor: belongs to another listing", code="invalid_cursor")
     return position
+
+
+def _is_timestamp(value: str) -> bool:
+    if not _TIMESTAMP.fullmatch(value):
+        return False
+    try:
+        datetime.fromisoformat(value)  # a real date and time, not 2024-13-45T99:...
+    except ValueError:
+        return False
+    return True
 
 
 def _invalid() -> BadRequest:

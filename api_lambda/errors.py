@@ -29,7 +29,7 @@ class BadRequest(ApiError):
 
 
 class Unauthorized(ApiError):
-    """No verified caller (the JWT authorizer passed no ``sub`` claim)."""
+    """No verified caller: no ``sub`` claim, or one that cannot be a user id."""
 
     status = 401
     code = "unauthorized"
@@ -54,3 +54,10 @@ class Conflict(ApiError):
 
     status = 409
     code = "conflict"
+
+
+class TooManyRequests(ApiError):
+    """A per-owner limit is reached (open uploads, bytes pending); the message names it."""
+
+    status = 429
+    code = "too_many_requests"

@@ -32,14 +32,14 @@ class PartPlan:
     part_size: int
     part_count: int
 
-    def fits(self, number: int, size: int) -> bool:
-        """Part ``number`` (1-based) has the planned size: the last one only at most that.
+    @property
+    def last_part_size(self) -> int:
+        """What is left of the declared size after the full parts."""
+        return self.size - (self.part_count - 1) * self.part_size
 
-        The total is checked on the completed object, against the declared size.
-        """
-        if number < self.part_count:
-            return size == self.part_size
-        return 1 <= size <= self.part_size
+    def part_bytes(self, number: int) -> int:
+        """The exact size of part ``number`` (1-based): so the parts add up to the declared size."""
+        return self.part_size if number < self.part_count else self.last_part_size
 
 
 def plan_parts(size: int) -> PartPlan:
@@ -107,9 +107,12 @@ class MultipartUploads:
 
     def complete(
         self, key: str, upload_id: str, plan: PartPlan, parts: Sequence[CompletedPart]
-    ) -> int:
-        """Check the part list against the plan and what S3 holds, complete, and return the
-        size of the object S3 made (the caller compares it with the declared size)."""
+    ) -> None:
+        """Check the part list against the plan and what S3 holds, then complete.
+
+        Every part is checked for its exact size, so the object S3 makes has the declared size;
+        any mismatch is ``invalid_parts`` before completing, and the upload stays open.
+        """
         numbers = [part.part_number for part in parts]
         if numbers != list(range(1, plan.part_count + 1)):
             raise _bad_parts(
@@ -124,11 +127,9 @@ class MultipartUploads:
             etag, size = found
             if etag.strip('"') != part.etag.strip('"'):
                 raise _bad_parts(f"part {part.part_number}: etag does not match the uploaded part")
-            if not plan.fits(part.part_number, size):
-                raise _bad_parts(
-                    f"part {part.part_number} holds {size} bytes; parts are "
-                    f"{plan.part_size} bytes each, the last one at most that"
-                )
+            expected = plan.part_bytes(part.part_number)
+            if size != expected:
+                raise _bad_parts(_wrong_size(plan, part.part_number, size, expected))
         try:
             self._s3.complete_multipart_upload(
                 Bucket=self._bucket,
@@ -146,7 +147,6 @@ class MultipartUploads:
             if code in _PART_LIST_ERRORS:
                 raise _bad_parts(str(exc.response["Error"].get("Message", code))) from None
             raise
-        return self._s3.head_object(Bucket=self._bucket, Key=key)["ContentLength"]
 
     def abort(self, key: str, upload_id: str) -> None:
         try:
@@ -183,6 +183,15 @@ class MultipartUploads:
 
 def _no_such_upload(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") in ("NoSuchUpload", "404")
+
+
+def _wrong_size(plan: PartPlan, number: int, size: int, expected: int) -> str:
+    if number < plan.part_count:
+        return f"part {number} holds {size} bytes; every part but the last holds {expected}"
+    return (
+        f"part {number} holds {size} bytes; the last part holds exactly {expected}, the "
+        f"declared {plan.size} bytes less {plan.part_count - 1} part(s) of {plan.part_size}"
+    )
 
 
 def _bad_parts(reason: str) -> BadRequest:

@@ -19,9 +19,10 @@ from api_lambda.uploads import UploadRequest
 _REF = "#/components/schemas/{model}"
 _ERRORS = {
     "400": "The request is invalid; the message says why.",
-    "401": "No verified caller (the JWT authorizer passed no `sub` claim).",
-    "404": "No such media for this caller: another owner's, deleted, or never existed.",
+    "401": "No verified caller: no `sub` claim, or one that cannot name a user.",
+    "404": "No such media for this caller: another owner's, deleted, expired, or never existed.",
     "409": "The upload is not in a state that allows this (no multipart upload in progress).",
+    "429": "Too many open uploads or bytes pending for this caller; `retry-after` says when.",
 }
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _NULLABLE_INT = {"type": ["integer", "null"]}
@@ -188,7 +189,7 @@ def openapi_document() -> dict[str, Any]:
                 "post": _operation(
                     "Declare a file and get where to upload it (POST form or multipart parts)",
                     {"201": _json(_ref("UploadCreated"), "Upload created.")},
-                    errors=("400", "401"),
+                    errors=("400", "401", "429"),
                     body="UploadRequest",
                 )
             },

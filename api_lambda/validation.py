@@ -29,6 +29,8 @@ _REASONS = {
     "int_parsing": "must be an integer",
     "list_type": "must be a list",
     "model_type": "must be an object",
+    "dict_type": "must be an object",
+    "bool_type": "must be a boolean",
 }
 
 
@@ -44,13 +46,19 @@ def parse(model: type[Model], data: Mapping[str, Any], context: Any = None) -> M
         raise BadRequest("; ".join(reasons)) from None
 
 
+def has_control_characters(value: str, allowed: frozenset[str] = frozenset()) -> bool:
+    """Whether ``value`` holds a control character (lone surrogates included) not in ``allowed``."""
+    return any(
+        char not in allowed
+        and (unicodedata.category(char) in _FORBIDDEN_CATEGORIES or char in _BIDI_CONTROLS)
+        for char in value
+    )
+
+
 def refuse_control_characters(value: str, allowed: frozenset[str] = frozenset()) -> str:
     """``value`` unchanged, or a validation error when it holds a control character."""
-    for char in value:
-        if char in allowed:
-            continue
-        if unicodedata.category(char) in _FORBIDDEN_CATEGORIES or char in _BIDI_CONTROLS:
-            raise PydanticCustomError("control_character", "must not contain control characters")
+    if has_control_characters(value, allowed):
+        raise PydanticCustomError("control_character", "must not contain control characters")
     return value
 
 

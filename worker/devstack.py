@@ -285,6 +285,12 @@ def provision(
             },
         ],
     )
+    # Abandoned uploads: the API gives each PENDING_UPLOAD item an expiry in epoch seconds,
+    # which the worker's claim removes (docs/api.md).
+    ddb.update_time_to_live(
+        TableName=names.table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "upload_expires_at"},
+    )
 
     return Stack(
         names=names,

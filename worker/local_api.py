@@ -53,19 +53,28 @@ def create_app(api: LambdaHandler) -> web.Application:
     async def proxy(request: web.Request) -> web.StreamResponse:
         try:
             claims = bearer_claims(request.headers.get("Authorization"))
-        except InvalidToken:
-            # What API Gateway's JWT authorizer answers; the function is never invoked.
-            return web.json_response(
-                {"message": "Unauthorized"},
-                status=401,
+        except InvalidToken as exc:
+            # Where API Gateway's JWT authorizer refuses the token: the function never runs.
+            return _error_answer(
+                401,
+                "unauthorized",
+                f"the bearer token is not valid: {exc}",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
-        event = request_event(request, await request.read(), claims)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error_answer(
+                413,
+                "payload_too_large",
+                f"the request body exceeds the API's limit of {MAX_BODY_BYTES} bytes",
+            )
+        event = request_event(request, body, claims)
         try:
             result = await anyio.to_thread.run_sync(api, event, None)
         except Exception:
             log.exception("the API handler raised on %s %s", request.method, request.path)
-            return web.json_response({"message": "Internal Server Error"}, status=500)
+            return _error_answer(500, "internal_error", "internal error")
         return http_response(result)
 
     app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -179,6 +188,22 @@ def request_event(
         else:
             event["body"] = text
     return event
+
+
+def _error_answer(
+    status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """An answer the adapter makes itself, in the API's error shape (docs/api.md)."""
+    body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":"))
+    return web.Response(
+        status=status,
+        body=body.encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Cache-Control": "no-store",
+            **(headers or {}),
+        },
+    )
 
 
 def http_response(result: Any) -> web.Response:

@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     allowed_content_types: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CONTENT_TYPES
     # Browser origins allowed to call the API; none by default, so no site can use it unasked.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # Per owner, uploads whose URLs are still valid and their declared bytes (429 beyond).
+    max_open_uploads: int = Field(default=100, ge=1)
+    max_pending_bytes: int = Field(default=100 * 1000**3, ge=1)
 
     @field_validator("stages", mode="before")
     @classmethod

@@ -49,6 +49,8 @@ DERIVED = (
     "event_pending",
     "event_lock",
 )
+# upload_expires_at is the table's TTL for abandoned uploads: with its bytes in, the item stays.
+_CLAIM_REMOVES = (*DERIVED, "upload_expires_at")
 _CLAIM_ROUNDS = 4
 
 
@@ -137,7 +139,7 @@ class MediaStore:
             fresh = await self._update(
                 media_id,
                 sets={**sets, "attempts": 1, "rev": 1},
-                removes=DERIVED,
+                removes=_CLAIM_REMOVES,
                 condition="#status = :pending AND attribute_not_exists(#source.#tag)",
                 names={"#status": "status", "#source": "source", "#tag": "tag"},
                 values={":pending": MediaStatus.PENDING_UPLOAD.value},
@@ -173,7 +175,7 @@ class MediaStore:
                 item = await self._update(
                     media_id,
                     sets={**sets, "attempts": attempts, "rev": int(rev or 0) + 1},
-                    removes=DERIVED,
+                    removes=_CLAIM_REMOVES,
                     condition=(
                         "#status <> :deleting AND "
                         + ("#rev = :rev" if rev is not None else "attribute_not_exists(#rev)")

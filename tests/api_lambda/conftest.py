@@ -7,17 +7,25 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import anyio
+import boto3
 import pytest
 from boto3.dynamodb.types import TypeSerializer
+from botocore.config import Config
 
 from api_lambda.app import MediaApi
+from api_lambda.clients import s3_client, sns_client
 from mediamill_testkit.client import api_event
-from worker.keys import new_media_id, rendition_key
+from worker.aws import open_clients
+from worker.claims import Lease, StoredObject
+from worker.keys import new_media_id, object_tag, rendition_key
 from worker.settings import Settings
+from worker.store import ClaimOutcome, MediaStore
 
 Event = dict[str, Any]
 MakeEvent = Callable[..., Event]
 PutItem = Callable[..., tuple[str, dict[str, bytes]]]
+Requests = list[tuple[str, dict[str, Any]]]
 
 
 @pytest.fixture
@@ -66,6 +74,52 @@ def call(api: MediaApi) -> Callable[..., tuple[int, dict[str, str], Any]]:
 
 
 @pytest.fixture
+def recording_api(settings: Settings) -> tuple[MediaApi, Requests]:
+    """The app on a DynamoDB client that records each request it sends: (operation, params)."""
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=settings.endpoint_url,
+        region_name=settings.region,
+        config=Config(retries={"mode": "standard"}),
+    )
+    requests: Requests = []
+    dynamodb.meta.events.register(
+        "provide-client-params.dynamodb",
+        lambda params, model, **_: requests.append((model.name, dict(params))),
+    )
+    api = MediaApi(settings, s3=s3_client(settings), dynamodb=dynamodb, sns=sns_client(settings))
+    return api, requests
+
+
+@pytest.fixture
+def claim(settings: Settings) -> Callable[..., ClaimOutcome]:
+    """What the worker's claim makes of an upload event for ``media_id``."""
+
+    def run(media_id: str, etag: str = "etag-1") -> ClaimOutcome:
+        async def claim() -> ClaimOutcome:
+            async with open_clients(settings) as aws:
+                store = MediaStore(aws.dynamodb, settings.table)
+                obj = StoredObject(etag, 1, None, None, None, object_tag(etag, None))
+
+                async def s3_holds() -> str:
+                    return etag
+
+                answer = await store.claim(
+                    media_id,
+                    obj,
+                    Lease(new_media_id(), "message-1", 60),
+                    receive_count=1,
+                    uploaded_at=None,
+                    current_etag=s3_holds,
+                )
+                return answer.outcome
+
+        return anyio.run(claim)
+
+    return run
+
+
+@pytest.fixture
 def put_ready(dynamodb: Any, s3: Any, settings: Settings) -> PutItem:
     """Store a READY item, its original and two renditions; answer (id, rendition bytes)."""
 
@@ -75,7 +129,7 @@ def put_ready(dynamodb: Any, s3: Any, settings: Settings) -> PutItem:
         types = {"thumb": "image/webp", "preview": "image/jpeg"}
         renditions = {}
         for name, data in files.items():
-            key = rendition_key(media_id, name, types[name])
+            key = rendition_key(media_id, "0123456789ab", name, types[name])
             s3.put_object(Bucket=settings.renditions_bucket, Key=key, Body=data)
             renditions[name] = {
                 "key": key,

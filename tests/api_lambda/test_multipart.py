@@ -176,21 +176,60 @@ def test_a_part_missing_or_of_the_wrong_size_is_named(big: Call) -> None:
     assert f"part 2 holds {MIN_PART_BYTES + 1} bytes" in body["error"]["message"]
 
 
-def test_an_object_of_another_size_than_declared_is_deleted(
-    big: Call, s3: Any, dynamodb: Any, settings: Settings
+@pytest.mark.parametrize(
+    ("last_part", "held"),
+    [
+        pytest.param(DATA[MIN_PART_BYTES:-10], 990, id="short"),
+        pytest.param(DATA[MIN_PART_BYTES:] + bytes(10), 1010, id="long"),
+        pytest.param(b"x", 1, id="one-byte"),
+    ],
+)
+def test_a_last_part_of_the_wrong_size_is_invalid_parts_and_the_upload_stays_open(
+    big: Call, s3: Any, dynamodb: Any, settings: Settings, last_part: bytes, held: int
 ) -> None:
     created = _declare(big)
     media_id = created["media_id"]
-    short = DATA[:-10]  # the last part 10 bytes short: every part fits the plan, the sum not
-    parts = _upload_parts(created, short)
+    [first, second] = created["multipart"]["parts"]
+    parts = [
+        {"part_number": 1, "etag": _put(first["url"], DATA[:MIN_PART_BYTES])},
+        {"part_number": 2, "etag": _put(second["url"], last_part)},
+    ]
+    path = f"/uploads/{media_id}/complete"
 
-    status, _, body = big("POST", f"/uploads/{media_id}/complete", body={"parts": parts})
+    status, _, body = big("POST", path, body={"parts": parts})
 
-    assert status == 400
-    assert body["error"]["code"] == "size_mismatch"
-    assert f"holds {SIZE - 10} bytes but {SIZE} were declared" in body["error"]["message"]
+    assert (status, body["error"]["code"]) == (400, "invalid_parts")
+    assert body["error"]["message"] == (
+        f"parts: part 2 holds {held} bytes; the last part holds exactly 1000, the declared "
+        f"{SIZE} bytes less 1 part(s) of {MIN_PART_BYTES}"
+    )
+    # Nothing completed or deleted: the client re-sends the last part and completes.
     assert "Contents" not in s3.list_objects_v2(Bucket=settings.originals_bucket)
-    assert raw_item(dynamodb, settings.table, media_id) is None
+    assert len(s3.list_multipart_uploads(Bucket=settings.originals_bucket)["Uploads"]) == 1
+    assert raw_item(dynamodb, settings.table, media_id)["multipart"]  # type: ignore[index]
+    parts[1]["etag"] = _put(second["url"], DATA[MIN_PART_BYTES:])
+    status, _, body = big("POST", path, body={"parts": parts})
+    assert status == 200, body
+    stored = s3.get_object(Bucket=settings.originals_bucket, Key=f"originals/{media_id}")
+    assert stored["Body"].read() == DATA
+
+
+def test_a_full_part_of_the_wrong_size_is_named(big: Call) -> None:
+    created = _declare(big, size=2 * MIN_PART_BYTES + 5)
+    urls = [part["url"] for part in created["multipart"]["parts"]]
+    parts = [
+        {"part_number": 1, "etag": _put(urls[0], bytes(MIN_PART_BYTES))},
+        {"part_number": 2, "etag": _put(urls[1], bytes(MIN_PART_BYTES + 5))},
+        {"part_number": 3, "etag": _put(urls[2], bytes(MIN_PART_BYTES))},
+    ]
+
+    status, _, body = big("POST", f"/uploads/{created['media_id']}/complete", body={"parts": parts})
+
+    assert (status, body["error"]["code"]) == (400, "invalid_parts")
+    assert body["error"]["message"] == (
+        f"parts: part 2 holds {MIN_PART_BYTES + 5} bytes; "
+        f"every part but the last holds {MIN_PART_BYTES}"
+    )
 
 
 def test_abort_stops_the_upload_and_forgets_the_item(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -93,7 +94,9 @@ def test_item_is_pending_upload_with_the_declared_file(
             "key": {"S": f"originals/{body['media_id']}"},
         }
     }
-    assert item["upload_expires_at"] == {"S": body["expires_at"]}
+    # The table's TTL attribute, epoch seconds: a day after the POST policy expires.
+    expires = _parse_iso(body["expires_at"]) + timedelta(days=1)
+    assert item["upload_expires_at"] == {"N": str(math.ceil(expires.timestamp()))}
     assert item["created_at"] == item["updated_at"]
     assert item["created_at"]["S"].endswith("Z")
 

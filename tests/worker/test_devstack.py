@@ -19,3 +19,8 @@ def test_abandoned_multipart_uploads_are_aborted_after_a_day(stack: Stack, s3: A
     [rule] = [r for r in rules if "AbortIncompleteMultipartUpload" in r]
     assert rule["Status"] == "Enabled"
     assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+
+
+def test_abandoned_uploads_expire_on_the_tables_ttl(stack: Stack, dynamodb: Any) -> None:
+    ttl = dynamodb.describe_time_to_live(TableName=stack.names.table)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "upload_expires_at"}

@@ -13,7 +13,7 @@ import pytest_asyncio
 from multidict import CIMultiDict
 
 from api_lambda.app import MediaApi
-from worker.local_api import bearer_claims, dev_token, serve_api
+from worker.local_api import MAX_BODY_BYTES, bearer_claims, dev_token, serve_api
 from worker.settings import Settings, load_settings
 
 Event = dict[str, Any]
@@ -196,9 +196,37 @@ async def test_malformed_token_is_401_from_the_adapter(
 ) -> None:
     async with http.get(f"{base_url}/me", headers={"Authorization": f"Bearer {token}"}) as answer:
         assert answer.status == 401
-        assert await answer.json() == {"message": "Unauthorized"}
+        assert answer.headers["Content-Type"] == "application/json"
+        body = await answer.json()
+        assert set(body) == {"error"}
+        assert body["error"]["code"] == "unauthorized"
+        assert body["error"]["message"].startswith("the bearer token is not valid: ")
         assert answer.headers["WWW-Authenticate"].startswith("Bearer")
     assert recorder.events == []
+
+
+async def test_a_body_over_the_limit_is_413_in_the_error_shape(
+    base_url: str, http: aiohttp.ClientSession, recorder: Recorder
+) -> None:
+    async with http.post(
+        f"{base_url}/uploads",
+        data=bytes(MAX_BODY_BYTES + 1),
+        headers={"Content-Type": "application/octet-stream"},
+    ) as answer:
+        assert answer.status == 413
+        assert answer.headers["Content-Type"] == "application/json"
+        assert await answer.json() == {
+            "error": {
+                "code": "payload_too_large",
+                "message": f"the request body exceeds the API's limit of {MAX_BODY_BYTES} bytes",
+            }
+        }
+    assert recorder.events == []
+    # At the limit, the body goes through.
+    async with http.post(f"{base_url}/uploads", data=bytes(MAX_BODY_BYTES)) as answer:
+        assert answer.status == 204
+    [event] = recorder.events
+    assert len(base64.b64decode(event["body"])) == MAX_BODY_BYTES
 
 
 def test_dev_token_is_an_unsigned_jwt() -> None:
@@ -247,13 +275,15 @@ async def test_answer_without_status_code_is_a_200_json_body(
         assert await answer.json() == {"hello": "world"}
 
 
-async def test_handler_exception_is_a_bare_500(
+async def test_handler_exception_is_a_500_that_hides_internals(
     base_url: str, http: aiohttp.ClientSession, recorder: Recorder
 ) -> None:
     recorder.answer = RuntimeError("secret internals")
     async with http.get(f"{base_url}/x") as answer:
         assert answer.status == 500
-        assert await answer.json() == {"message": "Internal Server Error"}
+        assert await answer.json() == {
+            "error": {"code": "internal_error", "message": "internal error"}
+        }
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com", "::"])
