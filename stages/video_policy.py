@@ -8,7 +8,7 @@ else is transcoded to H.264 + AAC, upright, 8-bit SDR BT.709, within the size an
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -89,7 +89,15 @@ class Plan:
     width: int  # encoded size before rotation (the rotation swaps them)
     height: int
     fps_cap: float | None
-    reasons: tuple[str, ...]  # why the video is re-encoded; empty when copied
+    # Why the video is encoded (empty when copied), and why a stream that could have been
+    # copied was not (its timestamps, say: see stages.remux).
+    reasons: tuple[str, ...]
+
+    def encoding(self, stream: str, reason: str) -> Plan:
+        """This plan with ``stream`` ("video" or "audio") encoded instead of copied."""
+        if stream == "video":
+            return replace(self, copy_video=False, reasons=(*self.reasons, reason))
+        return replace(self, copy_audio=False, encode_audio=True, reasons=(*self.reasons, reason))
 
 
 def read_facts(container: InputContainer, probed: Mapping[str, Any]) -> VideoFacts:
