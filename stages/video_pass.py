@@ -51,6 +51,39 @@ class Tally:
     warnings: list[str] = field(default_factory=list)
 
 
+class FrameClock:
+    """A decoded frame's time as FFmpeg guesses it (its ``best_effort_timestamp``): the PTS,
+    unless PTS have gone back more often than DTS, as in AVI, which stores decoding times only;
+    then the DTS, and for the frames a flushed decoder gives without one, a step past the last.
+    """
+
+    def __init__(self) -> None:
+        self._faulty_pts = self._faulty_dts = 0
+        self._last_pts: int | None = None
+        self._last_dts: int | None = None
+        self._last: int | None = None
+        self._step = 0
+
+    def time_of(self, frame: av.VideoFrame) -> int | None:
+        pts, dts = frame.pts, frame.dts
+        if dts is not None:
+            self._faulty_dts += self._last_dts is not None and dts <= self._last_dts
+        self._last_dts = dts if dts is not None else pts
+        if pts is not None:
+            self._faulty_pts += self._last_pts is not None and pts <= self._last_pts
+        self._last_pts = pts if pts is not None else dts
+        time = pts
+        if pts is None or self._faulty_pts > self._faulty_dts:
+            time = dts
+            if time is None and self._last is not None and self._step:
+                time = self._last + self._step
+        if time is not None:
+            if self._last is not None and time > self._last:
+                self._step = time - self._last
+            self._last = time
+        return time
+
+
 class VideoPass:
     """One read of the input: copy or encode each stream, feed the stills on the way."""
 
@@ -94,6 +127,7 @@ class VideoPass:
         # What went into the output, from the input's side: the check's expectations.
         self.kept_frames = 0
         self.kept = Span()
+        self.clock = FrameClock()
         self._last_pts: int | None = None
         self.timing: dict[StreamKind, CopiedTimestamps] = {}
 
@@ -146,7 +180,7 @@ class VideoPass:
                 "video",
                 rate=self.facts.rate,
                 time_base=self.video_in.time_base,
-                reorders=bool(self.video_in.codec_context.has_b_frames),
+                reorders=self.facts.reorders,
                 keyframe_first=True,
             )
             return output.add_stream_from_template(self.video_in)
@@ -223,6 +257,7 @@ class VideoPass:
             self.video_in.codec_context.skip_frame = "NONKEY"
 
     def _encode(self, frame: av.VideoFrame, output: OutputContainer, video_out: Any) -> None:
+        frame.pts = self.clock.time_of(frame)
         if frame.pts is not None:
             # Two frames at one time cannot both be shown, and MP4 cannot store them.
             if self._last_pts is not None and frame.pts <= self._last_pts:

@@ -39,6 +39,7 @@ class VideoFacts:
     height: int
     rotation: int  # clockwise degrees to turn for display
     rate: Fraction | None
+    reorders: bool  # B-frames: decoded in another order than shown
     duration: float | None
     bitrate: int | None
     signal: WideSignal | None
@@ -47,6 +48,7 @@ class VideoFacts:
     audio_sample_rate: int | None
     created_at: str | None
     location: dict[str, float] | None
+    demuxer: str  # FFmpeg's name for the container's format ("avi", "matroska,webm", ...)
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -126,6 +128,7 @@ def read_facts(container: InputContainer, probed: Mapping[str, Any]) -> VideoFac
         height=int(video.height),
         rotation=int(probed.get("rotation") or 0) % 360,
         rate=video.average_rate or video.guessed_rate,
+        reorders=bool(context.has_b_frames),
         duration=probed.get("duration"),
         bitrate=int(container.bit_rate) if container.bit_rate else None,
         signal=wide_signal(int(context.color_trc), int(context.color_primaries)),
@@ -134,6 +137,7 @@ def read_facts(container: InputContainer, probed: Mapping[str, Any]) -> VideoFac
         audio_sample_rate=audio.codec_context.sample_rate if audio is not None else None,
         created_at=quicktime.creation_time(tags),
         location=quicktime.location(tags),
+        demuxer=container.format.name,
     )
 
 
@@ -155,6 +159,9 @@ def plan_for(facts: VideoFacts, *, max_short_side: int, max_fps: float) -> Plan:
         reasons.append(f"faster than {max_fps:g} fps")
     if facts.rotation:
         reasons.append(f"rotated {facts.rotation} degrees")
+    if facts.reorders and facts.demuxer == "avi":
+        # AVI stores no presentation times: copied, B-frames would show out of order.
+        reasons.append("B-frames in AVI")
     audio = facts.audio_codec
     return Plan(
         copy_video=not reasons,
