@@ -24,13 +24,14 @@ from av.video.frame import PictureType
 from av.video.stream import VideoStream
 
 from stages.contract import BadMediaError, Job
+from stages.frame_times import FrameCadence, FrameClock
 from stages.poster import VideoStills
 from stages.remux import CopiedTimestamps, RemuxRefused, StreamKind
 from stages.tonemap import write_cube
 from stages.video_check import Span, frame_period
 from stages.video_graph import build_graph
 from stages.video_output import error_reason, mp4_output, writing
-from stages.video_policy import FrameCadence, Plan, VideoFacts, aac_sample_rate
+from stages.video_policy import Plan, VideoFacts, aac_sample_rate
 
 if TYPE_CHECKING:
     from stages.transcode import TranscodeOptions
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
 _CHECK_EVERY = 8  # packets between cancellation checks: a few frames, well under a second
 _BT709 = 1  # FFmpeg's enum value for BT.709 primaries, transfer and matrix alike
 _LIMITED_RANGE = 1
+# The header's duration also counts audio, and edit lists shift a stream by a few frames: a
+# video is cut short when it misses more than a second and 5 % of what the header states.
+_SHORT_BY = 1.0
+_SHORT_SHARE = 0.05
 
 
 @dataclass(slots=True)
@@ -48,40 +53,8 @@ class Tally:
     corrupt: int = 0
     frames: int = 0
     repeats: int = 0  # decoded frames whose timestamp did not advance: dropped, as ffmpeg does
+    cut_short: bool = False  # the demuxer failed before the end
     warnings: list[str] = field(default_factory=list)
-
-
-class FrameClock:
-    """A decoded frame's time as FFmpeg guesses it (its ``best_effort_timestamp``): the PTS,
-    unless PTS have gone back more often than DTS, as in AVI, which stores decoding times only;
-    then the DTS, and for the frames a flushed decoder gives without one, a step past the last.
-    """
-
-    def __init__(self) -> None:
-        self._faulty_pts = self._faulty_dts = 0
-        self._last_pts: int | None = None
-        self._last_dts: int | None = None
-        self._last: int | None = None
-        self._step = 0
-
-    def time_of(self, frame: av.VideoFrame) -> int | None:
-        pts, dts = frame.pts, frame.dts
-        if dts is not None:
-            self._faulty_dts += self._last_dts is not None and dts <= self._last_dts
-        self._last_dts = dts if dts is not None else pts
-        if pts is not None:
-            self._faulty_pts += self._last_pts is not None and pts <= self._last_pts
-        self._last_pts = pts if pts is not None else dts
-        time = pts
-        if pts is None or self._faulty_pts > self._faulty_dts:
-            time = dts
-            if time is None and self._last is not None and self._step:
-                time = self._last + self._step
-        if time is not None:
-            if self._last is not None and time > self._last:
-                self._step = time - self._last
-            self._last = time
-        return time
 
 
 class VideoPass:
@@ -374,6 +347,7 @@ class VideoPass:
     def _cut_short(self, error: av.error.FFmpegError) -> None:
         if self.tally.frames == 0 and not self.plan.copy_video:
             raise BadMediaError(f"unreadable video data: {error_reason(error)}") from error
+        self.tally.cut_short = True
         self.tally.warnings.append(f"the file ends in unreadable data ({error_reason(error)})")
 
     def _check_tally(self) -> None:
@@ -388,4 +362,10 @@ class VideoPass:
             tally.warnings.append(
                 f"{tally.corrupt} of {tally.packets} video packets were corrupt "
                 "(skipped or concealed)"
+            )
+        stated, kept = self.facts.duration, self.kept.seconds
+        # An MP4 cut inside its media data just ends, without a read error.
+        if stated and not tally.cut_short and stated - kept > max(_SHORT_BY, _SHORT_SHARE * stated):
+            tally.warnings.append(
+                f"the video ends after {kept:.1f} s of the {stated:.1f} s its header states"
             )

@@ -190,27 +190,3 @@ def _bit_depth(pixel_format: str) -> int:
         return int(av.VideoFormat(pixel_format).components[0].bits)
     except (ValueError, IndexError):
         return 8
-
-
-class FrameCadence:
-    """Whether frames come at a steady rate, from the spacing of video packet timestamps."""
-
-    def __init__(self, time_base: Fraction | None) -> None:
-        self._time_base = time_base or Fraction(1, 90000)
-        self._last: int | None = None
-        self._shortest: int | None = None
-        self._longest = 0
-
-    def add(self, dts: int) -> None:
-        if self._last is not None and dts > self._last:
-            step = dts - self._last
-            self._shortest = step if self._shortest is None else min(self._shortest, step)
-            self._longest = max(self._longest, step)
-        self._last = dts
-
-    @property
-    def variable(self) -> bool:
-        # Timestamps rounded to a coarse time base (Matroska's 1 ms) jitter by a tick.
-        if self._shortest is None:
-            return False
-        return self._longest - self._shortest > max(1, 0.1 * self._shortest)
