@@ -140,7 +140,7 @@ def test_an_error_of_the_encoder_is_a_bug_not_damage(
 
     def failing_encoder(self: VideoPass, frame: Any, *args: Any) -> None:
         calls.append(frame)
-        if len(calls) > 30:
+        if len(calls) == 31:  # once: the encoder would work again after it
             raise av.error.ExternalError(-542398533, "Generic error in an external library")
         real_filter(self, frame, *args)
 
