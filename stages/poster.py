@@ -21,6 +21,7 @@ from av.video.reformatter import VideoReformatter
 
 from stages.contract import Rendition
 from stages.render import RenditionSpec, Stills, picture_from_rgb, render_stills, save_animation
+from stages.video_output import writing
 
 _PROBE_WIDTH = 96  # frames are judged on a grey copy this wide: enough for blur and blackness
 _DARKEST = 24.0  # mean grey level (0-255) below which a frame counts as black
@@ -199,7 +200,8 @@ class VideoStills:
         """After :meth:`finish`: the poster's renditions, the animated preview, the placeholder."""
         assert self._poster_work is not None
         assert self._animation_work is not None
-        stills, animation = self._poster_work.result(), self._animation_work.result()
+        with writing("the video's stills"):
+            stills, animation = self._poster_work.result(), self._animation_work.result()
         renditions = list(stills.renditions) if stills is not None else []
         if animation is not None:
             renditions.append(animation)

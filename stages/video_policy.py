@@ -8,7 +8,7 @@ else is transcoded to H.264 + AAC, upright, 8-bit SDR BT.709, within the size an
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -39,6 +39,7 @@ class VideoFacts:
     height: int
     rotation: int  # clockwise degrees to turn for display
     rate: Fraction | None
+    reorders: bool  # B-frames: decoded in another order than shown
     duration: float | None
     bitrate: int | None
     signal: WideSignal | None
@@ -47,6 +48,7 @@ class VideoFacts:
     audio_sample_rate: int | None
     created_at: str | None
     location: dict[str, float] | None
+    demuxer: str  # FFmpeg's name for the container's format ("avi", "matroska,webm", ...)
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -89,7 +91,15 @@ class Plan:
     width: int  # encoded size before rotation (the rotation swaps them)
     height: int
     fps_cap: float | None
-    reasons: tuple[str, ...]  # why the video is re-encoded; empty when copied
+    # Why the video is encoded (empty when copied), and why a stream that could have been
+    # copied was not (its timestamps, say: see stages.remux).
+    reasons: tuple[str, ...]
+
+    def encoding(self, stream: str, reason: str) -> Plan:
+        """This plan with ``stream`` ("video" or "audio") encoded instead of copied."""
+        if stream == "video":
+            return replace(self, copy_video=False, reasons=(*self.reasons, reason))
+        return replace(self, copy_audio=False, encode_audio=True, reasons=(*self.reasons, reason))
 
 
 def read_facts(container: InputContainer, probed: Mapping[str, Any]) -> VideoFacts:
@@ -118,6 +128,7 @@ def read_facts(container: InputContainer, probed: Mapping[str, Any]) -> VideoFac
         height=int(video.height),
         rotation=int(probed.get("rotation") or 0) % 360,
         rate=video.average_rate or video.guessed_rate,
+        reorders=bool(context.has_b_frames),
         duration=probed.get("duration"),
         bitrate=int(container.bit_rate) if container.bit_rate else None,
         signal=wide_signal(int(context.color_trc), int(context.color_primaries)),
@@ -126,6 +137,7 @@ def read_facts(container: InputContainer, probed: Mapping[str, Any]) -> VideoFac
         audio_sample_rate=audio.codec_context.sample_rate if audio is not None else None,
         created_at=quicktime.creation_time(tags),
         location=quicktime.location(tags),
+        demuxer=container.format.name,
     )
 
 
@@ -147,6 +159,9 @@ def plan_for(facts: VideoFacts, *, max_short_side: int, max_fps: float) -> Plan:
         reasons.append(f"faster than {max_fps:g} fps")
     if facts.rotation:
         reasons.append(f"rotated {facts.rotation} degrees")
+    if facts.reorders and facts.demuxer == "avi":
+        # AVI stores no presentation times: copied, B-frames would show out of order.
+        reasons.append("B-frames in AVI")
     audio = facts.audio_codec
     return Plan(
         copy_video=not reasons,
@@ -175,27 +190,3 @@ def _bit_depth(pixel_format: str) -> int:
         return int(av.VideoFormat(pixel_format).components[0].bits)
     except (ValueError, IndexError):
         return 8
-
-
-class FrameCadence:
-    """Whether frames come at a steady rate, from the spacing of video packet timestamps."""
-
-    def __init__(self, time_base: Fraction | None) -> None:
-        self._time_base = time_base or Fraction(1, 90000)
-        self._last: int | None = None
-        self._shortest: int | None = None
-        self._longest = 0
-
-    def add(self, dts: int) -> None:
-        if self._last is not None and dts > self._last:
-            step = dts - self._last
-            self._shortest = step if self._shortest is None else min(self._shortest, step)
-            self._longest = max(self._longest, step)
-        self._last = dts
-
-    @property
-    def variable(self) -> bool:
-        # Timestamps rounded to a coarse time base (Matroska's 1 ms) jitter by a tick.
-        if self._shortest is None:
-            return False
-        return self._longest - self._shortest > max(1, 0.1 * self._shortest)
