@@ -55,7 +55,11 @@ class PublishStage(Stage):
         aws = context.resources["aws"]
         self._s3 = aws.s3
         self._bucket = context.settings.renditions_bucket
-        self._store = MediaStore(aws.dynamodb, context.settings.table)
+        # An event's sender holds it for half the grace, as the worker's own store does.
+        lock_seconds = context.settings.event_grace_seconds / 2
+        self._store = MediaStore(
+            aws.dynamodb, context.settings.table, event_lock_seconds=lock_seconds
+        )
         self._outbox = Outbox(MediaEvents(aws.sns, context.settings.media_topic_arn), self._store)
 
     async def run(self, job: Job) -> StageResult:

@@ -141,6 +141,7 @@ def _result(facts: VideoFacts, plan: Plan, run: VideoPass, checked: CheckedVideo
         width=checked.width,
         height=checked.height,
         extra={"duration": checked.duration, "codec": checked.codec},
+        checked=True,  # against the input, above: publish need not read it again
     )
     metadata = facts.metadata()
     metadata["variable_frame_rate"] = run.cadence.variable

@@ -15,7 +15,6 @@ they claim, and their data must be all there, proved as cheaply as the format al
 
 from __future__ import annotations
 
-import importlib
 import struct
 from pathlib import Path
 from typing import Any
@@ -54,8 +53,9 @@ def verify_rendition(rendition: Rendition) -> None:
         )
     elif content_type.startswith("video/"):
         # Loaded when a video is checked, not before: it brings in the demuxers and decoders.
-        video_check: Any = importlib.import_module("stages.video_check")
-        video_check.verify_video(
+        from stages.video_check import verify_video
+
+        verify_video(
             rendition.path,
             duration=rendition.extra.get("duration"),
             width=rendition.width,
