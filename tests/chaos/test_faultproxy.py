@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError
 
 from mediamill_testkit.faultproxy import (
     Call,
+    Fault,
     FaultDecider,
     FaultKind,
     FaultPlan,
@@ -278,6 +279,11 @@ def test_only_the_planned_services_are_faulted_and_scripts_come_first() -> None:
     assert fault is not None
     assert fault.kind is FaultKind.DROPPED
     assert decider.decide(Call("sns", "Publish", Protocol.QUERY)) is None
+    update = Call("dynamodb", "UpdateItem", Protocol.JSON)
+    decider.script("dynamodb", FaultKind.LOST_ANSWER, "UpdateItem", 1, match=b'"READY"')
+    assert decider.decide(update, b'{"S": "PROCESSING"}') is None
+    assert decider.decide(update, b'{":v0": {"S": "READY"}}') == Fault(FaultKind.LOST_ANSWER)
+    assert decider.decide(update, b'{":v0": {"S": "READY"}}') is None
 
 
 def test_counters_by_service_kind_and_operation(target: Target, proxy: FaultProxy) -> None:

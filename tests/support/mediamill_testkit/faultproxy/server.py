@@ -68,6 +68,21 @@ class Fault:
     alternate: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _Scripted:
+    service: str
+    operation: str | None
+    match: bytes | None
+    kind: FaultKind
+
+    def matches(self, call: Call, body: bytes) -> bool:
+        return (
+            self.service == call.service
+            and self.operation in (None, call.operation)
+            and (self.match is None or self.match in body)
+        )
+
+
 class FaultDecider:
     """Seeded decisions, one random stream per service, so the n-th call of a service always
     meets the same fate for a seed however the services' calls interleave."""
@@ -75,23 +90,30 @@ class FaultDecider:
     def __init__(self, plan: FaultPlan) -> None:
         self.plan = plan
         self._streams: dict[str, random.Random] = {}
-        self._scripted: deque[tuple[str, str | None, FaultKind]] = deque()
+        self._scripted: deque[_Scripted] = deque()
         self._lock = threading.Lock()
 
-    def script(self, service: str, kind: FaultKind, operation: str | None, count: int) -> None:
+    def script(
+        self,
+        service: str,
+        kind: FaultKind,
+        operation: str | None = None,
+        count: int = 1,
+        match: bytes | None = None,
+    ) -> None:
         with self._lock:
-            self._scripted.extend((service, operation, kind) for _ in range(count))
+            self._scripted.extend(_Scripted(service, operation, match, kind) for _ in range(count))
 
     def set_rate(self, rate: float) -> None:
         with self._lock:
             self.plan = FaultPlan(rate, self.plan.seed, self.plan.services, self.plan.kinds)
 
-    def decide(self, call: Call) -> Fault | None:
+    def decide(self, call: Call, body: bytes = b"") -> Fault | None:
         with self._lock:
-            for index, (service, operation, kind) in enumerate(self._scripted):
-                if service == call.service and operation in (None, call.operation):
+            for index, scripted in enumerate(self._scripted):
+                if scripted.matches(call, body):
                     del self._scripted[index]
-                    return Fault(kind)
+                    return Fault(scripted.kind)
             plan = self.plan
             if call.service not in plan.services:
                 return None
@@ -160,10 +182,17 @@ class FaultProxy:
         self._decider.set_rate(rate)
 
     def script(
-        self, service: str, kind: FaultKind, *, operation: str | None = None, count: int = 1
+        self,
+        service: str,
+        kind: FaultKind,
+        *,
+        operation: str | None = None,
+        count: int = 1,
+        match: bytes | None = None,
     ) -> None:
-        """Fault the next ``count`` calls of ``service`` (and ``operation``) with ``kind``."""
-        self._decider.script(service, kind, operation, count)
+        """Fault the next ``count`` calls of ``service`` (of ``operation``, whose body contains
+        ``match``) with ``kind``, ahead of the random share."""
+        self._decider.script(service, kind, operation, count, match)
 
     def stats(self) -> dict[str, Any]:
         """Calls per service and faults per service and kind (and per operation)."""
@@ -219,7 +248,7 @@ class FaultProxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         call = identify(request.method, request.headers, request.query, body)
-        fault = self._decider.decide(call)
+        fault = self._decider.decide(call, body)
         with self._counts_lock:
             self._calls[call.service] += 1
             if fault is not None:
