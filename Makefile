@@ -40,7 +40,7 @@ test: lint
 # the emulated stack behind a fault proxy, killed and fed duplicates; see docs/chaos.md.
 chaos: venv
 	$(BIN)/python -m tests.chaos.driver --uploads 150 --workers 3 --fault-rate 0.1 --kills 10 \
-	  --duplicates 25 --malformed 6 --seed 7 --deadline 900 $(CHAOS)
+	  --duplicates 25 --malformed 6 --targeted 3 --seed 7 --deadline 900 $(CHAOS)
 
 # Benchmarks need real photographs (scikit-image) and, as the video reference only, the ffmpeg
 # command line from Debian; the product itself never runs ffmpeg.

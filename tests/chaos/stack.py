@@ -34,7 +34,7 @@ class Clients:
         config = Config(s3={"addressing_style": "path"}, retries={"mode": "standard"})
 
         def client(service: str) -> Any:
-            return boto3.client(
+            return boto3.client(  # type: ignore[call-overload]
                 service, endpoint_url=stack.endpoint_url, region_name=stack.region, config=config
             )
 
@@ -80,7 +80,7 @@ class UploadClient:
 
 def receive_all(sqs: Any, url: str, *, hide_for: int = 0) -> list[dict[str, Any]]:
     """Every message visible now. ``hide_for`` 0 deletes them; else they are kept, hidden."""
-    found = []
+    found: list[dict[str, Any]] = []
     while True:
         got = sqs.receive_message(
             QueueUrl=url,

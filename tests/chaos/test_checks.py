@@ -33,7 +33,9 @@ def notification(key: str) -> str:
     )
 
 
-def event(upload: Upload, kind: str, event_id: str, at: str = "2026-01-01T00:00:01.000Z") -> dict:
+def event(
+    upload: Upload, kind: str, event_id: str, at: str = "2026-01-01T00:00:01.000Z"
+) -> dict[str, Any]:
     return {
         "type": kind,
         "version": 1,

@@ -117,8 +117,14 @@ def test_a_refused_call_is_the_services_own_error_and_not_applied(
     with pytest.raises(ClientError) as caught:
         target.write(service)
     status, code = REFUSED[(service, kind)]
-    assert caught.value.response["Error"]["Code"] == code
+    error = caught.value.response["Error"]
+    assert error["Code"] == code
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+    if service == "sqs":
+        # SQS speaks JSON but keeps its query-protocol codes: both the body's __type and the
+        # x-amzn-query-error header name the error, as the service sends them.
+        assert error["QueryErrorCode"] == code
+        assert error["Type"] == ("Sender" if kind is FaultKind.THROTTLE else "Receiver")
     assert not target.applied(service)
     assert proxy.faults(service, kind) == 1
 

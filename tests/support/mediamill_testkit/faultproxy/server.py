@@ -246,7 +246,11 @@ class FaultProxy:
             await self._session.close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+        try:
+            body = await request.read()
+        except ConnectionResetError:
+            # The client went away mid-request (a worker SIGKILLed): nobody is left to answer.
+            return web.Response(status=499)
         call = identify(request.method, request.headers, request.query, body)
         fault = self._decider.decide(call, body)
         with self._counts_lock:
