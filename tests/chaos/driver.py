@@ -176,8 +176,8 @@ def summary(report: dict[str, Any]) -> str:
         f"  outcomes     {figures['outcomes']}",
         f"  AWS calls    {faults['calls']}",
         f"  faults       {faults['total_faults']}: {faults['faults']}",
-        f"  kills        {figures['kills']} by the run, {figures['crashes']} crashes, "
-        f"{figures['restarts']} restarts",
+        f"  kills        {figures['kills']} by the run, {figures['crashes']} crashes "
+        f"(exit codes {figures['crash_exit_codes']}), {figures['restarts']} restarts",
         f"  sent         {figures['duplicates']} duplicate deliveries, "
         f"{figures['malformed']} malformed bodies",
         f"  events       {figures['events']} ({figures['repeats']} repeats)",
