@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo dev test lint format clean constraints bench
+.PHONY: venv demo dev test lint format clean constraints bench chaos
 
 venv: $(STAMP)
 
@@ -35,6 +35,12 @@ format: venv
 
 test: lint
 	$(BIN)/python -m pytest -n 2 tests $(patsubst %/pyproject.toml,%/tests,$(PLUGINS))
+
+# The fault-injection suite at full size (a small run is part of `make test`): real workers on
+# the emulated stack behind a fault proxy, killed and fed duplicates; see docs/chaos.md.
+chaos: venv
+	$(BIN)/python -m tests.chaos.driver --uploads 150 --workers 3 --fault-rate 0.1 --kills 10 \
+	  --duplicates 25 --malformed 6 --targeted 3 --seed 7 --deadline 900 $(CHAOS)
 
 # Benchmarks need real photographs (scikit-image) and, as the video reference only, the ffmpeg
 # command line from Debian; the product itself never runs ffmpeg.

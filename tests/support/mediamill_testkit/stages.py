@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -147,4 +149,41 @@ class CopyStage(Stage):
         )
 
 
-ALL = (CopyStage, SleepyStage, FlakyStage, RejectStage, BuggyStage, ThreadCheckStage)
+# What an original carries to crash the worker that processes it (see CrashStage).
+CRASH_MARKER = b"mediamill-chaos:crash-the-decoder"
+
+
+class CrashOptions(StageOptions):
+    marker: str = CRASH_MARKER.decode()
+
+
+class CrashStage(Stage):
+    """SIGKILLs its own process when the original carries the marker, on every attempt.
+
+    Stands in for what no exception handler survives: the kernel's OOM killer, or a decoder
+    crashing the process. Originals without the marker pass untouched.
+    """
+
+    name = "crash"
+    version = "1.0.0"
+    requires = ("probe",)
+    cpu_bound = True
+    Options = CrashOptions
+
+    def run_sync(self, job: Job) -> StageResult:
+        options = self.options
+        assert isinstance(options, CrashOptions)
+        if options.marker.encode() in job.original.read_bytes():
+            os.kill(os.getpid(), signal.SIGKILL)
+        return StageResult()
+
+
+ALL = (
+    CopyStage,
+    SleepyStage,
+    FlakyStage,
+    RejectStage,
+    BuggyStage,
+    ThreadCheckStage,
+    CrashStage,
+)
