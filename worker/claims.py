@@ -61,6 +61,8 @@ class Claim:
     item: dict[str, Any] | None
     # The item held another object before: its renditions (another key prefix) are now stale.
     replaced: bool = False
+    # Taken over from a try whose lease lapsed: that try ended with no word (its worker died).
+    suspect: bool = False
     retry_after: float | None = None
 
 

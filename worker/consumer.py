@@ -114,6 +114,8 @@ class Worker:
                     outbox=outbox,
                     max_receive_count=queue.max_receive_count,
                     grace_seconds=self.settings.event_grace_seconds,
+                    sqs=aws.sqs,
+                    dead_letter_url=queue.dead_letter_url,
                     interval_seconds=self.settings.sweep_interval_seconds,
                     log=self.log,
                 )
@@ -165,6 +167,10 @@ class Worker:
             while not self._stopping:
                 self.liveness.tick("running")
                 free = self.settings.concurrency - len(queue.in_flight)
+                if processor.solo.active:
+                    # A suspect runs alone (worker.solo): take nothing new meanwhile.
+                    await processor.solo.wait_inactive(1.0)
+                    continue
                 if free <= 0:
                     await self._wait_for_slot()
                     continue

@@ -27,6 +27,7 @@ from worker.items import utc_now
 from worker.keys import media_id_from_key, object_tag
 from worker.notify import Outbox
 from worker.pipeline import JobOutcome, Pipeline
+from worker.solo import SoloGate
 from worker.spool import Spool
 from worker.store import MediaStore, StaleJob
 
@@ -93,6 +94,7 @@ class UploadProcessor:
         self._scratch = spool
         self._lease_seconds = lease_seconds
         self._spool_wait = spool_wait_seconds
+        self.solo = SoloGate()
 
     async def process(
         self, upload: UploadEvent, attempt: Attempt, log: FilteringBoundLogger
@@ -113,6 +115,10 @@ class UploadProcessor:
     async def _claimed(
         self, media_id: str, upload: UploadEvent, attempt: Attempt, log: FilteringBoundLogger
     ) -> Result:
+        if self.solo.active:
+            # A suspect has this worker to itself: hand the message to another worker now.
+            metrics.JOBS.labels("released").inc()
+            return Result(Verdict.RETRY, 0.0)
         obj = StoredObject(
             etag=upload.etag,
             size=upload.size,
@@ -169,10 +175,15 @@ class UploadProcessor:
         )
         if claim.replaced:
             log.info("upload_replaced", detail="a newer object: the previous one's results cleared")
+        if claim.suspect:
+            log.warning("job_suspect", detail="its last try died with its worker: it runs alone")
         log.info("job_started", size=upload.size, attempt=attempt.number)
         result = RETRY
         try:
-            async with self._scratch.reserve(upload.size, wait_seconds=self._spool_wait):
+            async with (
+                self.solo.alone() if claim.suspect else self.solo.shared(),
+                self._scratch.reserve(upload.size, wait_seconds=self._spool_wait),
+            ):
                 job_dir = self._scratch.job_dir(media_id)
                 try:
                     result = await self._leased_run(source, upload, job_dir, attempt, lease, log)

@@ -54,6 +54,7 @@ class MediaQueue:
         self._settings = settings
         self._log = log
         self.max_receive_count = settings.max_receive_count
+        self.dead_letter_url: str | None = None
         self.in_flight: set[InFlight] = set()
         self._pending_deletes: list[tuple[InFlight, anyio.Event]] = []
         self._delete_wanted = anyio.Event()
@@ -65,12 +66,28 @@ class MediaQueue:
         )
         policy = response.get("Attributes", {}).get("RedrivePolicy")
         if policy:
-            self.max_receive_count = int(json.loads(policy)["maxReceiveCount"])
+            redrive = json.loads(policy)
+            self.max_receive_count = int(redrive["maxReceiveCount"])
+            self.dead_letter_url = await self._queue_url_of(str(redrive["deadLetterTargetArn"]))
         else:
             self._log.warning(
                 "queue_without_dlq",
                 detail="the queue has no redrive policy: a failing message is retried forever",
             )
+
+    async def _queue_url_of(self, arn: str) -> str | None:
+        """arn:aws:sqs:REGION:ACCOUNT:NAME to its URL (the sweep peeks at the DLQ)."""
+        parts = arn.split(":")
+        if len(parts) != 6:
+            return None
+        try:
+            answer = await self._sqs.get_queue_url(
+                QueueName=parts[5], QueueOwnerAWSAccountId=parts[4]
+            )
+        except (ClientError, BotoCoreError) as exc:
+            self._log.warning("dead_letter_queue_unknown", arn=arn, error=str(exc))
+            return None
+        return str(answer["QueueUrl"])
 
     def is_last_try(self, flight: InFlight) -> bool:
         return flight.receive_count >= self.max_receive_count

@@ -166,6 +166,8 @@ class MediaStore:
                 # Our own claim, whose answer was lost and whose retry failed its condition.
                 return Claim(ClaimOutcome.CLAIMED, item)
             reclaim = decision is Decision.RECLAIM
+            # A lease is given up when a try ends in any way but death: one left to lapse was not.
+            died = item.get("status") == MediaStatus.PROCESSING.value and bool(item.get("lease"))
             attempts = int(item.get("attempts") or 0) + 1 if reclaim else 1
             sets = self._claim_sets(
                 media_id, obj, lease, now, receive_count, uploaded_at, first=not reclaim
@@ -188,7 +190,12 @@ class MediaStore:
                 if not is_conditional_failure(exc):
                     raise
                 continue  # changed since we read it: decide again on what it is now
-            return Claim(ClaimOutcome.CLAIMED, item, replaced=decision is Decision.NEWER)
+            return Claim(
+                ClaimOutcome.CLAIMED,
+                item,
+                replaced=decision is Decision.NEWER,
+                suspect=reclaim and died,
+            )
         raise ClaimContended(f"item {media_id} kept changing during the claim")
 
     def _claim_sets(

@@ -26,13 +26,16 @@ from structlog.typing import FilteringBoundLogger
 from stages.contract import TransientError
 from worker import metrics
 from worker.claims import lease_left
+from worker.events import MalformedMessage, UploadEvent, parse_message
 from worker.items import OWED_INDEX, MediaStatus, iso, utc_now
 from worker.items import decode as _decode
 from worker.items import encode as _encode
+from worker.keys import media_id_from_key, object_tag
 from worker.notify import Outbox
 from worker.store import OWED_SHARDS, MediaStore, StaleJob
 
 _PAGE = 100
+_DLQ_PEEKS = 5  # receives of up to 10 messages each, per sweep
 
 
 @dataclass(slots=True)
@@ -54,6 +57,8 @@ class Sweeper:
         outbox: Outbox,
         max_receive_count: int,
         grace_seconds: float,
+        sqs: Any = None,
+        dead_letter_url: str | None = None,
         interval_seconds: float,
         log: FilteringBoundLogger,
     ) -> None:
@@ -62,6 +67,8 @@ class Sweeper:
         self._store = store
         self._outbox = outbox
         self._max_receives = max_receive_count
+        self._sqs = sqs
+        self._dead_letter_url = dead_letter_url
         self._grace = grace_seconds
         self._interval = interval_seconds
         self._log = log
@@ -91,7 +98,48 @@ class Sweeper:
             async for entry in self._owed(str(shard), cutoff):
                 report.looked_at += 1
                 await self._settle(entry, report)
+        await self._peek_dead_letters(report)
         return report
+
+    async def _peek_dead_letters(self, report: SweepReport) -> None:
+        """Uploads whose message reached the DLQ while their item still says PROCESSING.
+
+        The item's count of deliveries can fall short of SQS's (a receive whose answer was lost
+        counts there, not here), so the DLQ itself is looked at too: with visibility 0, so each
+        message stays where it is, for an operator to read and redrive.
+        """
+        if self._sqs is None or self._dead_letter_url is None:
+            return
+        for _ in range(_DLQ_PEEKS):
+            answer = await self._sqs.receive_message(
+                QueueUrl=self._dead_letter_url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=0,
+                WaitTimeSeconds=0,
+            )
+            messages = answer.get("Messages", [])
+            for message in messages:
+                for upload in _uploads_in(str(message.get("Body", ""))):
+                    await self._settle_dead_letter(upload, report)
+            if len(messages) < 10:
+                return
+
+    async def _settle_dead_letter(self, upload: UploadEvent, report: SweepReport) -> None:
+        media_id = media_id_from_key(upload.key)
+        if media_id is None:
+            return
+        item = await self._store.get(media_id)
+        if item is None or item.get("status") != MediaStatus.PROCESSING.value:
+            return
+        tag = object_tag(upload.etag, upload.order, upload.version_id)
+        if (item.get("source") or {}).get("tag") != tag or lease_left(item, time.time()) > 0:
+            return
+        log = self._log.bind(media_id=media_id, status=item.get("status"))
+        try:
+            await self._fail_abandoned(item, log, abandoned_after=0)
+            report.abandoned += 1
+        except TransientError as exc:
+            log.warning("sweep_item_failed", error=str(exc))
 
     async def _owed(self, shard: str, cutoff: str) -> Any:
         start: dict[str, Any] | None = None
@@ -144,11 +192,13 @@ class Sweeper:
         receives = int(item.get("receive_count") or 0)
         return lease_left(item, time.time()) == 0 and receives >= self._max_receives
 
-    async def _fail_abandoned(self, item: dict[str, Any], log: FilteringBoundLogger) -> None:
+    async def _fail_abandoned(
+        self, item: dict[str, Any], log: FilteringBoundLogger, *, abandoned_after: int | None = None
+    ) -> None:
         receives = int(item.get("receive_count") or 0)
         reason = (
             f"processing never finished: the worker stopped (killed, out of memory or a crashing "
-            f"decoder) during each of {receives} attempts, so the upload was set aside"
+            f"decoder) on each of its attempts ({receives} seen), so the upload was set aside"
         )
         try:
             failed = await self._store.mark_failed(
@@ -160,10 +210,17 @@ class Sweeper:
                 kind=item.get("kind"),
                 stages=[],
                 warnings=[],
-                abandoned_after=self._max_receives,
+                abandoned_after=self._max_receives if abandoned_after is None else abandoned_after,
             )
         except StaleJob:
             return  # someone took it up again or finished it meanwhile
         metrics.SWEPT.labels("abandoned").inc()
         log.warning("abandoned_upload_failed", reason=reason)
         await self._outbox.announce(failed, self._token, log)
+
+
+def _uploads_in(body: str) -> tuple[UploadEvent, ...]:
+    try:
+        return parse_message(body).uploads
+    except MalformedMessage:
+        return ()  # what the worker could not read is for a person, not for the sweep

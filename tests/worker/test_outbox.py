@@ -20,8 +20,9 @@ from mediamill_testkit.client import drain_events, raw_item
 from worker.aws import open_clients
 from worker.claims import ClaimOutcome, Lease, StoredObject
 from worker.devstack import Stack
+from worker.events import sequencer_order
 from worker.items import encode, iso, utc_now
-from worker.keys import new_media_id
+from worker.keys import new_media_id, object_tag
 from worker.notify import MediaEvents, Outbox, media_event
 from worker.settings import Settings
 from worker.store import MediaStore, StaleJob, owed_shard
@@ -29,8 +30,14 @@ from worker.sweep import Sweeper
 
 pytestmark = pytest.mark.anyio
 
-OBJ = StoredObject("etag-1", 100, None, "0A", "0A".ljust(64, "0"), "tag000000001")
-NEWER = StoredObject("etag-2", 100, None, "0B", "0B".ljust(64, "0"), "tag000000002")
+
+def stored(etag: str, sequencer: str) -> StoredObject:
+    order = sequencer_order(sequencer)
+    return StoredObject(etag, 100, None, sequencer, order, object_tag(etag, order))
+
+
+OBJ = stored("etag-1", "0A")
+NEWER = stored("etag-2", "0B")
 
 
 @pytest.fixture
@@ -376,7 +383,7 @@ async def test_the_sweep_fails_an_upload_whose_every_try_killed_its_worker_and_s
     assert failed is not None
     assert failed["status"] == "FAILED"
     assert "killed" in failed["error"]
-    assert "3 attempts" in failed["error"]
+    assert "(3 seen)" in failed["error"]
     assert failed["error_retryable"] is True
     for untouched in (running, has_tries_left):
         item = raw_item(dynamodb, settings.table, untouched)
@@ -390,3 +397,71 @@ async def test_the_sweep_fails_an_upload_whose_every_try_killed_its_worker_and_s
     again = await sweeper.sweep_once()
     assert (again.abandoned, again.announced) == (0, 0)
     assert drain_events(sqs, media_events) == []
+
+
+async def test_a_try_that_died_makes_its_next_claim_a_suspect_and_a_retry_does_not(
+    store: MediaStore, dynamodb: Any, settings: Settings
+) -> None:
+    media_id = pending_item(dynamodb, settings)
+    first = await claim(store, media_id, OBJ, Lease("job-1", "m-1", 0.5))
+    assert not first.suspect
+    await anyio.sleep(0.6)  # its worker was killed: the lease lapses, nobody gave it up
+    died = await claim(store, media_id, OBJ, Lease("job-2", "m-1", 60), 2)
+    assert died.outcome is ClaimOutcome.CLAIMED
+    assert died.suspect
+    await store.release_lease(media_id, Lease("job-2", "m-1", 60))  # a retry later gives it up
+    retried = await claim(store, media_id, OBJ, Lease("job-3", "m-1", 60), 3)
+    assert retried.outcome is ClaimOutcome.CLAIMED
+    assert not retried.suspect
+
+
+async def test_the_sweep_reads_the_dlq_when_the_item_missed_a_delivery(
+    store: MediaStore,
+    aws: Any,
+    dynamodb: Any,
+    settings: Settings,
+    stack: Stack,
+    sqs: Any,
+) -> None:
+    # A receive whose answer was lost counts for SQS, not for the item: its count stays short.
+    now = time.time()
+    short = put_processing(dynamodb, settings, lease_expires=now - 5, receives=2)
+    waiting = put_processing(dynamodb, settings, lease_expires=now - 5, receives=2)
+    record = {
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Post",
+        "s3": {
+            "bucket": {"name": settings.originals_bucket},
+            "object": {
+                "key": f"originals/{short}",
+                "size": OBJ.size,
+                "eTag": OBJ.etag,
+                "sequencer": OBJ.sequencer,
+            },
+        },
+    }
+    sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=json.dumps({"Records": [record]}))
+    sqs.send_message(QueueUrl=stack.dlq_url, MessageBody="not an event")
+    sweeper = Sweeper(
+        dynamodb=aws.dynamodb,
+        table=settings.table,
+        store=store,
+        outbox=Outbox(MediaEvents(aws.sns, stack.media_topic_arn), store),
+        max_receive_count=3,
+        grace_seconds=3600,
+        interval_seconds=1,
+        sqs=aws.sqs,
+        dead_letter_url=stack.dlq_url,
+        log=structlog.get_logger(),
+    )
+    report = await sweeper.sweep_once()
+    assert report.abandoned == 1
+    failed = raw_item(dynamodb, settings.table, short)
+    assert failed is not None
+    assert failed["status"] == "FAILED"
+    assert (raw_item(dynamodb, settings.table, waiting) or {})["status"] == "PROCESSING"
+    # Both messages are still in the DLQ, for an operator.
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=stack.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    assert int(attributes["ApproximateNumberOfMessages"]) == 2

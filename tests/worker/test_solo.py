@@ -1,0 +1,64 @@
+"""SoloGate: ordinary jobs share the worker; a suspect waits for them and then runs alone."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from worker.solo import SoloGate
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_a_suspect_waits_for_running_jobs_and_holds_back_new_ones() -> None:
+    gate = SoloGate()
+    log: list[str] = []
+    first_running = anyio.Event()
+
+    async def ordinary(name: str, seconds: float, started: anyio.Event | None = None) -> None:
+        async with gate.shared():
+            log.append(f"{name} start")
+            if started is not None:
+                started.set()
+            await anyio.sleep(seconds)
+            log.append(f"{name} end")
+
+    async def suspect() -> None:
+        async with gate.alone():
+            log.append("suspect start")
+            await anyio.sleep(0.2)
+            log.append("suspect end")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(ordinary, "a", 0.3, first_running)
+        await first_running.wait()
+        group.start_soon(suspect)
+        await anyio.sleep(0.05)
+        assert gate.active  # the receive loop takes nothing new from here on
+        group.start_soon(ordinary, "b", 0.0)
+    assert log == ["a start", "a end", "suspect start", "suspect end", "b start", "b end"]
+    assert not gate.active
+
+
+async def test_ordinary_jobs_run_side_by_side() -> None:
+    gate = SoloGate()
+    inside = 0
+    peak = 0
+
+    async def job() -> None:
+        nonlocal inside, peak
+        async with gate.shared():
+            inside += 1
+            peak = max(peak, inside)
+            await anyio.sleep(0.1)
+            inside -= 1
+
+    async with anyio.create_task_group() as group:
+        for _ in range(3):
+            group.start_soon(job)
+    assert peak == 3
