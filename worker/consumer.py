@@ -89,14 +89,17 @@ class Worker:
                 queue = MediaQueue(aws.sqs, self.settings, self.log)
                 await queue.read_redrive_policy()
                 store = MediaStore(aws.dynamodb, self.settings.table)
+                pipeline = Pipeline(
+                    self.registry,
+                    cpu_limiter=anyio.CapacityLimiter(self.settings.cpu_threads),
+                    grace_seconds=self.settings.stage_grace_seconds,
+                )
+                self.liveness.watch(queue, pipeline)
                 processor = UploadProcessor(
                     s3=aws.s3,
                     store=store,
                     events=MediaEvents(aws.sns, self.settings.media_topic_arn),
-                    pipeline=Pipeline(
-                        self.registry,
-                        cpu_limiter=anyio.CapacityLimiter(self.settings.cpu_threads),
-                    ),
+                    pipeline=pipeline,
                     originals_bucket=self.settings.originals_bucket,
                     spool_root=spool_root,
                 )
