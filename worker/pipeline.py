@@ -21,7 +21,6 @@ from structlog.typing import FilteringBoundLogger
 from stages.contract import (
     BadMediaError,
     Job,
-    JobCancelled,
     MediaKind,
     MediaSource,
     Rendition,
@@ -32,20 +31,11 @@ from stages.contract import (
 )
 from worker import metrics
 from worker.registry import StageRegistry
-from worker.stage_threads import StageThread, StageThreads
+from worker.stage_runner import StageRunner, StageTimeout, first_cause
 
 # First in-process retry of an optional stage after about this long, doubling each time, when
 # the error gives no retry_after.
 _RETRY_BASE_SECONDS = 1.0
-
-
-class StageTimeout(TransientError):
-    """A stage ran past its timeout or was cancelled; ``stopped`` is False when its thread had
-    not returned by the end of the grace (it is stuck, and must not be started again here)."""
-
-    def __init__(self, message: str, *, stopped: bool = True) -> None:
-        super().__init__(message)
-        self.stopped = stopped
 
 
 @dataclass(slots=True)
@@ -117,7 +107,7 @@ class Pipeline:
         grace_seconds: float,
     ) -> None:
         self.registry = registry
-        self.threads = StageThreads(cpu_limiter, grace_seconds=grace_seconds)
+        self.runner = StageRunner(cpu_limiter, grace_seconds=grace_seconds)
         # By then every stage of a job has ended, timed out or been given up (one grace, for
         # the stage whose timeout ends the job): a job still running is held by a stage that
         # ignores cancellation.
@@ -127,7 +117,7 @@ class Pipeline:
     def health_problems(self) -> list[str]:
         """Stuck stage threads, and jobs running past what their stage timeouts allow."""
         now = time.monotonic()
-        problems = self.threads.health_problems()
+        problems = self.runner.health_problems()
         for media_id, started in self._running.values():
             if now - started > self.limit_seconds:
                 problems.append(
@@ -204,7 +194,7 @@ class Pipeline:
                     group.start_soon(run_one, stage)
         except Exception as group_error:
             # One stage's failure cancelled the others; keep the one that caused it.
-            error = _first_cause(group_error)
+            error = first_cause(group_error)
 
         order = self.registry.order
         everything = frozenset(state.results) | frozenset(state.unfinished)
@@ -264,9 +254,9 @@ class Pipeline:
                 await anyio.to_thread.run_sync(shutil.rmtree, job.workdir, True)
             job.workdir.mkdir(parents=True, exist_ok=True)
             try:
-                result = await self._call(stage, job)
+                result = await self.runner.call(stage, job)
             except Exception as raised:
-                error = _first_cause(raised)  # a stage's own task group wraps what it raised
+                error = first_cause(raised)  # a stage's own task group wraps what it raised
             else:
                 break
             if not stage.optional:
@@ -324,30 +314,6 @@ class Pipeline:
             return None
         return wait
 
-    async def _call(self, stage: Stage, job: Job) -> StageResult:
-        thread: StageThread | None = None
-        try:
-            with anyio.move_on_after(stage.timeout):
-                if not stage.cpu_bound:
-                    return await stage.run(job)
-                thread = await self.threads.start(stage, job)
-                return await thread.result()
-        except JobCancelled:
-            raise StageTimeout(f"stage {stage.name!r} was cancelled") from None
-        finally:
-            # Whatever ended the stage (its timeout, a sibling's failure, shutdown), its thread
-            # is told to stop and waited for: the job, and the removal of its directory, wait.
-            job.cancelled.set()
-            if thread is not None and not thread.finished:
-                with anyio.CancelScope(shield=True):
-                    await thread.stop()
-        stopped = thread is None or thread.finished
-        raise StageTimeout(
-            f"stage {stage.name!r} timed out after {stage.timeout:g} s"
-            + ("" if stopped else " and did not stop"),
-            stopped=stopped,
-        )
-
     def _without_result(
         self,
         state: JobState,
@@ -376,29 +342,6 @@ class Pipeline:
         if outcome != "skipped":
             kind = state.kind.value if state.kind else "unknown"
             metrics.STAGE_SECONDS.labels(stage.name, kind, outcome).observe(seconds)
-
-
-def _first_cause(group: BaseException) -> BaseException:
-    """The exception that failed the job: bad media first, then transient, then anything."""
-    leaves: list[BaseException] = []
-
-    def walk(error: BaseException) -> None:
-        if isinstance(error, BaseExceptionGroup):
-            for inner in error.exceptions:
-                walk(inner)
-        else:
-            leaves.append(error)
-
-    walk(group)
-    for wanted in (BadMediaError, TransientError):
-        for leaf in leaves:
-            if isinstance(leaf, wanted):
-                return leaf
-    cancelled = anyio.get_cancelled_exc_class()
-    for leaf in leaves:
-        if not isinstance(leaf, cancelled):
-            return leaf
-    return group
 
 
 def _describe(error: BaseException) -> str:

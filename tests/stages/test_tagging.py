@@ -744,14 +744,14 @@ async def test_throttled_rekognition_defers_tagging_and_never_repeats_the_transc
 
     await Worker(settings, registry, burst=True).run()
 
+    assert stage_runs("transcode", "video") == transcodes + 1  # once, on the first delivery
+    assert len(rekognition.calls("DetectLabels")) == 3  # the budget's three tries
     item = raw_item(dynamodb, stack.names.table, media_id)
     assert item is not None
     assert item["status"] == "READY"
     outcomes = {s["name"]: s["outcome"] for s in item["stages"]}
     assert outcomes["transcode"] == "ok"
     assert outcomes["tagging"] == "deferred"
-    assert stage_runs("transcode", "video") == transcodes + 1  # once, on the first delivery
-    assert len(rekognition.calls("DetectLabels")) == 3  # the budget's three tries
     moderation = item["metadata"]["moderation"]
     assert moderation["status"] == "deferred"
     assert moderation["reason"].startswith("deferred after 3 tries in ")

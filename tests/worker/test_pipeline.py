@@ -328,7 +328,7 @@ async def test_thread_stage_timeout_is_transient_and_waits_for_the_thread(tmp_pa
     # the caller), the thread has finished, and its CPU slot is free again.
     assert Seen.saw_cancel.is_set()
     assert (tmp_path / "work" / "stuck" / "tidied").read_text() == "done"
-    assert pipeline.threads.limiter.borrowed_tokens == 0
+    assert pipeline.runner.limiter.borrowed_tokens == 0
     assert pipeline.health_problems() == []
 
 

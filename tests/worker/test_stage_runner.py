@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 from mediamill_testkit.pipeline import make_pipeline, outcomes, run_job
 from stages import Job, Stage, StageResult
 from worker.pipeline import StageTimeout
+from worker.settings import SettingsError, load_settings
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -119,7 +120,7 @@ async def test_a_thread_that_ignores_cancellation_is_stuck_holds_its_slot_and_is
     assert metric("mediamill_stage_threads_stuck") >= 1
     [problem] = pipeline.health_problems()
     assert "'stubborn' of m-a ignored cancellation" in problem
-    [stuck] = pipeline.threads.stuck
+    [stuck] = pipeline.runner.stuck
     assert (stuck.stage, stuck.media_id) == ("stubborn", "m-a")
 
     # Its CPU slot stays taken: the next job's CPU stage cannot start beside it.
@@ -144,6 +145,52 @@ async def test_a_thread_that_ignores_cancellation_is_stuck_holds_its_slot_and_is
     assert Stubborn.starts == ["m-a"]
 
 
+class Waiting(Quick):
+    name = "waiting"
+    timeout = 0.2
+
+
+async def test_a_timeout_while_waiting_for_a_cpu_slot_is_a_plain_timeout(tmp_path: Path) -> None:
+    cores = anyio.CapacityLimiter(1)
+    await cores.acquire_on_behalf_of("another job's thread")
+    pipeline = make_pipeline(Waiting, Final, cpu_limiter=cores)
+
+    outcome = await run_job(pipeline, tmp_path)
+
+    assert isinstance(outcome.error, StageTimeout)
+    assert outcome.error.stopped  # no thread was ever started: nothing is stuck
+    assert "timed out after 0.2 s" in str(outcome.error)
+    assert pipeline.health_problems() == []
+    assert cores.borrowed_tokens == 1
+
+
+class DecodesInAHelperThread(Stage):
+    """An async stage waiting on a thread of its own, as tagging decodes keyframes."""
+
+    name = "helper-thread"
+    version = "1.0.0"
+    timeout = 0.2
+
+    async def run(self, job: Job) -> StageResult:
+        def decode() -> StageResult:
+            for _ in range(500):  # 5 s, unless told to stop
+                job.check_cancelled()
+                time.sleep(0.01)
+            return StageResult()
+
+        return await anyio.to_thread.run_sync(decode)
+
+
+async def test_an_async_stage_is_signalled_the_moment_it_times_out(tmp_path: Path) -> None:
+    started = time.monotonic()
+    outcome = await run_job(make_pipeline(DecodesInAHelperThread, Final), tmp_path, within=10)
+
+    assert isinstance(outcome.error, StageTimeout)
+    assert "timed out after 0.2 s" in str(outcome.error)
+    # Not when the helper thread would have ended by itself: it saw job.cancelled at once.
+    assert time.monotonic() - started < 2
+
+
 async def test_a_cancelled_job_waits_for_its_thread_to_stop(tmp_path: Path) -> None:
     pipeline = make_pipeline(Obedient, Final, grace=5.0)
 
@@ -153,7 +200,7 @@ async def test_a_cancelled_job_waits_for_its_thread_to_stop(tmp_path: Path) -> N
     assert shutdown.cancelled_caught
     # Cancellation reached the caller only after the thread had seen it and returned.
     assert Obedient.stopped.is_set()
-    assert pipeline.threads.limiter.borrowed_tokens == 0
+    assert pipeline.runner.limiter.borrowed_tokens == 0
     assert pipeline.health_problems() == []
 
 
@@ -183,12 +230,12 @@ def test_a_stuck_thread_does_not_keep_the_process_from_exiting(tmp_path: Path) -
         import anyio
         sys.path[:0] = [{str(TESTS / "support")!r}, {str(Path(__file__).parent)!r}]
         from mediamill_testkit.pipeline import make_pipeline, run_job
-        from test_stage_threads import Final, Stubborn
+        from test_stage_runner import Final, Stubborn
 
         async def main() -> None:
             pipeline = make_pipeline(Stubborn, Final, grace=0.1)
             outcome = await run_job(pipeline, Path({str(tmp_path)!r}))
-            print(type(outcome.error).__name__, len(pipeline.threads.stuck), flush=True)
+            print(type(outcome.error).__name__, len(pipeline.runner.stuck), flush=True)
 
         anyio.run(main)
         """
@@ -200,3 +247,16 @@ def test_a_stuck_thread_does_not_keep_the_process_from_exiting(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1].split() == ["StageTimeout", "1"]
     assert time.monotonic() - started < 8  # not the stuck thread's 10 s
+
+
+def test_the_drain_limit_and_the_grace_together_stay_under_ecs_stop_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Jobs still running at the drain limit are cancelled, and their threads get the grace,
+    # all before ECS's SIGKILL: otherwise their messages would stay hidden until they expire.
+    monkeypatch.setenv("MEDIAMILL_DRAIN_SECONDS", "100")
+    monkeypatch.setenv("MEDIAMILL_STAGE_GRACE_SECONDS", "25")
+    with pytest.raises(SettingsError, match=r"DRAIN_SECONDS \+ MEDIAMILL_STAGE_GRACE_SECONDS"):
+        load_settings()
+    monkeypatch.setenv("MEDIAMILL_STAGE_GRACE_SECONDS", "15")
+    assert load_settings().stage_grace_seconds == 15
