@@ -10,7 +10,8 @@ from __future__ import annotations
 import random
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,16 @@ class Pipeline:
                 )
         return problems
 
+    @contextmanager
+    def _watched(self, media_id: str) -> Iterator[None]:
+        """While a job runs, health_problems can see how long it has."""
+        key = object()
+        self._running[key] = (media_id, time.monotonic())
+        try:
+            yield
+        finally:
+            del self._running[key]
+
     async def run(
         self,
         source: MediaSource,
@@ -142,70 +153,55 @@ class Pipeline:
         any other exception (a bug); cancellation (shutdown) propagates as usual. Either way it
         returns only once every stage thread of the job has returned or been found stuck.
         """
-        key = object()
-        self._running[key] = (source.media_id, time.monotonic())
-        try:
-            return await self._run(source, original, workdir, attempt, max_attempts, log)
-        finally:
-            del self._running[key]
+        with self._watched(source.media_id):
+            state = JobState()
+            error: BaseException | None = None
+            done = {stage.name: anyio.Event() for stage in self.registry.order}
 
-    async def _run(
-        self,
-        source: MediaSource,
-        original: Path,
-        workdir: Path,
-        attempt: int,
-        max_attempts: int,
-        log: FilteringBoundLogger,
-    ) -> JobOutcome:
-        state = JobState()
-        error: BaseException | None = None
-        done = {stage.name: anyio.Event() for stage in self.registry.order}
+            def make_job(stage: Stage) -> Job:
+                ancestors = self.registry.ancestors[stage.name]
+                order = self.registry.order
+                return Job(
+                    source=source,
+                    original=original,
+                    workdir=workdir / stage.name,
+                    kind=state.kind,
+                    attempt=attempt,
+                    max_attempts=max_attempts,
+                    renditions=state.renditions(ancestors, order),
+                    metadata=state.metadata(ancestors, order),
+                    options=stage.options,
+                    log=log.bind(stage=stage.name),
+                    records=tuple(r for r in state.ordered_records(order) if r.name in ancestors),
+                    warnings=tuple(state.warnings(ancestors)),
+                )
 
-        def make_job(stage: Stage) -> Job:
-            ancestors = self.registry.ancestors[stage.name]
-            order = self.registry.order
-            return Job(
-                source=source,
-                original=original,
-                workdir=workdir / stage.name,
-                kind=state.kind,
-                attempt=attempt,
-                max_attempts=max_attempts,
-                renditions=state.renditions(ancestors, order),
-                metadata=state.metadata(ancestors, order),
-                options=stage.options,
-                log=log.bind(stage=stage.name),
-                records=tuple(r for r in state.ordered_records(order) if r.name in ancestors),
-                warnings=tuple(state.warnings(ancestors)),
-            )
+            async def run_one(stage: Stage) -> None:
+                try:
+                    for dep in self.registry.ancestors[stage.name]:
+                        await done[dep].wait()
+                    await self._run_stage(stage, state, make_job)
+                finally:
+                    done[stage.name].set()
 
-        async def run_one(stage: Stage) -> None:
             try:
-                for dep in self.registry.ancestors[stage.name]:
-                    await done[dep].wait()
-                await self._run_stage(stage, state, make_job)
-            finally:
-                done[stage.name].set()
+                async with anyio.create_task_group() as group:
+                    for stage in self.registry.order:
+                        group.start_soon(run_one, stage)
+            except Exception as group_error:
+                # One stage's failure cancelled the others; keep the one that caused it.
+                error = first_cause(group_error)
 
-        try:
-            async with anyio.create_task_group() as group:
-                for stage in self.registry.order:
-                    group.start_soon(run_one, stage)
-        except Exception as group_error:
-            # One stage's failure cancelled the others; keep the one that caused it.
-            error = first_cause(group_error)
-
-        order = self.registry.order
-        everything = frozenset(state.results) | frozenset(state.unfinished)
-        return JobOutcome(
-            kind=state.kind,
-            metadata=state.metadata(everything, order),
-            renditions=state.renditions(everything, order),
-            records=state.ordered_records(order),
-            warnings=state.warnings(),
-            error=error,
-        )
+            order = self.registry.order
+            everything = frozenset(state.results) | frozenset(state.unfinished)
+            return JobOutcome(
+                kind=state.kind,
+                metadata=state.metadata(everything, order),
+                renditions=state.renditions(everything, order),
+                records=state.ordered_records(order),
+                warnings=state.warnings(),
+                error=error,
+            )
 
     async def _run_stage(
         self, stage: Stage, state: JobState, make_job: Callable[[Stage], Job]

@@ -622,6 +622,19 @@ class PosterStandIn(Stage):
         raise AssertionError("a photo never reaches transcode")
 
 
+def worker_settings(
+    stack_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    rekognition: RekognitionServer,
+    **env: str,
+) -> Settings:
+    """The worker's settings for the test stack, with Rekognition served by ``rekognition``."""
+    env = {**stack_env, "MEDIAMILL_REKOGNITION_ENDPOINT_URL": rekognition.endpoint, **env}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
+
+
 async def test_worker_tags_an_upload_and_its_event_carries_needs_review(
     stack_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
@@ -632,10 +645,7 @@ async def test_worker_tags_an_upload_and_its_event_carries_needs_review(
     media_events: str,
     tmp_path: Path,
 ) -> None:
-    for name, value in stack_env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MEDIAMILL_REKOGNITION_ENDPOINT_URL", rekognition.endpoint)
-    settings: Settings = load_settings()
+    settings = worker_settings(stack_env, monkeypatch, rekognition)
     rekognition.answer("DetectLabels", Reply(body=LABELS))
     rekognition.answer("DetectModerationLabels", Reply(body=MODERATION))
     media_id = Uploader(settings).upload(write_png(tmp_path / "photo.png", 160, 120))
@@ -725,11 +735,8 @@ async def test_throttled_rekognition_defers_tagging_and_never_repeats_the_transc
     media_events: str,
     tmp_path: Path,
 ) -> None:
-    for name, value in stack_env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MEDIAMILL_REKOGNITION_ENDPOINT_URL", rekognition.endpoint)
-    monkeypatch.setenv("MEDIAMILL_AWS_MAX_ATTEMPTS", "1")  # botocore's own retries aside
-    settings: Settings = load_settings()
+    # botocore's own retries aside: the stage's budget is what is tested.
+    settings = worker_settings(stack_env, monkeypatch, rekognition, MEDIAMILL_AWS_MAX_ATTEMPTS="1")
     rekognition.answer("DetectLabels", THROTTLED)
     clip = write_video(tmp_path / "clip.mp4", seconds=1.0)
     media_id = Uploader(settings).upload(clip, "video/mp4")
