@@ -272,7 +272,9 @@ class Pipeline:
                 self._without_result(state, stage, "deferred", "deferred", started, detail)
                 return
             metrics.OPTIONAL_STAGE_RETRIES.labels(stage.name).inc()
-            job.log.info("optional_stage_retry", error=str(error), tries=tries, in_seconds=wait)
+            job.log.info(
+                "optional_stage_retry", error=str(error), tries=tries, in_seconds=round(wait, 3)
+            )
             await anyio.sleep(wait)
 
         if not isinstance(result, StageResult):

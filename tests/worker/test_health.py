@@ -130,6 +130,17 @@ async def test_the_command_takes_the_base_url_or_the_healthz_url(
             assert capsys.readouterr().out == f"unhealthy: {problems.now[0]}\n"
 
 
+async def test_the_command_goes_straight_to_the_worker_whatever_proxy_is_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("HTTP_PROXY", "http_proxy"):  # as a task may set one for its AWS calls
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    async with status_server() as (liveness, _, url):
+        liveness.tick("running")
+        assert await run_cli("--url", url) == 0
+        assert capsys.readouterr().out == "healthy\n"
+
+
 async def test_the_command_reports_a_dead_port_at_once(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
