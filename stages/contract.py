@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -54,10 +54,34 @@ class JobCancelled(StageError):
     """The job was cancelled (timeout or shutdown): a thread-run stage stops at its next check."""
 
 
-class StageOptions(BaseModel):
-    """Base of a stage's declared options; unknown options are refused when the stage loads."""
+@dataclass(frozen=True, slots=True)
+class RetryBudget:
+    """How an optional stage retries its own TransientErrors in-process before it is deferred:
+    at most ``attempts`` tries, none starting later than ``seconds`` after the first began."""
+
+    attempts: int = 3
+    seconds: float = 120.0
+
+
+class RetryOptions(BaseModel):
+    """The operator's override of a stage's RetryBudget (``retry`` in its options)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempts: int | None = Field(default=None, ge=1, le=100)
+    seconds: float | None = Field(default=None, ge=0, le=6 * 3600)
+
+
+class StageOptions(BaseModel):
+    """Base of a stage's declared options; unknown options are refused when the stage loads.
+
+    ``retry`` is accepted by every optional stage, so an operator can widen or narrow its
+    RetryBudget without the stage declaring anything.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    retry: RetryOptions | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +134,7 @@ class StageRecord:
 
     name: str
     version: str
-    outcome: str  # "ok", "warning", "skipped", "failed"
+    outcome: str  # "ok", "warning", "skipped", "failed", "deferred"
     seconds: float
     detail: str | None = None
 
@@ -207,10 +231,33 @@ class Stage:
     timeout: ClassVar[float] = 300.0
     cpu_bound: ClassVar[bool] = False
     final: ClassVar[bool] = False
+    retry_budget: ClassVar[RetryBudget] = RetryBudget()
     Options: ClassVar[type[StageOptions]] = StageOptions
 
     def __init__(self, options: StageOptions) -> None:
         self.options = options
+
+    @property
+    def budget(self) -> RetryBudget:
+        """The class's ``retry_budget`` with the operator's ``retry`` option over it."""
+        override = self.options.retry
+        if override is None:
+            return self.retry_budget
+        return RetryBudget(
+            attempts=override.attempts or self.retry_budget.attempts,
+            seconds=self.retry_budget.seconds if override.seconds is None else override.seconds,
+        )
+
+    @property
+    def longest_seconds(self) -> float:
+        """The longest this stage may take in one job: its timeout, plus an optional stage's
+        retry budget (a last try may start just before the budget runs out)."""
+        return self.timeout + (self.budget.seconds if self.optional else 0.0)
+
+    def unfinished_metadata(self, outcome: str, reason: str) -> Mapping[str, Any]:
+        """Metadata to merge when this (optional) stage ends without a result: ``outcome`` is
+        "deferred" (its retry budget ran out) or "failed"; default: nothing."""
+        return {}
 
     async def start(self, context: StageContext) -> None:
         """Called once when the worker starts, with its shared resources; default: nothing."""

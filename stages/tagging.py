@@ -2,14 +2,16 @@
 
 A photo is tagged from its ``preview`` rendition; a video from its poster and a few keyframes,
 merged so that each label appears once, with its highest confidence and the seconds it was
-seen at. Moderation labels at or above ``review_threshold`` set ``needs_review``, which travels
-in the ``media.processed`` event. The stage is optional: whatever goes wrong short of throttling
-or a server error only adds a warning, and the upload still becomes READY.
+seen at. ``moderation`` always says what became of moderation: ``done`` (with the labels, and
+``needs_review`` when one reaches ``review_threshold``), ``off``, ``failed`` or, when the stage
+ran out of retries, ``deferred``. The stage is optional: whatever goes wrong only adds a warning
+(or defers it), and the upload still becomes READY.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -86,6 +88,11 @@ class TaggingStage(Stage):
         # time keeps them from crowding the CPU-bound stages.
         self._cpu = anyio.CapacityLimiter(1)
 
+    def unfinished_metadata(self, outcome: str, reason: str) -> Mapping[str, Any]:
+        options = self.options
+        assert isinstance(options, TaggingOptions)
+        return {"moderation": _moderation_status(options, outcome, reason)}
+
     async def run(self, job: Job) -> StageResult:
         options = self.options
         assert isinstance(options, TaggingOptions)
@@ -93,7 +100,9 @@ class TaggingStage(Stage):
             partial(_frames, job, options), limiter=self._cpu
         )
         if not frames:
-            return StageResult(warnings=warnings or ["no picture to send: not tagged"])
+            warnings = warnings or ["no picture to send: not tagged"]
+            moderation = _moderation_status(options, "failed", "; ".join(warnings))
+            return StageResult(metadata={"moderation": moderation}, warnings=warnings)
         calls: dict[str, dict[str, Any]] = {
             "detect_labels": {
                 "MaxLabels": options.max_labels,
@@ -103,6 +112,7 @@ class TaggingStage(Stage):
         if options.moderation:
             calls["detect_moderation_labels"] = {"MinConfidence": options.moderation_min_confidence}
         found: dict[str, dict[str, dict[str, Any]]] = {}
+        refusals: dict[str, str] = {}
         for frame in frames:
             for operation, params in list(calls.items()):
                 try:
@@ -110,6 +120,7 @@ class TaggingStage(Stage):
                 except _Refused as refused:
                     job.log.warning("tagging_refused", operation=operation, reason=str(refused))
                     warnings.append(str(refused))
+                    refusals[operation] = str(refused)
                     if refused.for_good:
                         del calls[operation]
                         continue
@@ -117,7 +128,7 @@ class TaggingStage(Stage):
                 merged = found.setdefault(operation, {})  # answered, even if with nothing
                 for entry in _PARSERS[operation](response):
                     _merge(merged, entry, frame.seconds)
-        return StageResult(metadata=_metadata(found, options), warnings=warnings)
+        return StageResult(metadata=_metadata(found, options, refusals), warnings=warnings)
 
     async def _detect(
         self, operation: str, frame: Frame, params: dict[str, Any], options: TaggingOptions
@@ -225,18 +236,31 @@ def _ranked(found: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _metadata(
-    found: dict[str, dict[str, dict[str, Any]]], options: TaggingOptions
+    found: dict[str, dict[str, dict[str, Any]]],
+    options: TaggingOptions,
+    refusals: dict[str, str],
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     if "detect_labels" in found:
         metadata["tags"] = _ranked(found["detect_labels"])[: options.max_labels]
     if "detect_moderation_labels" in found:
-        moderation = _ranked(found["detect_moderation_labels"])
-        metadata["moderation"] = moderation
-        metadata["needs_review"] = any(
-            entry["confidence"] >= options.review_threshold for entry in moderation
-        )
+        labels = _ranked(found["detect_moderation_labels"])
+        needs_review = any(entry["confidence"] >= options.review_threshold for entry in labels)
+        metadata["moderation"] = {"status": "done", "labels": labels, "needs_review": needs_review}
+        # Also on its own, as media.processed has always carried it.
+        metadata["needs_review"] = needs_review
+    else:
+        # Refused for good, or every picture refused (the labels call refuses it first).
+        reason = refusals.get("detect_moderation_labels") or refusals.get("detect_labels", "")
+        metadata["moderation"] = _moderation_status(options, "failed", reason)
     return metadata
+
+
+def _moderation_status(options: TaggingOptions, outcome: str, reason: str) -> dict[str, Any]:
+    """Moderation that did not run: ``off`` when turned off, else ``outcome`` with the reason."""
+    if not options.moderation:
+        return {"status": "off"}
+    return {"status": outcome, "reason": reason}
 
 
 def _retry_after(exc: ClientError, options: TaggingOptions) -> float:

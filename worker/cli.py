@@ -10,13 +10,16 @@ from pathlib import Path
 import anyio
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.logs import configure_logging
-from worker.registry import RegistryError, StageRegistry
-from worker.settings import SettingsError, load_settings
+# The worker's own modules (settings, registry, logging) are imported by the commands that use
+# them: `mediamill health` runs as the container health check, on a busy task, and must answer
+# long before ECS's 5 s timeout.
 
 
 def _worker(args: argparse.Namespace) -> int:
     from worker.consumer import Worker
+    from worker.logs import configure_logging
+    from worker.registry import StageRegistry
+    from worker.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -27,6 +30,9 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _stages(args: argparse.Namespace) -> int:
+    from worker.registry import StageRegistry
+    from worker.settings import load_settings
+
     settings = load_settings()
     registry = StageRegistry.from_settings(settings.stages, settings.stage_options)
     rows = registry.describe()
@@ -58,12 +64,20 @@ def _stages(args: argparse.Namespace) -> int:
 def _health(args: argparse.Namespace) -> int:
     from worker.health import check
 
-    url = args.url or f"http://127.0.0.1:{load_settings().metrics_port}"
-    return 0 if check(url) else 1
+    url = args.url
+    if url is None:  # reading the settings costs a few tenths of a second; --url skips it
+        from worker.settings import load_settings
+
+        url = f"http://127.0.0.1:{load_settings().metrics_port}"
+    answer = check(url, timeout=args.timeout)
+    print(answer.describe())
+    return 0 if answer.healthy else 1
 
 
 def _dev(args: argparse.Namespace) -> int:
     from worker.embedded import embedded_stack
+    from worker.logs import configure_logging
+    from worker.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -84,6 +98,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
+    from worker.logs import configure_logging
 
     # The demo's own table is the output; the worker's logs only matter when something breaks.
     configure_logging("ERROR", "console")
@@ -110,9 +125,16 @@ def parser() -> argparse.ArgumentParser:
     stages.add_argument("--json", action="store_true", help="one JSON object per stage")
     stages.set_defaults(run=_stages)
 
-    health = commands.add_parser("health", help="exit 0 when the worker's /healthz is fine")
+    health = commands.add_parser(
+        "health", help="exit 0 when the worker's /healthz is fine, else print why and exit 1"
+    )
     health.add_argument("--check", action="store_true", help="(default) check and exit 0 or 1")
-    health.add_argument("--url", help="status server base URL (default: local metrics port)")
+    health.add_argument(
+        "--url", help="status server base URL or its /healthz URL (default: local metrics port)"
+    )
+    health.add_argument(
+        "--timeout", type=float, default=2.0, help="seconds to wait for the answer (default: 2)"
+    )
     health.set_defaults(run=_health)
 
     dev = commands.add_parser("dev", help="embedded AWS + API + worker on loopback")
@@ -137,15 +159,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         status: int = args.run(args)
-    except (SettingsError, RegistryError) as exc:
-        print(f"mediamill: {exc}", file=sys.stderr)
-        return 2
     except (ClientError, BotoCoreError) as exc:
         # At start-up (the queue's attributes are read first): wrong URL, region or credentials.
         print(f"mediamill: AWS refused or could not be reached: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # Named here, not in the clause: importing them up front would slow `mediamill health`.
+        from worker.registry import RegistryError
+        from worker.settings import SettingsError
+
+        if not isinstance(exc, SettingsError | RegistryError):
+            raise
+        print(f"mediamill: {exc}", file=sys.stderr)
+        return 2
     return status
 
 

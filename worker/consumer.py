@@ -94,14 +94,17 @@ class Worker:
                     aws.dynamodb, self.settings.table, event_lock_seconds=lock_seconds
                 )
                 outbox = Outbox(MediaEvents(aws.sns, self.settings.media_topic_arn), store)
+                pipeline = Pipeline(
+                    self.registry,
+                    cpu_limiter=anyio.CapacityLimiter(self.settings.cpu_threads),
+                    grace_seconds=self.settings.stage_grace_seconds,
+                )
+                self.liveness.watch(queue, pipeline)
                 processor = UploadProcessor(
                     s3=aws.s3,
                     store=store,
                     outbox=outbox,
-                    pipeline=Pipeline(
-                        self.registry,
-                        cpu_limiter=anyio.CapacityLimiter(self.settings.cpu_threads),
-                    ),
+                    pipeline=pipeline,
                     originals_bucket=self.settings.originals_bucket,
                     spool=spool,
                     lease_seconds=self.settings.visibility_timeout,

@@ -56,3 +56,17 @@ SWEPT = Counter(
     "the worker marked FAILED (abandoned).",
     ["action"],
 )
+STUCK_THREADS = Counter(
+    "mediamill_stuck_stage_threads_total",
+    "Stage threads still running a grace after their stage was cancelled or timed out.",
+    ["stage"],
+)
+STUCK_THREADS_NOW = Gauge(
+    "mediamill_stage_threads_stuck",
+    "Stage threads stuck now (each holds a CPU slot; /healthz fails while there is one).",
+)
+OPTIONAL_STAGE_RETRIES = Counter(
+    "mediamill_optional_stage_retries_total",
+    "In-process retries of an optional stage after a TransientError, within its retry budget.",
+    ["stage"],
+)

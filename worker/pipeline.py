@@ -1,8 +1,17 @@
-"""Runs one job through the stage DAG: independent stages concurrently, CPU work in threads."""
+"""Runs one job through the stage DAG: independent stages concurrently, CPU work in threads.
+
+A required stage's failure stops the job; an optional stage's never does. Its TransientErrors
+are retried here within its retry budget, then it is ``deferred`` (a later reprocess finds it);
+other failures are warnings. Either way its ``unfinished_metadata`` is merged in its place.
+"""
 
 from __future__ import annotations
 
+import random
+import shutil
 import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +22,6 @@ from structlog.typing import FilteringBoundLogger
 from stages.contract import (
     BadMediaError,
     Job,
-    JobCancelled,
     MediaKind,
     MediaSource,
     Rendition,
@@ -24,10 +32,11 @@ from stages.contract import (
 )
 from worker import metrics
 from worker.registry import StageRegistry
+from worker.stage_runner import StageRunner, StageTimeout, first_cause
 
-
-class StageTimeout(TransientError):
-    """A stage ran past its timeout."""
+# First in-process retry of an optional stage after about this long, doubling each time, when
+# the error gives no retry_after.
+_RETRY_BASE_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -39,6 +48,8 @@ class JobState:
     records: dict[str, StageRecord] = field(default_factory=dict)
     # Stages skipped because they are not for this kind: what requires them runs all the same.
     not_for_kind: set[str] = field(default_factory=set)
+    # What optional stages that ended without a result gave through unfinished_metadata.
+    unfinished: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def renditions(self, names: frozenset[str], order: tuple[Stage, ...]) -> dict[str, Rendition]:
         merged: dict[str, Rendition] = {}
@@ -51,8 +62,12 @@ class JobState:
     def metadata(self, names: frozenset[str], order: tuple[Stage, ...]) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         for stage in order:
-            if stage.name in names and stage.name in self.results:
+            if stage.name not in names:
+                continue
+            if stage.name in self.results:
                 merged.update(self.results[stage.name].metadata)
+            elif stage.name in self.unfinished:
+                merged.update(self.unfinished[stage.name])
         return merged
 
     def warnings(self, names: frozenset[str] | None = None) -> list[str]:
@@ -61,7 +76,8 @@ class JobState:
             if names is None or name in names:
                 found.extend(f"{name}: {text}" for text in result.warnings)
         for name, record in self.records.items():
-            if record.outcome == "warning" and record.detail and (names is None or name in names):
+            noted = record.outcome in ("warning", "deferred") and record.detail
+            if noted and (names is None or name in names):
                 found.append(f"{name}: {record.detail}")
         return found
 
@@ -84,9 +100,42 @@ class JobOutcome:
 class Pipeline:
     """Runs the registry's DAG for one job at a time; many jobs may run concurrently."""
 
-    def __init__(self, registry: StageRegistry, *, cpu_limiter: anyio.CapacityLimiter) -> None:
+    def __init__(
+        self,
+        registry: StageRegistry,
+        *,
+        cpu_limiter: anyio.CapacityLimiter,
+        grace_seconds: float,
+    ) -> None:
         self.registry = registry
-        self.cpu_limiter = cpu_limiter
+        self.runner = StageRunner(cpu_limiter, grace_seconds=grace_seconds)
+        # By then every stage of a job has ended, timed out or been given up (one grace, for
+        # the stage whose timeout ends the job): a job still running is held by a stage that
+        # ignores cancellation.
+        self.limit_seconds = registry.critical_path_seconds() + grace_seconds
+        self._running: dict[object, tuple[str, float]] = {}  # media id, start
+
+    def health_problems(self) -> list[str]:
+        """Stuck stage threads, and jobs running past what their stage timeouts allow."""
+        now = time.monotonic()
+        problems = self.runner.health_problems()
+        for media_id, started in self._running.values():
+            if now - started > self.limit_seconds:
+                problems.append(
+                    f"job {media_id} has run its stages for {now - started:.0f} s, past the "
+                    f"{self.limit_seconds:g} s their timeouts and the grace allow"
+                )
+        return problems
+
+    @contextmanager
+    def _watched(self, media_id: str) -> Iterator[None]:
+        """While a job runs, health_problems can see how long it has."""
+        key = object()
+        self._running[key] = (media_id, time.monotonic())
+        try:
+            yield
+        finally:
+            del self._running[key]
 
     async def run(
         self,
@@ -101,64 +150,61 @@ class Pipeline:
         """Run every stage, final ones (publish) last; a failure stops the rest of the job.
 
         The outcome's ``error`` is a BadMediaError (permanent), a TransientError (retry later) or
-        any other exception (a bug); cancellation (shutdown) propagates as usual.
+        any other exception (a bug); cancellation (shutdown) propagates as usual. Either way it
+        returns only once every stage thread of the job has returned or been found stuck.
         """
-        state = JobState()
-        error: BaseException | None = None
-        done = {stage.name: anyio.Event() for stage in self.registry.order}
-        thread_cancel: list[Any] = []
+        with self._watched(source.media_id):
+            state = JobState()
+            error: BaseException | None = None
+            done = {stage.name: anyio.Event() for stage in self.registry.order}
 
-        async def run_one(stage: Stage) -> None:
-            try:
-                for dep in self.registry.ancestors[stage.name]:
-                    await done[dep].wait()
-                await self._run_stage(
-                    stage,
-                    state,
-                    source,
-                    original,
-                    workdir,
-                    attempt,
-                    max_attempts,
-                    log,
-                    thread_cancel,
+            def make_job(stage: Stage) -> Job:
+                ancestors = self.registry.ancestors[stage.name]
+                order = self.registry.order
+                return Job(
+                    source=source,
+                    original=original,
+                    workdir=workdir / stage.name,
+                    kind=state.kind,
+                    attempt=attempt,
+                    max_attempts=max_attempts,
+                    renditions=state.renditions(ancestors, order),
+                    metadata=state.metadata(ancestors, order),
+                    options=stage.options,
+                    log=log.bind(stage=stage.name),
+                    records=tuple(r for r in state.ordered_records(order) if r.name in ancestors),
+                    warnings=tuple(state.warnings(ancestors)),
                 )
-            finally:
-                done[stage.name].set()
 
-        try:
-            async with anyio.create_task_group() as group:
-                for stage in self.registry.order:
-                    group.start_soon(run_one, stage)
-        except Exception as group_error:
-            # One stage's failure cancelled the others; keep the one that caused it.
-            error = _first_cause(group_error)
-        finally:
-            for event in thread_cancel:
-                event.set()
+            async def run_one(stage: Stage) -> None:
+                try:
+                    for dep in self.registry.ancestors[stage.name]:
+                        await done[dep].wait()
+                    await self._run_stage(stage, state, make_job)
+                finally:
+                    done[stage.name].set()
 
-        order = self.registry.order
-        everything = frozenset(state.results)
-        return JobOutcome(
-            kind=state.kind,
-            metadata=state.metadata(everything, order),
-            renditions=state.renditions(everything, order),
-            records=state.ordered_records(order),
-            warnings=state.warnings(),
-            error=error,
-        )
+            try:
+                async with anyio.create_task_group() as group:
+                    for stage in self.registry.order:
+                        group.start_soon(run_one, stage)
+            except Exception as group_error:
+                # One stage's failure cancelled the others; keep the one that caused it.
+                error = first_cause(group_error)
+
+            order = self.registry.order
+            everything = frozenset(state.results) | frozenset(state.unfinished)
+            return JobOutcome(
+                kind=state.kind,
+                metadata=state.metadata(everything, order),
+                renditions=state.renditions(everything, order),
+                records=state.ordered_records(order),
+                warnings=state.warnings(),
+                error=error,
+            )
 
     async def _run_stage(
-        self,
-        stage: Stage,
-        state: JobState,
-        source: MediaSource,
-        original: Path,
-        workdir: Path,
-        attempt: int,
-        max_attempts: int,
-        log: FilteringBoundLogger,
-        thread_cancel: list[Any],
+        self, stage: Stage, state: JobState, make_job: Callable[[Stage], Job]
     ) -> None:
         ancestors = self.registry.ancestors[stage.name]
         needed = self.registry.requirements[stage.name]
@@ -176,7 +222,14 @@ class Pipeline:
             )
         ]
         if failed_deps:
-            self._record(state, stage, "skipped", 0.0, f"requires {', '.join(sorted(failed_deps))}")
+            detail = f"requires {', '.join(sorted(failed_deps))}"
+            if all(state.records[dep].outcome == "deferred" for dep in failed_deps):
+                # Missing only what a later reprocess will make: deferred with it.
+                self._without_result(state, stage, "deferred", "deferred", None, detail)
+            elif stage.optional:
+                self._without_result(state, stage, "skipped", "failed", None, detail)
+            else:
+                self._record(state, stage, "skipped", None, detail)
             return
         if state.kind is None and stage.kinds != frozenset(MediaKind):
             raise RuntimeError(
@@ -185,49 +238,45 @@ class Pipeline:
             )
         if state.kind is not None and state.kind not in stage.kinds:
             state.not_for_kind.add(stage.name)
-            self._record(state, stage, "skipped", 0.0, f"not for {state.kind.value}")
+            self._record(state, stage, "skipped", None, f"not for {state.kind.value}")
             return
 
-        stage_dir = workdir / stage.name
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        order = self.registry.order
-        job = Job(
-            source=source,
-            original=original,
-            workdir=stage_dir,
-            kind=state.kind,
-            attempt=attempt,
-            max_attempts=max_attempts,
-            renditions=state.renditions(ancestors, order),
-            metadata=state.metadata(ancestors, order),
-            options=stage.options,
-            log=log.bind(stage=stage.name),
-            records=tuple(r for r in state.ordered_records(order) if r.name in ancestors),
-            warnings=tuple(state.warnings(ancestors)),
-        )
-        thread_cancel.append(job.cancelled)
         started = time.monotonic()
-        try:
-            result = await self._call(stage, job)
-        except BadMediaError as exc:
-            if stage.optional:
-                self._finish(state, stage, "warning", started, str(exc))
-                return
-            self._finish(state, stage, "failed", started, str(exc))
-            raise
-        except TransientError as exc:
-            if stage.optional and job.last_attempt:
-                self._finish(state, stage, "warning", started, str(exc))
-                return
-            self._finish(state, stage, "failed", started, str(exc))
-            raise
-        except Exception as exc:
+        tries = 0
+        while True:
+            tries += 1
+            job = make_job(stage)
+            if tries > 1:  # each try starts from an empty directory, as the first did
+                await anyio.to_thread.run_sync(shutil.rmtree, job.workdir, True)
+            job.workdir.mkdir(parents=True, exist_ok=True)
+            try:
+                result = await self.runner.call(stage, job)
+            except Exception as raised:
+                error = first_cause(raised)  # a stage's own task group wraps what it raised
+            else:
+                break
             if not stage.optional:
-                self._finish(state, stage, "failed", started, f"{type(exc).__name__}: {exc}")
-                raise
-            job.log.warning("optional_stage_failed", exc_info=True)
-            self._finish(state, stage, "warning", started, f"{type(exc).__name__}: {exc}")
-            return
+                self._record(state, stage, "failed", started, _describe(error))
+                raise error
+            if not isinstance(error, TransientError):
+                if not isinstance(error, BadMediaError):
+                    job.log.warning("optional_stage_failed", exc_info=error)
+                self._without_result(state, stage, "warning", "failed", started, _describe(error))
+                return
+            wait = self._retry_wait(stage, error, tries, started)
+            if wait is None:
+                spent = time.monotonic() - started
+                tried = "1 try" if tries == 1 else f"{tries} tries"
+                detail = f"deferred after {tried} in {spent:.1f} s: {error}"
+                job.log.warning("optional_stage_deferred", tries=tries, error=str(error))
+                self._without_result(state, stage, "deferred", "deferred", started, detail)
+                return
+            metrics.OPTIONAL_STAGE_RETRIES.labels(stage.name).inc()
+            job.log.info(
+                "optional_stage_retry", error=str(error), tries=tries, in_seconds=round(wait, 3)
+            )
+            await anyio.sleep(wait)
+
         if not isinstance(result, StageResult):
             raise TypeError(
                 f"stage {stage.name!r} returned {type(result).__name__}, not StageResult"
@@ -236,40 +285,55 @@ class Pipeline:
             if state.kind is not None and state.kind is not result.kind:
                 raise RuntimeError(f"stage {stage.name!r} changed the media kind")
             state.kind = result.kind
+        order = self.registry.order
         clashes = {r.name for r in result.renditions} & set(
             state.renditions(frozenset(state.results), order)
         )
         if clashes:
             raise RuntimeError(f"stage {stage.name!r} produced renditions already made: {clashes}")
         state.results[stage.name] = result
-        self._finish(state, stage, "warning" if result.warnings else "ok", started, None)
+        self._record(state, stage, "warning" if result.warnings else "ok", started, None)
 
-    async def _call(self, stage: Stage, job: Job) -> StageResult:
-        try:
-            with anyio.fail_after(stage.timeout):
-                if stage.cpu_bound:
-                    return await anyio.to_thread.run_sync(
-                        stage.run_sync, job, limiter=self.cpu_limiter, abandon_on_cancel=True
-                    )
-                return await stage.run(job)
-        except TimeoutError:
-            job.cancelled.set()
-            raise StageTimeout(
-                f"stage {stage.name!r} timed out after {stage.timeout:g} s"
-            ) from None
-        except JobCancelled:
-            raise StageTimeout(f"stage {stage.name!r} was cancelled") from None
-        finally:
-            job.cancelled.set()
+    @staticmethod
+    def _retry_wait(
+        stage: Stage, error: TransientError, tries: int, started: float
+    ) -> float | None:
+        """How long before an optional stage's next try; None when its budget is spent."""
+        budget = stage.budget
+        if tries >= budget.attempts:
+            return None
+        if isinstance(error, StageTimeout) and not error.stopped:
+            return None  # its thread still runs: another try would run beside it
+        if error.retry_after is not None:
+            wait = float(error.retry_after)
+        else:
+            wait = _RETRY_BASE_SECONDS * 2 ** (tries - 1) * random.uniform(0.8, 1.2)
+        if time.monotonic() + wait - started > budget.seconds:
+            return None
+        return wait
 
-    def _finish(
-        self, state: JobState, stage: Stage, outcome: str, started: float, detail: str | None
+    def _without_result(
+        self,
+        state: JobState,
+        stage: Stage,
+        outcome: str,
+        unfinished: str,
+        started: float | None,
+        detail: str,
     ) -> None:
-        self._record(state, stage, outcome, time.monotonic() - started, detail)
+        """Record a stage that made nothing, and keep what its unfinished_metadata gives."""
+        self._record(state, stage, outcome, started, detail)
+        state.unfinished[stage.name] = dict(stage.unfinished_metadata(unfinished, detail))
 
     def _record(
-        self, state: JobState, stage: Stage, outcome: str, seconds: float, detail: str | None
+        self,
+        state: JobState,
+        stage: Stage,
+        outcome: str,
+        started: float | None,  # None: it never ran
+        detail: str | None,
     ) -> None:
+        seconds = 0.0 if started is None else time.monotonic() - started
         state.records[stage.name] = StageRecord(
             name=stage.name, version=stage.version, outcome=outcome, seconds=seconds, detail=detail
         )
@@ -278,24 +342,8 @@ class Pipeline:
             metrics.STAGE_SECONDS.labels(stage.name, kind, outcome).observe(seconds)
 
 
-def _first_cause(group: BaseException) -> BaseException:
-    """The exception that failed the job: bad media first, then transient, then anything."""
-    leaves: list[BaseException] = []
-
-    def walk(error: BaseException) -> None:
-        if isinstance(error, BaseExceptionGroup):
-            for inner in error.exceptions:
-                walk(inner)
-        else:
-            leaves.append(error)
-
-    walk(group)
-    for wanted in (BadMediaError, TransientError):
-        for leaf in leaves:
-            if isinstance(leaf, wanted):
-                return leaf
-    cancelled = anyio.get_cancelled_exc_class()
-    for leaf in leaves:
-        if not isinstance(leaf, cancelled):
-            return leaf
-    return group
+def _describe(error: BaseException) -> str:
+    """A stage error as recorded: its own message, or a bug's type and message."""
+    if isinstance(error, BadMediaError | TransientError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"

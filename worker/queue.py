@@ -58,6 +58,9 @@ class MediaQueue:
         self.in_flight: set[InFlight] = set()
         self._pending_deletes: list[tuple[InFlight, anyio.Event]] = []
         self._delete_wanted = anyio.Event()
+        # Since when every ReceiveMessage has failed (None: the last one returned), and why.
+        self._receive_failing_since: float | None = None
+        self._receive_error = ""
 
     async def read_redrive_policy(self) -> None:
         """Learn maxReceiveCount from the queue itself (also proves the queue is reachable)."""
@@ -106,12 +109,32 @@ class MediaQueue:
         except (ClientError, BotoCoreError) as exc:
             metrics.SQS_ERRORS.labels("receive").inc()
             self._log.warning("receive_failed", error=str(exc))
+            if self._receive_failing_since is None:
+                self._receive_failing_since = time.monotonic()
+            self._receive_error = str(exc)
             with anyio.move_on_after(min(5, self._settings.retry_base_seconds)):
                 await stop.wait()
             return []
+        self._receive_failing_since = None  # returned, even if with no message: SQS answers us
         messages = [InFlight.from_message(m) for m in response.get("Messages", [])]
         metrics.MESSAGES_RECEIVED.inc(len(messages))
         return messages
+
+    def health_problems(self) -> list[str]:
+        """Receives failing for MEDIAMILL_HEALTH_RECEIVE_SECONDS: credentials, IAM, the queue.
+
+        Counted from the first failure, not the last success: a worker whose slots are all
+        busy does not receive at all, and is not unhealthy for it.
+        """
+        if self._receive_failing_since is None:
+            return []
+        failing = time.monotonic() - self._receive_failing_since
+        if failing < self._settings.health_receive_seconds:
+            return []
+        return [
+            f"no SQS receive has succeeded for {failing:.0f} s "
+            f"(limit {self._settings.health_receive_seconds:g} s): {self._receive_error}"
+        ]
 
     async def is_empty(self) -> bool:
         """Nothing visible, in flight or delayed (burst mode's stop condition)."""

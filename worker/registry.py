@@ -73,6 +73,11 @@ def instantiate(cls: type[Stage], options: Mapping[str, Any] | None, origin: str
         raise RegistryError(
             f"invalid options for stage {cls.name!r} in MEDIAMILL_STAGE_OPTIONS: {detail}"
         ) from None
+    if parsed.retry is not None and not cls.optional:
+        raise RegistryError(
+            f"invalid options for stage {cls.name!r} in MEDIAMILL_STAGE_OPTIONS: retry: only an "
+            "optional stage retries in-process; a required one is retried with its message"
+        )
     return cls(parsed)
 
 
@@ -225,11 +230,12 @@ class StageRegistry:
         return result
 
     def critical_path_seconds(self) -> float:
-        """The longest chain of stage timeouts: how long one job may run at most."""
+        """The longest chain of stage timeouts (and optional stages' retry budgets): how long
+        one job's stages may run at most."""
         longest: dict[str, float] = {}
         for stage in self.order:
             before = max((longest[dep] for dep in self.ancestors[stage.name]), default=0.0)
-            longest[stage.name] = before + stage.timeout
+            longest[stage.name] = before + stage.longest_seconds
         return max(longest.values(), default=0.0)
 
     def describe(self) -> list[dict[str, Any]]:

@@ -100,11 +100,15 @@ class Settings(BaseSettings):
     stage_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Decompression bombs: pictures with more pixels are refused from their header, undecoded.
     max_pixels: int = Field(default=200_000_000, ge=1)
+    # How long a cancelled or timed-out stage's thread is waited for before it counts as stuck.
+    stage_grace_seconds: float = Field(default=10.0, gt=0, le=60)
 
     # Operability
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(default=9100, ge=0, le=65535)
     health_stall_seconds: float = Field(default=90.0, gt=0)
+    # Receives failing this long (credentials, IAM, a deleted queue) make /healthz fail.
+    health_receive_seconds: float = Field(default=120.0, gt=0)
     log_level: str = "INFO"
     log_format: str = "json"
 
@@ -166,6 +170,16 @@ class Settings(BaseSettings):
         if self.retry_base_seconds > self.retry_max_seconds:
             raise ValueError(
                 f"{ENV_PREFIX}RETRY_BASE_SECONDS must not exceed {ENV_PREFIX}RETRY_MAX_SECONDS"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_grace(self) -> Settings:
+        # Cancelled jobs' threads get the grace after the drain limit, all before ECS's SIGKILL.
+        if self.drain_seconds + self.stage_grace_seconds >= ECS_MAX_STOP_TIMEOUT:
+            raise ValueError(
+                f"{ENV_PREFIX}DRAIN_SECONDS + {ENV_PREFIX}STAGE_GRACE_SECONDS must stay under "
+                f"{ECS_MAX_STOP_TIMEOUT} s, the longest stopTimeout Fargate allows"
             )
         return self
 

@@ -14,9 +14,10 @@ import av
 import pytest
 import pyvips
 import structlog
+from prometheus_client import REGISTRY
 from structlog.testing import LogCapture
 
-from mediamill_testkit.client import Uploader, raw_item
+from mediamill_testkit.client import Uploader, drain_events, queue_counts, raw_item
 from mediamill_testkit.rekognition import (
     BAD_FORMAT,
     DENIED,
@@ -33,18 +34,21 @@ from stages import (
     Rendition,
     Stage,
     StageContext,
+    StageOptions,
     StageResult,
     TransientError,
 )
 from stages.probe import ProbeStage
 from stages.publish import PublishStage
 from stages.tagging import TaggingOptions, TaggingStage
+from stages.thumbnail import ThumbnailStage
+from stages.transcode import TranscodeStage
 from worker.aws import AwsClients, open_clients
 from worker.consumer import Worker
 from worker.devstack import Stack
 from worker.notify import media_event
 from worker.registry import LoadedStage, RegistryError, StageRegistry, instantiate
-from worker.samples import write_png
+from worker.samples import write_png, write_video
 from worker.settings import Settings, load_settings
 
 # DetectLabels as the developer guide shows it (labels model 3.0: aliases and categories).
@@ -230,7 +234,12 @@ def test_the_documented_options_are_the_declared_ones() -> None:
     section = doc.read_text().split("### `tagging`", 1)[1]
     section = section.split("\n### ", 1)[0].split("\n## ", 1)[0]  # up to the next section
     rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", section, flags=re.MULTILINE))
-    declared = TaggingOptions.model_fields
+    # Options every stage takes (retry) are documented with the contract, not here.
+    declared = {
+        name: field
+        for name, field in TaggingOptions.model_fields.items()
+        if name not in StageOptions.model_fields
+    }
     assert rows == {name: json.dumps(field.default) for name, field in declared.items()}
 
 
@@ -267,10 +276,14 @@ async def test_photo_preview_is_sent_with_the_options_and_both_answers_parsed(
 
     assert result.warnings == []
     assert result.metadata["tags"] == TAGS
-    assert result.metadata["moderation"] == [
-        {"name": "Violence", "confidence": 92.33, "parent": None},
-        {"name": "Weapon Violence", "confidence": 79.03, "parent": "Violence"},
-    ]
+    assert result.metadata["moderation"] == {
+        "status": "done",
+        "labels": [
+            {"name": "Violence", "confidence": 92.33, "parent": None},
+            {"name": "Weapon Violence", "confidence": 79.03, "parent": "Violence"},
+        ],
+        "needs_review": True,
+    }
     assert result.metadata["needs_review"] is True
     json.dumps(result.metadata)  # stored with the item as it is
 
@@ -299,7 +312,9 @@ async def test_needs_review_above_the_threshold_only(
     result = await run_stage(aws, job, review_threshold=threshold)
 
     assert result.metadata["needs_review"] is expected
-    assert len(result.metadata["moderation"]) == len(answer["ModerationLabels"])
+    assert result.metadata["moderation"]["status"] == "done"
+    assert result.metadata["moderation"]["needs_review"] is expected
+    assert len(result.metadata["moderation"]["labels"]) == len(answer["ModerationLabels"])
 
 
 async def test_max_labels_caps_the_tags_and_moderation_can_be_turned_off(
@@ -314,7 +329,7 @@ async def test_max_labels_caps_the_tags_and_moderation_can_be_turned_off(
     assert [tag["name"] for tag in result.metadata["tags"]] == ["Person", "Car"]
     assert rekognition.calls("DetectModerationLabels") == []
     assert "needs_review" not in result.metadata
-    assert "moderation" not in result.metadata
+    assert result.metadata["moderation"] == {"status": "off"}
 
 
 @pytest.mark.parametrize(
@@ -364,11 +379,12 @@ async def test_a_picture_too_narrow_for_any_size_is_skipped_with_a_warning(
     result = await run_stage(aws, job)
 
     assert rekognition.requests == []
-    assert result.metadata == {}
-    assert result.warnings == [
+    [warning] = result.warnings
+    assert warning == (
         "preview not sent: a 2000x10 picture is too narrow for Rekognition "
         "(each side 80 to 10000 px)"
-    ]
+    )
+    assert result.metadata == {"moderation": {"status": "failed", "reason": warning}}
 
 
 async def test_a_photo_without_a_preview_is_skipped_with_a_warning(
@@ -377,8 +393,9 @@ async def test_a_photo_without_a_preview_is_skipped_with_a_warning(
     result = await run_stage(aws, make_job(tmp_path))
 
     assert rekognition.requests == []
-    assert result.metadata == {}
     assert result.warnings == ["no preview rendition: the photo was not tagged"]
+    reason = "no preview rendition: the photo was not tagged"
+    assert result.metadata == {"moderation": {"status": "failed", "reason": reason}}
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -442,10 +459,11 @@ async def test_a_picture_rekognition_refuses_is_a_warning_not_a_crash(
 
     assert len(rekognition.calls("DetectLabels")) == 1  # a 400 is not retried
     assert rekognition.calls("DetectModerationLabels") == []  # it would refuse it too
-    assert result.metadata == {}
     [warning] = result.warnings
     assert "DetectLabels: InvalidImageFormatException" in warning
     assert "the preview" in warning
+    # Never a silent absence: the platform learns that this upload was not moderated.
+    assert result.metadata == {"moderation": {"status": "failed", "reason": warning}}
 
 
 async def test_no_access_to_moderation_keeps_the_tags_and_warns(
@@ -464,6 +482,7 @@ async def test_no_access_to_moderation_keeps_the_tags_and_warns(
     assert "needs_review" not in result.metadata  # unknown, not "no"
     [warning] = result.warnings
     assert warning.startswith("DetectModerationLabels: AccessDeniedException")
+    assert result.metadata["moderation"] == {"status": "failed", "reason": warning}
     [logged] = [e for e in capture.entries if e["event"] == "tagging_refused"]
     assert logged["log_level"] == "warning"
     assert logged["operation"] == "detect_moderation_labels"
@@ -543,9 +562,11 @@ async def test_video_labels_from_poster_and_keyframes_are_merged(
         {"name": "Car", "confidence": 75.25, "parents": [], "categories": [], "times": [0.5, 3.5]},
         {"name": "Tree", "confidence": 70.0, "parents": [], "categories": [], "times": [1.5]},
     ]
-    assert result.metadata["moderation"] == [
-        {"name": "Violence", "confidence": 85.0, "parent": None, "times": [0.5, 1.5]}
-    ]
+    assert result.metadata["moderation"] == {
+        "status": "done",
+        "labels": [{"name": "Violence", "confidence": 85.0, "parent": None, "times": [0.5, 1.5]}],
+        "needs_review": True,
+    }
     assert result.metadata["needs_review"] is True
     [warning] = result.warnings
     assert "InvalidImageFormatException" in warning
@@ -601,6 +622,19 @@ class PosterStandIn(Stage):
         raise AssertionError("a photo never reaches transcode")
 
 
+def worker_settings(
+    stack_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    rekognition: RekognitionServer,
+    **env: str,
+) -> Settings:
+    """The worker's settings for the test stack, with Rekognition served by ``rekognition``."""
+    env = {**stack_env, "MEDIAMILL_REKOGNITION_ENDPOINT_URL": rekognition.endpoint, **env}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
+
+
 async def test_worker_tags_an_upload_and_its_event_carries_needs_review(
     stack_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
@@ -611,10 +645,7 @@ async def test_worker_tags_an_upload_and_its_event_carries_needs_review(
     media_events: str,
     tmp_path: Path,
 ) -> None:
-    for name, value in stack_env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MEDIAMILL_REKOGNITION_ENDPOINT_URL", rekognition.endpoint)
-    settings: Settings = load_settings()
+    settings = worker_settings(stack_env, monkeypatch, rekognition)
     rekognition.answer("DetectLabels", Reply(body=LABELS))
     rekognition.answer("DetectModerationLabels", Reply(body=MODERATION))
     media_id = Uploader(settings).upload(write_png(tmp_path / "photo.png", 160, 120))
@@ -628,6 +659,8 @@ async def test_worker_tags_an_upload_and_its_event_carries_needs_review(
     assert item["status"] == "READY"
     assert item["metadata"]["tags"] == TAGS
     assert item["metadata"]["needs_review"] is True
+    assert item["metadata"]["moderation"]["status"] == "done"
+    assert item["metadata"]["moderation"]["needs_review"] is True
     assert {s["name"]: s["outcome"] for s in item["stages"]}["tagging"] == "ok"
     [sent] = rekognition.calls("DetectLabels")
     assert sent_picture(sent.image).width == 160  # the stand-in's preview, never upscaled
@@ -670,3 +703,68 @@ async def test_an_unreadable_video_still_gets_its_poster_tagged(
     ]
     [warning] = result.warnings
     assert warning.startswith("keyframes not read: ")
+
+
+# --- moderation when the stage makes nothing -------------------------------------------------
+
+
+def test_a_deferred_or_failed_stage_says_so_in_moderation_unless_it_is_off() -> None:
+    stage = instantiate(TaggingStage, None, "test")
+    assert stage.unfinished_metadata("deferred", "DetectLabels: throttled") == {
+        "moderation": {"status": "deferred", "reason": "DetectLabels: throttled"}
+    }
+    assert stage.unfinished_metadata("failed", "KeyError: 'Labels'") == {
+        "moderation": {"status": "failed", "reason": "KeyError: 'Labels'"}
+    }
+    off = instantiate(TaggingStage, {"moderation": False}, "test")
+    assert off.unfinished_metadata("deferred", "throttled") == {"moderation": {"status": "off"}}
+
+
+def stage_runs(stage: str, kind: str) -> float:
+    labels = {"stage": stage, "kind": kind, "outcome": "ok"}
+    return REGISTRY.get_sample_value("mediamill_stage_duration_seconds_count", labels) or 0.0
+
+
+async def test_throttled_rekognition_defers_tagging_and_never_repeats_the_transcode(
+    stack_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    rekognition: RekognitionServer,
+    stack: Stack,
+    sqs: Any,
+    dynamodb: Any,
+    media_events: str,
+    tmp_path: Path,
+) -> None:
+    # botocore's own retries aside: the stage's budget is what is tested.
+    settings = worker_settings(stack_env, monkeypatch, rekognition, MEDIAMILL_AWS_MAX_ATTEMPTS="1")
+    rekognition.answer("DetectLabels", THROTTLED)
+    clip = write_video(tmp_path / "clip.mp4", seconds=1.0)
+    media_id = Uploader(settings).upload(clip, "video/mp4")
+    options: dict[str, dict[str, Any]] = {
+        "tagging": {"throttle_retry_seconds": 0.05, "retry": {"attempts": 3, "seconds": 30}}
+    }
+    stages = (ProbeStage, ThumbnailStage, TranscodeStage, TaggingStage, PublishStage)
+    registry = StageRegistry(
+        [LoadedStage(stage=instantiate(cls, options.get(cls.name), cls.name)) for cls in stages]
+    )
+    transcodes = stage_runs("transcode", "video")
+
+    await Worker(settings, registry, burst=True).run()
+
+    assert stage_runs("transcode", "video") == transcodes + 1  # once, on the first delivery
+    assert len(rekognition.calls("DetectLabels")) == 3  # the budget's three tries
+    item = raw_item(dynamodb, stack.names.table, media_id)
+    assert item is not None
+    assert item["status"] == "READY"
+    outcomes = {s["name"]: s["outcome"] for s in item["stages"]}
+    assert outcomes["transcode"] == "ok"
+    assert outcomes["tagging"] == "deferred"
+    moderation = item["metadata"]["moderation"]
+    assert moderation["status"] == "deferred"
+    assert moderation["reason"].startswith("deferred after 3 tries in ")
+    assert "ThrottlingException" in moderation["reason"]
+    assert "tags" not in item["metadata"]
+    assert any(w.startswith("tagging: deferred after 3 tries") for w in item["warnings"])
+    assert queue_counts(sqs, stack.queue_url) == (0, 0)
+    [event] = drain_events(sqs, media_events)
+    assert (event["type"], event["media_id"]) == ("media.processed", media_id)

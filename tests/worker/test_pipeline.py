@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import ClassVar
 
 import anyio
 import anyio.lowlevel
 import pytest
-import structlog
 
+from mediamill_testkit.pipeline import make_pipeline, outcomes, run_job
 from stages import (
     BadMediaError,
     Job,
     MediaKind,
-    MediaSource,
     Rendition,
     Stage,
     StageResult,
     TransientError,
 )
-from worker.pipeline import JobOutcome, Pipeline, StageTimeout
-from worker.registry import LoadedStage, StageRegistry
+from worker.pipeline import JobOutcome, StageTimeout
 
 
 class Seen:
@@ -60,34 +59,12 @@ class Done(Recording):
     final = True
 
 
-def write_original(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    original = directory / "original"
-    original.write_bytes(b"not really media")
-    return original
-
-
 async def run_pipeline(
     tmp_path: Path, *classes: type[Stage], attempt: int = 1, max_attempts: int = 3
 ) -> JobOutcome:
     """Run one job through ``classes`` plus the final ``Done`` stage."""
-    everything: list[type[Stage]] = [*classes, Done]
-    registry = StageRegistry([LoadedStage(stage=cls(cls.Options())) for cls in everything])
-    source = MediaSource("m-1", "owner-1", "originals", "originals/m-1", "etag", 16)
-    pipeline = Pipeline(registry, cpu_limiter=anyio.CapacityLimiter(2))
-    with anyio.fail_after(5):
-        return await pipeline.run(
-            source,
-            write_original(tmp_path),
-            tmp_path / "work",
-            attempt=attempt,
-            max_attempts=max_attempts,
-            log=structlog.get_logger(),
-        )
-
-
-def outcomes(outcome: JobOutcome) -> dict[str, str]:
-    return {record.name: record.outcome for record in outcome.records}
+    pipeline = make_pipeline(*classes, Done)
+    return await run_job(pipeline, tmp_path, attempt=attempt, max_attempts=max_attempts)
 
 
 def rendition(tmp_path: Path, name: str) -> Rendition:
@@ -271,31 +248,49 @@ async def test_optional_stage_failure_is_a_warning_and_skips_its_dependents(
     assert "after-broken" not in Seen.jobs
 
 
-class Throttled(Recording):
-    name = "throttled"
-    optional = True
+class GroupedCorrupt(Recording):
+    """Finds the media bad inside a task group of its own, as publish uploads in one."""
 
-    def result(self, job: Job) -> StageResult:
-        raise TransientError("rate exceeded")
+    name = "grouped-corrupt"
+
+    async def run(self, job: Job) -> StageResult:
+        async def part() -> None:
+            raise BadMediaError("the second track is unreadable")
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(part)
+        return StageResult()
 
 
-async def test_transient_error_in_optional_stage_retries_until_the_last_attempt(
+class GroupedThrottled(Recording):
+    name = "grouped-throttled"
+
+    async def run(self, job: Job) -> StageResult:
+        async def part() -> None:
+            raise TransientError("slow down", retry_after=7.0)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(part)
+        return StageResult()
+
+
+async def test_an_error_inside_a_stages_task_group_is_classified_by_its_cause(
     tmp_path: Path,
 ) -> None:
-    early = await run_pipeline(tmp_path / "1", Throttled, attempt=2, max_attempts=3)
-    assert isinstance(early.error, TransientError)
-    assert str(early.error) == "rate exceeded"
-    assert "done" not in Seen.jobs
+    bad = await run_pipeline(tmp_path / "bad", GroupedCorrupt)
+    assert isinstance(bad.error, BadMediaError)
+    [record] = [r for r in bad.records if r.name == "grouped-corrupt"]
+    assert (record.outcome, record.detail) == ("failed", "the second track is unreadable")
 
-    last = await run_pipeline(tmp_path / "3", Throttled, attempt=3, max_attempts=3)
-    assert last.error is None
-    assert outcomes(last)["throttled"] == "warning"
-    assert last.warnings == ["throttled: rate exceeded"]
-    assert "done" in Seen.jobs
+    throttled = await run_pipeline(tmp_path / "throttled", GroupedThrottled)
+    assert isinstance(throttled.error, TransientError)
+    assert throttled.error.retry_after == 7.0  # the queue's backoff honours it
+    [record] = [r for r in throttled.records if r.name == "grouped-throttled"]
+    assert (record.outcome, record.detail) == ("failed", "slow down")
 
 
 class Stuck(Stage):
-    """A thread-run stage that stops only when told to."""
+    """A thread-run stage that stops only when told to, and tidies up before it returns."""
 
     name = "stuck"
     version = "1.0.0"
@@ -305,6 +300,8 @@ class Stuck(Stage):
     def run_sync(self, job: Job) -> StageResult:
         if job.cancelled.wait(10):
             Seen.saw_cancel.set()
+            time.sleep(0.2)  # a partial output being closed and deleted
+            (job.workdir / "tidied").write_text("done")
             job.check_cancelled()
         return StageResult()
 
@@ -318,15 +315,21 @@ class StuckAsync(Recording):
         raise AssertionError("unreachable")
 
 
-async def test_thread_stage_timeout_is_transient_and_cancels_the_job(tmp_path: Path) -> None:
-    outcome = await run_pipeline(tmp_path, Stuck)
+async def test_thread_stage_timeout_is_transient_and_waits_for_the_thread(tmp_path: Path) -> None:
+    pipeline = make_pipeline(Stuck, Done)
+    outcome = await run_job(pipeline, tmp_path)
     assert isinstance(outcome.error, StageTimeout)
     assert isinstance(outcome.error, TransientError)
+    assert outcome.error.stopped
     assert "'stuck'" in str(outcome.error)
     assert "timed out" in str(outcome.error)
     assert outcomes(outcome)["stuck"] == "failed"
-    # The abandoned thread is told to stop rather than run on for its 10 s.
-    assert await anyio.to_thread.run_sync(Seen.saw_cancel.wait, 5)
+    # Told to stop, and waited for: by the time the job ends (and its directory is removed by
+    # the caller), the thread has finished, and its CPU slot is free again.
+    assert Seen.saw_cancel.is_set()
+    assert (tmp_path / "work" / "stuck" / "tidied").read_text() == "done"
+    assert pipeline.runner.limiter.borrowed_tokens == 0
+    assert pipeline.health_problems() == []
 
 
 async def test_async_stage_timeout_is_a_stage_timeout(tmp_path: Path) -> None:
@@ -334,6 +337,25 @@ async def test_async_stage_timeout_is_a_stage_timeout(tmp_path: Path) -> None:
     assert isinstance(outcome.error, StageTimeout)
     assert "'stuck-async' timed out after 0.2 s" in str(outcome.error)
     assert "done" not in Seen.jobs
+
+
+class OwnTimeout(Recording):
+    """Raises a TimeoutError of its own well within its stage timeout."""
+
+    name = "own-timeout"
+
+    async def run(self, job: Job) -> StageResult:
+        raise TimeoutError("the socket timed out")
+
+
+async def test_a_stages_own_timeout_error_is_not_taken_for_its_stage_timeout(
+    tmp_path: Path,
+) -> None:
+    outcome = await run_pipeline(tmp_path, OwnTimeout)
+    assert isinstance(outcome.error, TimeoutError)
+    assert not isinstance(outcome.error, StageTimeout)
+    [record] = [r for r in outcome.records if r.name == "own-timeout"]
+    assert record.detail == "TimeoutError: the socket timed out"
 
 
 # --- media kinds ---------------------------------------------------------------------------
