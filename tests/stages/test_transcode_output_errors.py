@@ -122,7 +122,7 @@ def test_a_still_that_cannot_be_written_is_transient(tmp_path: Path) -> None:
     source = samples.write_video(tmp_path / "clip.mp4", seconds=1.0)
     workdir = tmp_path / "work"
     (workdir / "thumb.webp").mkdir(parents=True)  # in the way of the poster's thumbnail
-    with pytest.raises(TransientError, match="writing the video's stills failed: Is a directory"):
+    with pytest.raises(TransientError, match="could not write the thumb rendition: Is a directory"):
         probe_and_transcode(source, workdir)
 
 
