@@ -269,7 +269,9 @@ class Worker:
         attempt = Attempt(flight.receive_count, queue.max_receive_count, flight.message_id)
         results = [await processor.process(upload, attempt, log) for upload in parsed.uploads]
         verdicts = {result.verdict for result in results}
-        if Verdict.ERROR in verdicts or Verdict.RETRY in verdicts:
+        if Verdict.REQUEUE in verdicts:
+            await queue.requeue(flight, log)
+        elif Verdict.ERROR in verdicts or Verdict.RETRY in verdicts:
             if last_try:
                 reason = "error" if Verdict.ERROR in verdicts else "transient"
                 metrics.DLQ_BOUND.labels(reason).inc()

@@ -39,6 +39,8 @@ class Verdict(enum.Enum):
     DONE = "done"  # finished, a duplicate, or nothing left to do: delete the message
     RETRY = "retry"  # transient trouble: try again after a backoff
     ERROR = "error"  # not ours to fix here (a bug, a foreign object): leave it for the DLQ
+    # Not started, and no try spent: hand a copy to another worker (see worker.solo).
+    REQUEUE = "requeue"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,7 @@ DONE = Result(Verdict.DONE)
 SUPERSEDED = Result(Verdict.DONE)
 RETRY = Result(Verdict.RETRY)
 ERROR = Result(Verdict.ERROR)
+REQUEUE = Result(Verdict.REQUEUE)
 
 
 class Superseded(Exception):
@@ -116,9 +119,10 @@ class UploadProcessor:
         self, media_id: str, upload: UploadEvent, attempt: Attempt, log: FilteringBoundLogger
     ) -> Result:
         if self.solo.active:
-            # A suspect has this worker to itself: hand the message to another worker now.
-            metrics.JOBS.labels("released").inc()
-            return Result(Verdict.RETRY, 0.0)
+            # A suspect has this worker to itself. Handing the message back would spend one of
+            # its tries each time it shares a receive with the suspect; a copy spends none.
+            metrics.JOBS.labels("requeued").inc()
+            return REQUEUE
         obj = StoredObject(
             etag=upload.etag,
             size=upload.size,

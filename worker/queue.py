@@ -186,6 +186,22 @@ class MediaQueue:
         self._delete_wanted.set()
         await done.wait()
 
+    async def requeue(self, flight: InFlight, log: FilteringBoundLogger) -> None:
+        """A copy of the message back on the queue, then this one deleted: no try is spent.
+
+        Sent before the delete, so a failure between the two leaves a duplicate (which the claim
+        recognises), never nothing; a failed send hands the message back as it is instead.
+        """
+        try:
+            await self._sqs.send_message(QueueUrl=self._url, MessageBody=flight.body)
+        except (ClientError, BotoCoreError) as exc:
+            metrics.SQS_ERRORS.labels("send_message").inc()
+            log.warning("requeue_failed", error=str(exc), detail="handed back as it is")
+            await self.release([flight])
+            return
+        log.info("message_requeued")
+        await self.delete(flight)
+
     async def run(self) -> None:
         """The heartbeat and the delete batcher, until cancelled."""
         async with anyio.create_task_group() as group:

@@ -1,10 +1,17 @@
-"""SoloGate: ordinary jobs share the worker; a suspect waits for them and then runs alone."""
+"""Suspects run alone: the gate, and the copy that sends a co-received message elsewhere."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
+import structlog
 
+from worker.aws import open_clients
+from worker.devstack import Stack
+from worker.queue import InFlight, MediaQueue
+from worker.settings import Settings
 from worker.solo import SoloGate
 
 pytestmark = pytest.mark.anyio
@@ -62,3 +69,33 @@ async def test_ordinary_jobs_run_side_by_side() -> None:
         for _ in range(3):
             group.start_soon(job)
     assert peak == 3
+
+
+async def test_a_requeued_message_comes_back_as_a_copy_with_no_try_spent(
+    settings: Settings, stack: Stack, sqs: Any
+) -> None:
+    sqs.purge_queue(QueueUrl=stack.queue_url)
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody='{"Records": []}')
+    for _ in range(2):  # two tries spent already
+        got = sqs.receive_message(
+            QueueUrl=stack.queue_url, AttributeNames=["ApproximateReceiveCount"], WaitTimeSeconds=1
+        )
+        [message] = got["Messages"]
+        sqs.change_message_visibility(
+            QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    got = sqs.receive_message(QueueUrl=stack.queue_url, AttributeNames=["All"], WaitTimeSeconds=1)
+    [message] = got["Messages"]
+    assert message["Attributes"]["ApproximateReceiveCount"] == "3"
+    async with open_clients(settings) as aws:
+        queue = MediaQueue(aws.sqs, settings, structlog.get_logger())
+        async with anyio.create_task_group() as group:
+            group.start_soon(queue.run)
+            await queue.requeue(InFlight.from_message(message), structlog.get_logger())
+            group.cancel_scope.cancel()
+    got = sqs.receive_message(
+        QueueUrl=stack.queue_url, AttributeNames=["All"], MaxNumberOfMessages=10, WaitTimeSeconds=1
+    )
+    [copy] = got["Messages"]
+    assert copy["Body"] == message["Body"]
+    assert copy["Attributes"]["ApproximateReceiveCount"] == "1"
