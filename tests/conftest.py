@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +117,31 @@ def media_events(stack: Stack, sqs: Any, sns: Any) -> str:
         Attributes={"RawMessageDelivery": "true"},
     )
     return str(url)
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Mount tmpfs file systems of our own under ``tmp_path``, given mount options: a disk that
+    fills up (``size=64k``) or refuses writes (``ro``) for real."""
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        point = tmp_path / f"tmpfs-{len(mounted)}"
+        point.mkdir()
+        try:
+            run = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except FileNotFoundError:
+            pytest.skip("no mount command here: a tmpfs of our own cannot be made")
+        if run.returncode != 0:
+            pytest.skip(f"mounting a tmpfs needs root or CAP_SYS_ADMIN: {run.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", str(point)], check=True)

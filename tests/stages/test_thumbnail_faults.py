@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,33 +57,6 @@ def run_stage(path: Path, workdir: Path, options: ThumbnailOptions | None = None
 
 def left_in(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
-
-
-@pytest.fixture
-def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
-    """Mount tmpfs file systems of our own under ``tmp_path``, given mount options."""
-    mounted: list[Path] = []
-
-    def mount(options: str) -> Path:
-        point = tmp_path / f"tmpfs-{len(mounted)}"
-        point.mkdir()
-        try:
-            run = subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-        except FileNotFoundError:
-            pytest.skip("no mount command here: a tmpfs of our own cannot be made")
-        if run.returncode != 0:
-            pytest.skip(f"mounting a tmpfs needs root or CAP_SYS_ADMIN: {run.stderr.strip()}")
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in reversed(mounted):
-        subprocess.run(["umount", str(point)], check=True)
 
 
 # --- a full or read-only disk ----------------------------------------------------------------

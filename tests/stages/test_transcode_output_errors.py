@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,39 +40,12 @@ def probe_and_transcode(source: Path, workdir: Path, **options: Any) -> Any:
     return TranscodeStage(chosen).run_sync(job)
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
-    """Mounts a tmpfs of the size given (``64k``): a disk that fills up for real."""
-    mounted: list[Path] = []
-
-    def mount(size: str) -> Path:
-        point = tmp_path / f"disk{len(mounted)}"
-        point.mkdir()
-        try:
-            done = subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-        except FileNotFoundError:
-            pytest.skip("no mount command to make a small disk with")
-        if done.returncode:
-            pytest.skip(f"mounting a tmpfs needs root or CAP_SYS_ADMIN: {done.stderr.strip()}")
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in mounted:
-        subprocess.run(["umount", str(point)], check=False)
-
-
 @pytest.mark.parametrize(("codec", "action"), [("h264", "copy"), ("hevc", "encode")])
 def test_a_full_disk_is_transient_and_leaves_no_video(
-    tmp_path: Path, small_disk: Callable[[str], Path], codec: str, action: str
+    tmp_path: Path, mount_tmpfs: Callable[[str], Path], codec: str, action: str
 ) -> None:
     source = samples.write_video(tmp_path / f"{action}.mp4", codec=codec, **CLIP)
-    workdir = small_disk("64k")
+    workdir = mount_tmpfs("size=64k")
     with pytest.raises(TransientError, match="No space left on device"):
         probe_and_transcode(source, workdir)
     assert not (workdir / "video.mp4").exists()

@@ -325,6 +325,29 @@ async def test_sns_throttling_is_retried(settings: Settings) -> None:
     assert sns.published == [event]
 
 
+def sweeper_for(
+    aws: Any,
+    settings: Settings,
+    store: MediaStore,
+    stack: Stack,
+    *,
+    grace_seconds: float,
+    peek_dlq: bool = False,
+) -> Sweeper:
+    return Sweeper(
+        dynamodb=aws.dynamodb,
+        table=settings.table,
+        store=store,
+        outbox=Outbox(MediaEvents(aws.sns, stack.media_topic_arn), store),
+        max_receive_count=stack.max_receive_count,
+        grace_seconds=grace_seconds,
+        interval_seconds=1,
+        sqs=aws.sqs if peek_dlq else None,
+        dead_letter_url=stack.dlq_url if peek_dlq else None,
+        log=structlog.get_logger(),
+    )
+
+
 def put_processing(
     dynamodb: Any, settings: Settings, *, lease_expires: float, receives: int
 ) -> str:
@@ -364,17 +387,7 @@ async def test_the_sweep_fails_an_upload_whose_every_try_killed_its_worker_and_s
     await ready(store, owed, OBJ.tag, "lock-1")
     await store.release_event_lock(owed, "lock-1")  # its sender died after READY
 
-    outbox = Outbox(MediaEvents(aws.sns, stack.media_topic_arn), store)
-    sweeper = Sweeper(
-        dynamodb=aws.dynamodb,
-        table=settings.table,
-        store=store,
-        outbox=outbox,
-        max_receive_count=3,
-        grace_seconds=0.0 + 1,
-        interval_seconds=1,
-        log=structlog.get_logger(),
-    )
+    sweeper = sweeper_for(aws, settings, store, stack, grace_seconds=1)
     await anyio.sleep(1.1)  # past the grace for the READY item
     report = await sweeper.sweep_once()
     assert (report.abandoned, report.announced) == (1, 1)
@@ -442,18 +455,7 @@ async def test_the_sweep_reads_the_dlq_when_the_item_missed_a_delivery(
     }
     sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=json.dumps({"Records": [record]}))
     sqs.send_message(QueueUrl=stack.dlq_url, MessageBody="not an event")
-    sweeper = Sweeper(
-        dynamodb=aws.dynamodb,
-        table=settings.table,
-        store=store,
-        outbox=Outbox(MediaEvents(aws.sns, stack.media_topic_arn), store),
-        max_receive_count=3,
-        grace_seconds=3600,
-        interval_seconds=1,
-        sqs=aws.sqs,
-        dead_letter_url=stack.dlq_url,
-        log=structlog.get_logger(),
-    )
+    sweeper = sweeper_for(aws, settings, store, stack, grace_seconds=3600, peek_dlq=True)
     report = await sweeper.sweep_once()
     assert report.abandoned == 1
     failed = raw_item(dynamodb, settings.table, short)
