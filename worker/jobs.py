@@ -179,6 +179,9 @@ class UploadProcessor:
         )
         if claim.replaced:
             log.info("upload_replaced", detail="a newer object: the previous one's results cleared")
+        if self.solo.active:
+            # A suspect took this worker while we claimed: go elsewhere, as a suspect if we are.
+            return await self._requeue_claimed(media_id, lease, claim.suspect, log)
         if claim.suspect:
             log.warning("job_suspect", detail="its last try died with its worker: it runs alone")
         log.info("job_started", size=upload.size, attempt=attempt.number)
@@ -202,6 +205,20 @@ class UploadProcessor:
                 with anyio.CancelScope(shield=True):
                     await self._release(media_id, lease, log)
         return result
+
+    async def _requeue_claimed(
+        self, media_id: str, lease: Lease, suspect: bool, log: FilteringBoundLogger
+    ) -> Result:
+        metrics.JOBS.labels("requeued").inc()
+        try:
+            if suspect:
+                await self._store.expire_lease(media_id, lease)
+            else:
+                await self._store.release_lease(media_id, lease)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("lease_not_released", error=str(exc), detail="it lapses by itself")
+        log.info("claimed_job_requeued", suspect=suspect)
+        return REQUEUE
 
     async def _leased(
         self,

@@ -467,3 +467,19 @@ async def test_the_sweep_reads_the_dlq_when_the_item_missed_a_delivery(
         QueueUrl=stack.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
     )["Attributes"]
     assert int(attributes["ApproximateNumberOfMessages"]) == 2
+
+
+async def test_a_suspect_sent_elsewhere_stays_a_suspect_and_an_innocent_does_not_become_one(
+    store: MediaStore, dynamodb: Any, settings: Settings
+) -> None:
+    media_id = pending_item(dynamodb, settings)
+    sent_away = Lease("job-1", "m-1", 60)
+    await claim(store, media_id, OBJ, sent_away)
+    await store.expire_lease(media_id, sent_away)  # requeued while another suspect ran
+    again = await claim(store, media_id, OBJ, Lease("job-2", "m-2", 60))
+    assert again.outcome is ClaimOutcome.CLAIMED  # at once: no lease to wait for
+    assert again.suspect
+    await store.release_lease(media_id, Lease("job-2", "m-2", 60))  # an innocent requeued
+    third = await claim(store, media_id, OBJ, Lease("job-3", "m-3", 60))
+    assert third.outcome is ClaimOutcome.CLAIMED
+    assert not third.suspect
