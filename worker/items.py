@@ -17,7 +17,7 @@ OWNER_INDEX = "by-owner"  # HASH owner, RANGE created_at: a user's media, newest
 # Sparse: HASH owed_shard, RANGE owed_since, on items that still owe a finish or an event.
 OWED_INDEX = "owed"
 # What the owed index carries besides its keys: enough for the sweep to pass over the rest.
-OWED_PROJECTION = ("status", "lease", "receive_count", "event_pending")
+OWED_PROJECTION = ("status", "lease", "receive_count", "deaths", "event_pending")
 
 
 class MediaStatus(enum.StrEnum):

@@ -166,19 +166,19 @@ class UploadProcessor:
             log.info("duplicate_delivery", status=claim.item.get("status"))
             return await self._announce(claim.item, secrets.token_hex(8), log)
 
-        source = MediaSource(
-            media_id=media_id,
-            owner=str((claim.item or {}).get("owner", "")),
-            bucket=upload.bucket,
-            key=upload.key,
-            etag=upload.etag,
-            size=upload.size,
-            version_id=upload.version_id,
-            sequencer=upload.sequencer,
-            tag=obj.tag,
-        )
+        source = source_of(media_id, claim.item, upload, obj)
         if claim.replaced:
             log.info("upload_replaced", detail="a newer object: the previous one's results cleared")
+        deaths = int((claim.item or {}).get("deaths") or 0)
+        if claim.suspect and deaths >= attempt.of:
+            # Whatever message carries it, it has killed its worker on every try: stop here.
+            metrics.JOBS.labels("failed").inc()
+            reason = (
+                f"processing never finished: the worker stopped (killed, out of memory or a "
+                f"crashing decoder) on each of its last {deaths} attempts"
+            )
+            log.error("upload_kills_its_worker", deaths=deaths)
+            return await self._fail(source, reason, False, None, log)
         if self.solo.active:
             # A suspect took this worker while we claimed: go elsewhere, as a suspect if we are.
             return await self._requeue_claimed(media_id, lease, claim.suspect, log)
@@ -432,3 +432,19 @@ def _observe_latency(upload: UploadEvent, outcome: str) -> None:
     if upload.event_time is not None:
         elapsed = (utc_now() - upload.event_time).total_seconds()
         metrics.UPLOAD_TO_DONE.labels(outcome).observe(max(0.0, elapsed))
+
+
+def source_of(
+    media_id: str, item: dict[str, Any] | None, upload: UploadEvent, obj: StoredObject
+) -> MediaSource:
+    return MediaSource(
+        media_id=media_id,
+        owner=str((item or {}).get("owner", "")),
+        bucket=upload.bucket,
+        key=upload.key,
+        etag=upload.etag,
+        size=upload.size,
+        version_id=upload.version_id,
+        sequencer=upload.sequencer,
+        tag=obj.tag,
+    )

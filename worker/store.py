@@ -138,7 +138,7 @@ class MediaStore:
             # The common case in one call: the first event for a fresh upload.
             fresh = await self._update(
                 media_id,
-                sets={**sets, "attempts": 1, "rev": 1},
+                sets={**sets, "attempts": 1, "deaths": 0, "rev": 1},
                 removes=_CLAIM_REMOVES,
                 condition="#status = :pending AND attribute_not_exists(#source.#tag)",
                 names={"#status": "status", "#source": "source", "#tag": "tag"},
@@ -169,6 +169,8 @@ class MediaStore:
             # A lease is given up when a try ends in any way but death: one left to lapse was not.
             died = item.get("status") == MediaStatus.PROCESSING.value and bool(item.get("lease"))
             attempts = int(item.get("attempts") or 0) + 1 if reclaim else 1
+            # Tries that killed their worker, whatever message carried them (copies included).
+            deaths = int(item.get("deaths") or 0) + int(died) if reclaim else 0
             sets = self._claim_sets(
                 media_id, obj, lease, now, receive_count, uploaded_at, first=not reclaim
             )
@@ -176,7 +178,7 @@ class MediaStore:
             try:
                 item = await self._update(
                     media_id,
-                    sets={**sets, "attempts": attempts, "rev": int(rev or 0) + 1},
+                    sets={**sets, "attempts": attempts, "deaths": deaths, "rev": int(rev or 0) + 1},
                     removes=_CLAIM_REMOVES,
                     condition=(
                         "#status <> :deleting AND "
@@ -313,10 +315,12 @@ class MediaStore:
             # Only while nobody holds it and its message has had its last delivery.
             condition += (
                 " AND (attribute_not_exists(#lease) OR #lease.#expires < :now)"
-                " AND receive_count >= :max_receives"
+                " AND (receive_count >= :max_receives OR deaths >= :max_deaths)"
             )
             names.update({"#lease": "lease", "#expires": "expires"})
-            values.update({":now": now, ":max_receives": abandoned_after})
+            values.update(
+                {":now": now, ":max_receives": abandoned_after, ":max_deaths": abandoned_after - 1}
+            )
         try:
             return await self._update(
                 media_id,

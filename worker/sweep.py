@@ -189,8 +189,13 @@ class Sweeper:
             log.warning("sweep_item_failed", error=str(exc))
 
     def _abandoned(self, item: dict[str, Any]) -> bool:
+        """Nobody holds it, and its message has had its last delivery or it keeps killing."""
+        if lease_left(item, time.time()) > 0:
+            return False
         receives = int(item.get("receive_count") or 0)
-        return lease_left(item, time.time()) == 0 and receives >= self._max_receives
+        # The lapsed lease is one more death than the item has counted.
+        deaths = int(item.get("deaths") or 0) + 1
+        return receives >= self._max_receives or deaths >= self._max_receives
 
     async def _fail_abandoned(
         self, item: dict[str, Any], log: FilteringBoundLogger, *, abandoned_after: int | None = None
@@ -206,7 +211,8 @@ class Sweeper:
                 str((item.get("source") or {}).get("tag")),
                 lock_token=self._token,
                 reason=reason,
-                retryable=True,
+                # Not revived by a stray copy of its message: an operator reprocesses it.
+                retryable=False,
                 kind=item.get("kind"),
                 stages=[],
                 warnings=[],

@@ -397,7 +397,8 @@ async def test_the_sweep_fails_an_upload_whose_every_try_killed_its_worker_and_s
     assert failed["status"] == "FAILED"
     assert "killed" in failed["error"]
     assert "(3 seen)" in failed["error"]
-    assert failed["error_retryable"] is True
+    # Final: a stray copy of its message must not run it again (an operator reprocesses it).
+    assert failed["error_retryable"] is False
     for untouched in (running, has_tries_left):
         item = raw_item(dynamodb, settings.table, untouched)
         assert item is not None
@@ -483,3 +484,22 @@ async def test_a_suspect_sent_elsewhere_stays_a_suspect_and_an_innocent_does_not
     third = await claim(store, media_id, OBJ, Lease("job-3", "m-3", 60))
     assert third.outcome is ClaimOutcome.CLAIMED
     assert not third.suspect
+
+
+async def test_deaths_are_counted_on_the_item_whatever_message_carries_the_try(
+    store: MediaStore, dynamodb: Any, settings: Settings
+) -> None:
+    media_id = pending_item(dynamodb, settings)
+    for number in range(3):
+        # A copy of the message each time (another message id, receive count 1 again).
+        lease = Lease(f"job-{number}", f"copy-{number}", 0.3)
+        taken = await claim(store, media_id, OBJ, lease)
+        assert taken.item is not None
+        assert taken.item["deaths"] == number
+        await anyio.sleep(0.4)  # killed: the lease lapses
+    gave_up = Lease("job-9", "copy-9", 60)
+    assert (await claim(store, media_id, OBJ, gave_up)).item["deaths"] == 3  # type: ignore[index]
+    await store.release_lease(media_id, gave_up)  # this try ended with a word: not a death
+    again = await claim(store, media_id, OBJ, Lease("job-10", "copy-10", 60))
+    assert again.item is not None
+    assert again.item["deaths"] == 3
