@@ -26,7 +26,7 @@ dev: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy worker stages
+	$(BIN)/mypy mediamill_core worker stages
 	$(BIN)/mypy api_lambda plugins
 
 format: venv

@@ -22,9 +22,9 @@ from api_lambda.responses import LambdaResponse, empty_response, error_response,
 from api_lambda.routing import Route, Router
 from api_lambda.table import MediaTable
 from api_lambda.uploads import UploadLimits, parse_upload
-from worker.items import MediaStatus, iso, utc_now
-from worker.keys import new_media_id, original_key
-from worker.settings import Settings
+from mediamill_core.items import MediaStatus, iso, utc_now
+from mediamill_core.keys import new_media_id, original_key
+from mediamill_core.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -16,12 +16,12 @@ from typing import Any
 
 from api_lambda.errors import BadRequest
 from api_lambda.table import INDEX_KEY
-from worker.keys import is_media_id
+from mediamill_core.keys import is_media_id
 
 # The longest position, base64url-encoded: an id, a timestamp and an owner of 255 bytes whose
 # every character JSON escapes (127 two-byte characters as \uXXXX) come to about 1,150.
 _MAX_LENGTH = 1200
-# created_at exactly as worker.items.iso writes it: DynamoDB refuses an empty or foreign key
+# created_at exactly as mediamill_core.items.iso writes it: DynamoDB refuses an empty or foreign key
 # value in ExclusiveStartKey with a ValidationException, which must never be a 500.
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 

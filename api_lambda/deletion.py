@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from api_lambda.multipart import MultipartUploads
 from api_lambda.table import MediaTable
-from worker.keys import original_key
-from worker.notify import deleted_event, event_attributes
+from mediamill_core.keys import original_key
+from mediamill_core.payloads import deleted_event, event_attributes
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -8,7 +8,7 @@ from typing import Any
 
 from api_lambda.app import MediaApi
 from api_lambda.responses import LambdaResponse
-from worker.settings import load_settings
+from mediamill_core.settings import load_settings
 
 
 @functools.cache

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from api_lambda.errors import TooManyRequests
-from worker.items import MediaStatus
+from mediamill_core.items import MediaStatus
 
 PENDING_GRACE = timedelta(days=1)
 

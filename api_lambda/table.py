@@ -10,9 +10,16 @@ from botocore.exceptions import ClientError
 
 from api_lambda.errors import NotFound
 from api_lambda.pending import is_expired
-from worker.items import OWNER_INDEX, MediaStatus, decode, encode, iso, utc_now
-from worker.keys import is_media_id
-from worker.store import is_conditional_failure
+from mediamill_core.items import (
+    OWNER_INDEX,
+    MediaStatus,
+    decode,
+    encode,
+    is_conditional_failure,
+    iso,
+    utc_now,
+)
+from mediamill_core.keys import is_media_id
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

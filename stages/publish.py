@@ -17,6 +17,8 @@ import anyio
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
+from mediamill_core.items import MediaStatus
+from mediamill_core.keys import rendition_key, rendition_prefix
 from stages.contract import (
     Job,
     Rendition,
@@ -28,8 +30,6 @@ from stages.contract import (
     TransientError,
 )
 from stages.verify import verify_rendition
-from worker.items import MediaStatus
-from worker.keys import rendition_key, rendition_prefix
 from worker.notify import MediaEvents, Outbox
 from worker.store import MediaStore, StaleJob
 

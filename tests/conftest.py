@@ -13,8 +13,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from mediamill_core.settings import Settings, load_settings
 from worker.devstack import EmbeddedAws, Stack, StackNames, provision, use_dev_credentials
-from worker.settings import Settings, load_settings
 
 TESTS = Path(__file__).parent
 SUPPORT = TESTS / "support"

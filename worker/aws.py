@@ -10,7 +10,7 @@ from typing import Any
 import aioboto3
 from botocore.config import Config
 
-from worker.settings import Settings
+from mediamill_core.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

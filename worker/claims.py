@@ -9,7 +9,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from worker.items import MediaStatus
+from mediamill_core.items import MediaStatus
 
 
 class ClaimContended(Exception):

@@ -16,10 +16,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from mediamill_core.settings import load_settings
     from worker.consumer import Worker
     from worker.logs import configure_logging
     from worker.registry import StageRegistry
-    from worker.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -30,8 +30,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _stages(args: argparse.Namespace) -> int:
+    from mediamill_core.settings import load_settings
     from worker.registry import StageRegistry
-    from worker.settings import load_settings
 
     settings = load_settings()
     registry = StageRegistry.from_settings(settings.stages, settings.stage_options)
@@ -66,7 +66,7 @@ def _health(args: argparse.Namespace) -> int:
 
     url = args.url
     if url is None:  # reading the settings costs a few tenths of a second; --url skips it
-        from worker.settings import load_settings
+        from mediamill_core.settings import load_settings
 
         url = f"http://127.0.0.1:{load_settings().metrics_port}"
     answer = check(url, timeout=args.timeout)
@@ -75,9 +75,9 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
+    from mediamill_core.settings import load_settings
     from worker.embedded import embedded_stack
     from worker.logs import configure_logging
-    from worker.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -167,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         # Named here, not in the clause: importing them up front would slow `mediamill health`.
+        from mediamill_core.settings import SettingsError
         from worker.registry import RegistryError
-        from worker.settings import SettingsError
 
         if not isinstance(exc, SettingsError | RegistryError):
             raise

@@ -17,6 +17,7 @@ import anyio
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from mediamill_core.settings import SQS_MAX_VISIBILITY, Settings, SettingsError
 from stages.contract import StageContext
 from worker import metrics
 from worker.aws import open_clients
@@ -27,7 +28,6 @@ from worker.notify import MediaEvents, Outbox
 from worker.pipeline import Pipeline
 from worker.queue import InFlight, MediaQueue
 from worker.registry import StageRegistry
-from worker.settings import SQS_MAX_VISIBILITY, Settings, SettingsError
 from worker.spool import Spool
 from worker.store import MediaStore
 from worker.sweep import Sweeper

@@ -26,8 +26,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from mediamill_core.keys import EXTENSIONS
 from worker.embedded import embedded_stack
-from worker.keys import EXTENSIONS
 
 TERMINAL = ("READY", "FAILED")
 DEMO_USER = "demo-user"

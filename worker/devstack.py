@@ -17,8 +17,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from worker.items import OWED_INDEX, OWED_PROJECTION, OWNER_INDEX
-from worker.keys import ORIGINALS_PREFIX
+from mediamill_core.items import OWED_INDEX, OWED_PROJECTION, OWNER_INDEX
+from mediamill_core.keys import ORIGINALS_PREFIX
 
 DEV_REGION = "us-east-1"
 # moto accepts any credentials; these keep a developer's real ones out of the emulation.

@@ -13,10 +13,10 @@ from typing import Any
 
 import anyio
 
+from mediamill_core.settings import Settings, load_settings
 from worker.consumer import Worker
 from worker.devstack import EmbeddedAws, Stack, StackNames, provision, use_dev_credentials
 from worker.registry import StageRegistry
-from worker.settings import Settings, load_settings
 
 _DEV_DEFAULTS: dict[str, Any] = {
     "metrics_host": "127.0.0.1",

@@ -19,12 +19,12 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 from structlog.typing import FilteringBoundLogger
 
+from mediamill_core.items import utc_now
+from mediamill_core.keys import media_id_from_key, object_tag
 from stages.contract import BadMediaError, MediaSource, TransientError
 from worker import metrics
 from worker.claims import ClaimContended, ClaimOutcome, Lease, StoredObject
 from worker.events import UploadEvent
-from worker.items import utc_now
-from worker.keys import media_id_from_key, object_tag
 from worker.notify import Outbox
 from worker.pipeline import JobOutcome, Pipeline
 from worker.solo import SoloGate

@@ -17,8 +17,8 @@ import anyio
 from botocore.exceptions import BotoCoreError, ClientError
 from structlog.typing import FilteringBoundLogger
 
+from mediamill_core.settings import Settings
 from worker import metrics
-from worker.settings import Settings
 
 _BATCH = 10  # SQS's limit for DeleteMessageBatch and ChangeMessageVisibilityBatch
 

@@ -19,6 +19,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from mediamill_core.items import MediaStatus, is_conditional_failure, iso, utc_now
+from mediamill_core.items import decode as _decode
+from mediamill_core.items import encode as _encode
 from worker.claims import (
     Claim,
     ClaimContended,
@@ -29,9 +32,6 @@ from worker.claims import (
     decide,
     lease_left,
 )
-from worker.items import MediaStatus, iso, utc_now
-from worker.items import decode as _decode
-from worker.items import encode as _encode
 
 # Sparse index of items that still owe something (a finish, or an event): see worker.sweep.
 OWED_SHARDS = 8
@@ -56,10 +56,6 @@ _CLAIM_ROUNDS = 4
 
 class StaleJob(Exception):
     """The item moved on (finished by another delivery, re-uploaded or deleted) while we ran."""
-
-
-def is_conditional_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def owed_shard(media_id: str) -> str:

@@ -23,14 +23,14 @@ import anyio
 from botocore.exceptions import BotoCoreError, ClientError
 from structlog.typing import FilteringBoundLogger
 
+from mediamill_core.items import OWED_INDEX, MediaStatus, iso, utc_now
+from mediamill_core.items import decode as _decode
+from mediamill_core.items import encode as _encode
+from mediamill_core.keys import media_id_from_key, object_tag
 from stages.contract import TransientError
 from worker import metrics
 from worker.claims import lease_left
 from worker.events import MalformedMessage, UploadEvent, parse_message
-from worker.items import OWED_INDEX, MediaStatus, iso, utc_now
-from worker.items import decode as _decode
-from worker.items import encode as _encode
-from worker.keys import media_id_from_key, object_tag
 from worker.notify import Outbox
 from worker.store import OWED_SHARDS, MediaStore, StaleJob
 

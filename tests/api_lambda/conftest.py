@@ -15,11 +15,11 @@ from botocore.config import Config
 
 from api_lambda.app import MediaApi
 from api_lambda.clients import s3_client, sns_client
+from mediamill_core.keys import new_media_id, object_tag, rendition_key
+from mediamill_core.settings import Settings
 from mediamill_testkit.client import api_event
 from worker.aws import open_clients
 from worker.claims import Lease, StoredObject
-from worker.keys import new_media_id, object_tag, rendition_key
-from worker.settings import Settings
 from worker.store import ClaimOutcome, MediaStore
 
 Event = dict[str, Any]

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from api_lambda.app import MediaApi
-from worker.keys import new_media_id
-from worker.settings import Settings, load_settings
+from mediamill_core.keys import new_media_id
+from mediamill_core.settings import Settings, load_settings
 
 Call = Callable[..., tuple[int, dict[str, str], Any]]
 JPEG = {"filename": "holiday.jpg", "content_type": "image/jpeg", "size": 2048}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.parse
 
 from api_lambda.clients import s3_client
-from worker.settings import Settings, load_settings
+from mediamill_core.settings import Settings, load_settings
 
 
 def test_aws_urls_are_sigv4_on_the_regional_virtual_host() -> None:

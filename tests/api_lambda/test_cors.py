@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from api_lambda.app import MediaApi
-from worker.settings import SettingsError, load_settings
+from mediamill_core.settings import SettingsError, load_settings
 
 APP = "https://app.example.com"
 PREFLIGHT = {"origin": APP, "access-control-request-method": "POST"}

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from mediamill_core.settings import Settings
 from mediamill_testkit.client import raw_item
 from worker.devstack import Stack
-from worker.settings import Settings
 from worker.store import ClaimOutcome
 
 Call = Callable[..., tuple[int, dict[str, str], Any]]

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from mediamill_core.settings import Settings
 from mediamill_testkit.client import raw_item
-from worker.settings import Settings
 
 Call = Callable[..., tuple[int, dict[str, str], Any]]
 

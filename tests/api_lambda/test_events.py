@@ -11,8 +11,8 @@ import pytest
 
 from api_lambda.app import MediaApi
 from api_lambda.request import MAX_SUB_BYTES
+from mediamill_core.settings import Settings
 from mediamill_testkit.client import api_event, raw_item
-from worker.settings import Settings
 
 JPEG = {"filename": "holiday.jpg", "content_type": "image/jpeg", "size": 2048}
 Mutation = Callable[[dict[str, Any]], Any]

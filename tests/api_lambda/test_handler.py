@@ -8,7 +8,7 @@ import subprocess
 import sys
 from typing import Any
 
-from worker.settings import Settings
+from mediamill_core.settings import Settings
 
 HEAVY = ("pyvips", "av", "aioboto3", "aiobotocore", "aiohttp", "worker.aws", "PIL")
 

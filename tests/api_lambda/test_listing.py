@@ -11,8 +11,8 @@ import pytest
 
 from api_lambda import listing
 from api_lambda.cursor import encode_cursor
-from worker.keys import new_media_id
-from worker.settings import Settings
+from mediamill_core.keys import new_media_id
+from mediamill_core.settings import Settings
 
 Call = Callable[..., tuple[int, dict[str, str], Any]]
 

@@ -11,8 +11,8 @@ import pytest
 
 from api_lambda.app import MediaApi
 from api_lambda.multipart import MAX_PARTS, MIN_PART_BYTES, plan_parts
+from mediamill_core.settings import S3_MULTIPART_MAX, Settings, load_settings
 from mediamill_testkit.client import raw_item
-from worker.settings import S3_MULTIPART_MAX, Settings, load_settings
 
 Call = Callable[..., tuple[int, dict[str, str], Any]]
 MIB = 1024**2

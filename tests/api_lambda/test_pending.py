@@ -13,8 +13,8 @@ import pytest
 from api_lambda.app import MediaApi
 from api_lambda.clients import s3_client
 from api_lambda.pending import PENDING_GRACE
+from mediamill_core.settings import Settings, load_settings
 from mediamill_testkit.client import raw_item
-from worker.settings import Settings, load_settings
 from worker.store import ClaimOutcome
 
 Call = Callable[..., tuple[int, dict[str, str], Any]]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from api_lambda.app import MediaApi
+from mediamill_core.settings import Settings, load_settings
 from mediamill_testkit.client import raw_item
-from worker.settings import Settings, load_settings
 
 Call = Callable[..., tuple[int, dict[str, str], Any]]
 BIG = {"filename": "clip.mp4", "content_type": "video/mp4", "size": 6 * 1024**2}

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from api_lambda.app import MediaApi
-from worker.keys import is_media_id
-from worker.settings import Settings, load_settings
+from mediamill_core.keys import is_media_id
+from mediamill_core.settings import Settings, load_settings
 
 Call = Callable[..., tuple[int, dict[str, str], Any]]
 JPEG = {"filename": "holiday.jpg", "content_type": "image/jpeg", "size": 2048}

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from mediamill_core.keys import original_key
 from tests.chaos import checks
 from tests.chaos.checks import Observation, Upload
 from tests.chaos.corpus import Sample
@@ -29,7 +30,6 @@ from tests.chaos.stack import (
 )
 from worker.devstack import Stack
 from worker.events import MalformedMessage, parse_message
-from worker.keys import original_key
 
 _TICK = 0.2
 _OWNERS = ("alice", "bob", "carol")

@@ -14,12 +14,12 @@ import boto3
 from botocore.config import Config
 
 from api_lambda.app import MediaApi
+from mediamill_core.items import decode
+from mediamill_core.keys import original_key
+from mediamill_core.settings import load_settings
 from mediamill_testkit.client import api_event, presigned_post
 from tests.chaos.corpus import Sample
 from worker.devstack import Stack
-from worker.items import decode
-from worker.keys import original_key
-from worker.settings import load_settings
 
 
 @dataclass(frozen=True, slots=True)

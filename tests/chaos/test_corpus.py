@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from mediamill_core.settings import Settings
 from mediamill_testkit.client import raw_item
 from mediamill_testkit.stages import CRASH_MARKER, CrashStage
 from stages.probe import ProbeStage
@@ -19,7 +20,6 @@ from tests.chaos.stack import UploadClient
 from worker.consumer import Worker
 from worker.devstack import Stack
 from worker.registry import LoadedStage, StageRegistry, instantiate
-from worker.settings import Settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 

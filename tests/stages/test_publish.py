@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 import structlog
 
+from mediamill_core.items import encode
+from mediamill_core.keys import new_media_id
+from mediamill_core.settings import Settings
 from stages.contract import Job, MediaKind, MediaSource, Rendition, RenditionInvalid, StageContext
 from stages.publish import PublishOptions, PublishStage
 from worker.aws import open_clients
-from worker.items import encode
-from worker.keys import new_media_id
 from worker.samples import write_jpeg
-from worker.settings import Settings
 from worker.store import StaleJob
 
 ETAG = "etag-1"

@@ -17,6 +17,8 @@ import structlog
 from prometheus_client import REGISTRY
 from structlog.testing import LogCapture
 
+from mediamill_core.payloads import media_event
+from mediamill_core.settings import Settings, load_settings
 from mediamill_testkit.client import Uploader, drain_events, queue_counts, raw_item
 from mediamill_testkit.rekognition import (
     BAD_FORMAT,
@@ -46,10 +48,8 @@ from stages.transcode import TranscodeStage
 from worker.aws import AwsClients, open_clients
 from worker.consumer import Worker
 from worker.devstack import Stack
-from worker.notify import media_event
 from worker.registry import LoadedStage, RegistryError, StageRegistry, instantiate
 from worker.samples import write_png, write_video
-from worker.settings import Settings, load_settings
 
 # DetectLabels as the developer guide shows it (labels model 3.0: aliases and categories).
 LABELS = {

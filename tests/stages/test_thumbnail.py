@@ -21,13 +21,13 @@ import thumbhash
 from PIL import Image, ImageOps, TiffImagePlugin
 from pydantic import ValidationError
 
+from mediamill_core.settings import load_settings
 from stages import BadMediaError, Job, MediaKind, StageContext, StageOptions
 from stages.placeholder import rgba_to_thumbhash
 from stages.probe import ProbeStage
 from stages.render import RenditionSpec
 from stages.thumbnail import ThumbnailOptions, ThumbnailStage
 from worker import samples
-from worker.settings import load_settings
 
 RED, GREEN, BLUE, GREY = (230, 20, 20), (20, 200, 40), (30, 40, 220), (128, 128, 128)
 

@@ -10,6 +10,7 @@ import anyio
 import pytest
 from prometheus_client import REGISTRY
 
+from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, drain_events, queue_counts, raw_item
 from mediamill_testkit.stages import BuggyStage, CopyStage, FlakyStage, RejectStage, SleepyStage
 from stages import Stage
@@ -19,7 +20,6 @@ from worker.consumer import Worker
 from worker.devstack import Stack
 from worker.registry import LoadedStage, StageRegistry, instantiate
 from worker.samples import write_png
-from worker.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -271,7 +271,7 @@ async def test_job_longer_than_the_visibility_timeout_runs_once(
 ) -> None:
     for name, value in {**stack_env, "MEDIAMILL_VISIBILITY_TIMEOUT": "2"}.items():
         monkeypatch.setenv(name, value)
-    from worker.settings import load_settings
+    from mediamill_core.settings import load_settings
 
     settings = load_settings()
     uploader = Uploader(settings)
@@ -323,7 +323,7 @@ async def test_never_more_jobs_in_hand_than_free_slots(
 ) -> None:
     for name, value in {**stack_env, "MEDIAMILL_CONCURRENCY": "2"}.items():
         monkeypatch.setenv(name, value)
-    from worker.settings import load_settings
+    from mediamill_core.settings import load_settings
 
     settings = load_settings()
     uploader = Uploader(settings)
@@ -353,7 +353,7 @@ async def test_media_event_that_could_not_be_sent_is_sent_by_the_sweep(
     dynamodb: Any,
     media_events: str,
 ) -> None:
-    from worker.settings import load_settings
+    from mediamill_core.settings import load_settings
 
     for name, value in stack_env.items():
         monkeypatch.setenv(name, value)

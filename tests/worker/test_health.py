@@ -16,6 +16,7 @@ import aiohttp
 import anyio
 import pytest
 
+from mediamill_core.settings import Settings, load_settings
 from mediamill_testkit.client import Uploader
 from mediamill_testkit.pipeline import make_pipeline, run_job
 from stages import Job, Stage, StageResult
@@ -29,7 +30,6 @@ from worker.health import Liveness, check, health_url, start_status_server
 from worker.queue import MediaQueue
 from worker.registry import LoadedStage, StageRegistry
 from worker.samples import write_png
-from worker.settings import Settings, load_settings
 
 pytestmark = pytest.mark.anyio
 

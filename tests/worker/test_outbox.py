@@ -16,15 +16,16 @@ import pytest
 import structlog
 from aiohttp import web
 
+from mediamill_core.items import encode, iso, utc_now
+from mediamill_core.keys import new_media_id, object_tag
+from mediamill_core.payloads import media_event
+from mediamill_core.settings import Settings
 from mediamill_testkit.client import drain_events, raw_item
 from worker.aws import open_clients
 from worker.claims import ClaimOutcome, Lease, StoredObject
 from worker.devstack import Stack
 from worker.events import sequencer_order
-from worker.items import encode, iso, utc_now
-from worker.keys import new_media_id, object_tag
-from worker.notify import MediaEvents, Outbox, media_event
-from worker.settings import Settings
+from worker.notify import MediaEvents, Outbox
 from worker.store import MediaStore, StaleJob, owed_shard
 from worker.sweep import Sweeper
 

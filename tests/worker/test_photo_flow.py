@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import pyvips
 
+from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, drain_events, raw_item
 from stages.probe import ProbeStage
 from stages.publish import PublishStage
@@ -17,7 +18,6 @@ from worker import samples
 from worker.consumer import Worker
 from worker.devstack import Stack
 from worker.registry import LoadedStage, StageRegistry, instantiate
-from worker.settings import Settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 

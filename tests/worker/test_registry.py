@@ -13,6 +13,7 @@ from importlib.metadata import version as dist_version
 
 import pytest
 
+from mediamill_core.settings import SQS_MAX_VISIBILITY, SettingsError, load_settings
 from mediamill_testkit.stages import SleepyOptions, SleepyStage
 from stages import Job, MediaKind, Stage, StageResult
 from stages.probe import ProbeStage
@@ -25,7 +26,6 @@ from worker.registry import (
     StageRegistry,
     discover,
 )
-from worker.settings import SQS_MAX_VISIBILITY, SettingsError, load_settings
 
 PROBE = EntryPoint(name="probe", value="stages.probe:ProbeStage", group=ENTRY_POINT_GROUP)
 PUBLISH = EntryPoint(name="publish", value="stages.publish:PublishStage", group=ENTRY_POINT_GROUP)

@@ -17,6 +17,8 @@ from typing import Any
 import anyio
 import pytest
 
+from mediamill_core.keys import original_key
+from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, drain_events, queue_counts, raw_item
 from stages import Job, Stage, StageOptions, StageResult
 from stages.probe import ProbeStage
@@ -24,10 +26,8 @@ from stages.publish import PublishStage
 from stages.thumbnail import ThumbnailStage
 from worker.consumer import Worker
 from worker.devstack import Stack
-from worker.keys import original_key
 from worker.registry import LoadedStage, StageRegistry, instantiate
 from worker.samples import write_jpeg
-from worker.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

@@ -8,10 +8,10 @@ import anyio
 import pytest
 import structlog
 
+from mediamill_core.settings import Settings
 from worker.aws import open_clients
 from worker.devstack import Stack
 from worker.queue import InFlight, MediaQueue
-from worker.settings import Settings
 from worker.solo import SoloGate
 
 pytestmark = pytest.mark.anyio

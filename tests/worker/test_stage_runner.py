@@ -16,10 +16,10 @@ import pytest
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
+from mediamill_core.settings import SettingsError, load_settings
 from mediamill_testkit.pipeline import make_pipeline, outcomes, run_job
 from stages import Job, Stage, StageResult
 from worker.pipeline import StageTimeout
-from worker.settings import SettingsError, load_settings
 
 TESTS = Path(__file__).resolve().parents[1]
 

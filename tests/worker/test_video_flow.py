@@ -9,6 +9,7 @@ from typing import Any
 import av
 import pytest
 
+from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, raw_item
 from stages.probe import ProbeStage
 from stages.publish import PublishStage
@@ -17,7 +18,6 @@ from worker.consumer import Worker
 from worker.devstack import Stack
 from worker.registry import LoadedStage, StageRegistry, instantiate
 from worker.samples import write_broken_video, write_video
-from worker.settings import Settings
 
 pytestmark = pytest.mark.anyio
 GPS = "+37.3349-122.0090+010.000/"

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, queue_counts, wait_for_status
 from mediamill_testkit.plugin_dist import install_test_stages, pythonpath
 from worker.devstack import Stack
 from worker.samples import write_png
-from worker.settings import Settings
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from api_lambda.app import MediaApi
-from worker.items import decode
-from worker.settings import Settings
+from mediamill_core.items import decode
+from mediamill_core.settings import Settings
 
 
 def api_event(

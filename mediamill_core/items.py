@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
 
 OWNER_INDEX = "by-owner"  # HASH owner, RANGE created_at: a user's media, newest first
 # Sparse: HASH owed_shard, RANGE owed_since, on items that still owe a finish or an event.
@@ -71,3 +72,8 @@ def from_dynamo(value: Any) -> Any:
     if isinstance(value, set):
         return sorted(from_dynamo(item) for item in value)
     return value
+
+
+def is_conditional_failure(exc: ClientError) -> bool:
+    """A DynamoDB write whose condition did not hold (the item is not what the writer expected)."""
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
