@@ -12,13 +12,13 @@ from mediamill_core.settings import Settings
 from mediamill_testkit.client import raw_item
 from mediamill_testkit.stages import CRASH_MARKER, CrashStage
 from stages.probe import ProbeStage
-from stages.publish import PublishStage
 from stages.thumbnail import ThumbnailStage
 from stages.transcode import TranscodeStage
 from tests.chaos.corpus import bad_samples, good_samples, make_corpus
 from tests.chaos.stack import UploadClient
 from worker.consumer import Worker
 from worker.devstack import Stack
+from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]

@@ -41,13 +41,13 @@ from stages import (
     TransientError,
 )
 from stages.probe import ProbeStage
-from stages.publish import PublishStage
 from stages.tagging import TaggingOptions, TaggingStage
 from stages.thumbnail import ThumbnailStage
 from stages.transcode import TranscodeStage
 from worker.aws import AwsClients, open_clients
 from worker.consumer import Worker
 from worker.devstack import Stack
+from worker.publish import PublishStage
 from worker.registry import LoadedStage, RegistryError, StageRegistry, instantiate
 from worker.samples import write_png, write_video
 

@@ -15,9 +15,9 @@ from mediamill_testkit.client import Uploader, drain_events, queue_counts, raw_i
 from mediamill_testkit.stages import BuggyStage, CopyStage, FlakyStage, RejectStage, SleepyStage
 from stages import Stage
 from stages.probe import ProbeStage
-from stages.publish import PublishStage
 from worker.consumer import Worker
 from worker.devstack import Stack
+from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
 from worker.samples import write_png
 

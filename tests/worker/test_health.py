@@ -21,12 +21,12 @@ from mediamill_testkit.client import Uploader
 from mediamill_testkit.pipeline import make_pipeline, run_job
 from stages import Job, Stage, StageResult
 from stages.probe import ProbeStage
-from stages.publish import PublishStage
 from worker.aws import open_clients
 from worker.cli import main
 from worker.consumer import Worker
 from worker.devstack import Stack
 from worker.health import Liveness, check, health_url, start_status_server
+from worker.publish import PublishStage
 from worker.queue import MediaQueue
 from worker.registry import LoadedStage, StageRegistry
 from worker.samples import write_png

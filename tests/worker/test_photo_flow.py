@@ -12,11 +12,11 @@ import pyvips
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, drain_events, raw_item
 from stages.probe import ProbeStage
-from stages.publish import PublishStage
 from stages.thumbnail import ThumbnailStage
 from worker import samples
 from worker.consumer import Worker
 from worker.devstack import Stack
+from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]

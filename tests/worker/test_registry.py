@@ -17,8 +17,8 @@ from mediamill_core.settings import SQS_MAX_VISIBILITY, SettingsError, load_sett
 from mediamill_testkit.stages import SleepyOptions, SleepyStage
 from stages import Job, MediaKind, Stage, StageResult
 from stages.probe import ProbeStage
-from stages.publish import PublishStage
 from worker.consumer import check_timing
+from worker.publish import PublishStage
 from worker.registry import (
     ENTRY_POINT_GROUP,
     LoadedStage,
@@ -28,7 +28,7 @@ from worker.registry import (
 )
 
 PROBE = EntryPoint(name="probe", value="stages.probe:ProbeStage", group=ENTRY_POINT_GROUP)
-PUBLISH = EntryPoint(name="publish", value="stages.publish:PublishStage", group=ENTRY_POINT_GROUP)
+PUBLISH = EntryPoint(name="publish", value="worker.publish:PublishStage", group=ENTRY_POINT_GROUP)
 SLEEPY = EntryPoint(
     name="sleepy", value="mediamill_testkit.stages:SleepyStage", group=ENTRY_POINT_GROUP
 )
@@ -137,7 +137,7 @@ def test_installed_entry_points_include_the_built_in_stages() -> None:
 def test_enabled_list_limits_what_loads() -> None:
     found = discover(["publish", "probe"], found=[PROBE, PUBLISH, SLEEPY])
     assert [item.name for item in found] == ["publish", "probe"]
-    assert found[0].entry_point == "stages.publish:PublishStage"
+    assert found[0].entry_point == "worker.publish:PublishStage"
 
 
 def test_duplicate_stage_name_is_refused_naming_both_origins() -> None:

@@ -22,10 +22,10 @@ from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, drain_events, queue_counts, raw_item
 from stages import Job, Stage, StageOptions, StageResult
 from stages.probe import ProbeStage
-from stages.publish import PublishStage
 from stages.thumbnail import ThumbnailStage
 from worker.consumer import Worker
 from worker.devstack import Stack
+from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
 from worker.samples import write_jpeg
 

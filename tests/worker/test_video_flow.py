@@ -12,10 +12,10 @@ import pytest
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, raw_item
 from stages.probe import ProbeStage
-from stages.publish import PublishStage
 from stages.transcode import TranscodeStage
 from worker.consumer import Worker
 from worker.devstack import Stack
+from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
 from worker.samples import write_broken_video, write_video
 

@@ -12,8 +12,8 @@ from mediamill_core.items import encode
 from mediamill_core.keys import new_media_id
 from mediamill_core.settings import Settings
 from stages.contract import Job, MediaKind, MediaSource, Rendition, RenditionInvalid, StageContext
-from stages.publish import PublishOptions, PublishStage
 from worker.aws import open_clients
+from worker.publish import PublishOptions, PublishStage
 from worker.samples import write_jpeg
 from worker.store import StaleJob
 
