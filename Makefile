@@ -28,6 +28,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy mediamill_core worker stages
 	$(BIN)/mypy api_lambda plugins
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff format .

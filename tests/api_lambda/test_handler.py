@@ -10,7 +10,19 @@ from typing import Any
 
 from mediamill_core.settings import Settings
 
-HEAVY = ("pyvips", "av", "aioboto3", "aiobotocore", "aiohttp", "worker.aws", "PIL")
+# Media libraries, async AWS clients and the dev stack: none belongs in the Lambda package.
+HEAVY = (
+    "pyvips",
+    "av",
+    "numpy",
+    "aioboto3",
+    "aiobotocore",
+    "aiohttp",
+    "moto",
+    "PIL",
+    "worker",
+    "stages",
+)
 
 # Runs in a fresh interpreter: this test process has imported everything already.
 _SCRIPT = """
