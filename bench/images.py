@@ -34,7 +34,7 @@ def make_photos(directory: Path, *, megapixels: float, names: tuple[str, ...]) -
     import pyvips
     import skimage.data
 
-    from worker.samples import camera_exif
+    from worker.dev.samples import camera_exif
 
     made = []
     for index, name in enumerate(names):

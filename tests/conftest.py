@@ -14,7 +14,7 @@ import pytest
 from botocore.config import Config
 
 from mediamill_core.settings import Settings, load_settings
-from worker.devstack import EmbeddedAws, Stack, StackNames, provision, use_dev_credentials
+from worker.dev.devstack import EmbeddedAws, Stack, StackNames, provision, use_dev_credentials
 
 TESTS = Path(__file__).parent
 SUPPORT = TESTS / "support"

@@ -76,7 +76,7 @@ def _health(args: argparse.Namespace) -> int:
 
 def _dev(args: argparse.Namespace) -> int:
     from mediamill_core.settings import load_settings
-    from worker.embedded import embedded_stack
+    from worker.dev.embedded import embedded_stack
     from worker.logs import configure_logging
 
     settings = load_settings()
@@ -97,7 +97,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from worker.demo import run_demo
+    from worker.dev.demo import run_demo
     from worker.logs import configure_logging
 
     # The demo's own table is the output; the worker's logs only matter when something breaks.

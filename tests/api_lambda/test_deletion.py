@@ -11,7 +11,7 @@ import pytest
 
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import raw_item
-from worker.devstack import Stack
+from worker.dev.devstack import Stack
 from worker.store import ClaimOutcome
 
 Call = Callable[..., tuple[int, dict[str, str], Any]]

@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 from mediamill_testkit.stages import CRASH_MARKER
-from worker import samples
+from worker.dev import samples
 
 
 @dataclass(frozen=True, slots=True)

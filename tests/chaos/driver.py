@@ -36,7 +36,7 @@ from tests.chaos.checks import check_all  # noqa: E402
 from tests.chaos.corpus import make_corpus  # noqa: E402
 from tests.chaos.fleet import Fleet  # noqa: E402
 from tests.chaos.run import ChaosConfig, ChaosRun  # noqa: E402
-from worker.devstack import (  # noqa: E402
+from worker.dev.devstack import (  # noqa: E402
     DEV_CREDENTIALS,
     EmbeddedAws,
     StackNames,

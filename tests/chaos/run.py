@@ -28,7 +28,7 @@ from tests.chaos.stack import (
     receive_all,
     subscribe_queue,
 )
-from worker.devstack import Stack
+from worker.dev.devstack import Stack
 from worker.events import MalformedMessage, parse_message
 
 _TICK = 0.2

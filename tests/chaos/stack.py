@@ -19,7 +19,7 @@ from mediamill_core.keys import original_key
 from mediamill_core.settings import load_settings
 from mediamill_testkit.client import api_event, presigned_post
 from tests.chaos.corpus import Sample
-from worker.devstack import Stack
+from worker.dev.devstack import Stack
 
 
 @dataclass(frozen=True, slots=True)

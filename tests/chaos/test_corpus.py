@@ -17,7 +17,7 @@ from stages.transcode import TranscodeStage
 from tests.chaos.corpus import bad_samples, good_samples, make_corpus
 from tests.chaos.stack import UploadClient
 from worker.consumer import Worker
-from worker.devstack import Stack
+from worker.dev.devstack import Stack
 from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
 

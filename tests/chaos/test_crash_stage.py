@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mediamill_testkit.plugin_dist import SUPPORT
 from tests.chaos.corpus import killer_sample
-from worker import samples
+from worker.dev import samples
 
 RUN_STAGE = """
 import sys

@@ -23,7 +23,7 @@ from mediamill_testkit.faultproxy import (
     identify,
 )
 from mediamill_testkit.faultproxy.wire import error_for, render
-from worker.devstack import Stack
+from worker.dev.devstack import Stack
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1}, s3={"addressing_style": "path"})
 STANDARD = Config(

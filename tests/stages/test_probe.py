@@ -15,7 +15,7 @@ from PIL import TiffImagePlugin
 
 from stages import BadMediaError, Job, JobCancelled, MediaKind, StageOptions
 from stages.probe import ProbeStage, vips_reason
-from worker import samples
+from worker.dev import samples
 
 
 def make_job(path: Path) -> Job:

@@ -46,10 +46,10 @@ from stages.thumbnail import ThumbnailStage
 from stages.transcode import TranscodeStage
 from worker.aws import AwsClients, open_clients
 from worker.consumer import Worker
-from worker.devstack import Stack
+from worker.dev.devstack import Stack
+from worker.dev.samples import write_png, write_video
 from worker.publish import PublishStage
 from worker.registry import LoadedStage, RegistryError, StageRegistry, instantiate
-from worker.samples import write_png, write_video
 
 # DetectLabels as the developer guide shows it (labels model 3.0: aliases and categories).
 LABELS = {

@@ -27,7 +27,7 @@ from stages.placeholder import rgba_to_thumbhash
 from stages.probe import ProbeStage
 from stages.render import RenditionSpec
 from stages.thumbnail import ThumbnailOptions, ThumbnailStage
-from worker import samples
+from worker.dev import samples
 
 RED, GREEN, BLUE, GREY = (230, 20, 20), (20, 200, 40), (30, 40, 220), (128, 128, 128)
 

@@ -34,7 +34,7 @@ from stages import (
 from stages.probe import ProbeStage
 from stages.render import RenditionSpec, Stills, encode_to_file, render_stills
 from stages.thumbnail import ThumbnailOptions, ThumbnailStage
-from worker import samples
+from worker.dev import samples
 
 
 def noisy_jpeg(path: Path, width: int = 2000, height: int = 1500) -> Path:

@@ -26,7 +26,7 @@ from stages.quicktime import creation_time, parse_iso6709
 from stages.render import DEFAULT_RENDITIONS, RenditionSpec
 from stages.tonemap import WideSignal, to_sdr
 from stages.transcode import TranscodeOptions, TranscodeStage
-from worker import samples
+from worker.dev import samples
 
 
 def make_job(path: Path, workdir: Path, metadata: dict[str, Any], options: StageOptions) -> Job:

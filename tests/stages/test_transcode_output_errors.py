@@ -25,7 +25,7 @@ from stages.transcode import TranscodeOptions, TranscodeStage
 from stages.video_check import verify_video
 from stages.video_output import writing
 from stages.video_pass import VideoPass
-from worker import samples
+from worker.dev import samples
 
 # A 4 s clip of 640x480: its MP4, copied or encoded, is 130-140 kB.
 CLIP = {"seconds": 4.0, "width": 640, "height": 480}

@@ -13,7 +13,7 @@ import pyvips
 from stages import Rendition, RenditionInvalid
 from stages.render import ImageFormat, RenditionSpec, picture_from_rgb, save, save_animation
 from stages.verify import verify_image, verify_rendition
-from worker import samples
+from worker.dev import samples
 
 
 def card(width: int = 640, height: int = 480) -> pyvips.Image:

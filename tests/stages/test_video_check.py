@@ -11,7 +11,7 @@ import pytest
 
 from stages import RenditionInvalid
 from stages.video_check import Tolerance, verify_video
-from worker import samples
+from worker.dev import samples
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ from mediamill_testkit.stages import BuggyStage, CopyStage, FlakyStage, RejectSt
 from stages import Stage
 from stages.probe import ProbeStage
 from worker.consumer import Worker
-from worker.devstack import Stack
+from worker.dev.devstack import Stack
+from worker.dev.samples import write_png
 from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
-from worker.samples import write_png
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from worker.devstack import Stack
+from worker.dev.devstack import Stack
 from worker.events import (
     MAX_BODY_BYTES,
     MalformedMessage,

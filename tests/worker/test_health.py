@@ -24,12 +24,12 @@ from stages.probe import ProbeStage
 from worker.aws import open_clients
 from worker.cli import main
 from worker.consumer import Worker
-from worker.devstack import Stack
+from worker.dev.devstack import Stack
+from worker.dev.samples import write_png
 from worker.health import Liveness, check, health_url, start_status_server
 from worker.publish import PublishStage
 from worker.queue import MediaQueue
 from worker.registry import LoadedStage, StageRegistry
-from worker.samples import write_png
 
 pytestmark = pytest.mark.anyio
 

@@ -23,7 +23,7 @@ from mediamill_core.settings import Settings
 from mediamill_testkit.client import drain_events, raw_item
 from worker.aws import open_clients
 from worker.claims import ClaimOutcome, Lease, StoredObject
-from worker.devstack import Stack
+from worker.dev.devstack import Stack
 from worker.events import sequencer_order
 from worker.notify import MediaEvents, Outbox
 from worker.store import MediaStore, StaleJob, owed_shard

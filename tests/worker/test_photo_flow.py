@@ -13,9 +13,9 @@ from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, drain_events, raw_item
 from stages.probe import ProbeStage
 from stages.thumbnail import ThumbnailStage
-from worker import samples
 from worker.consumer import Worker
-from worker.devstack import Stack
+from worker.dev import samples
+from worker.dev.devstack import Stack
 from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
 

@@ -13,8 +13,8 @@ from mediamill_core.keys import new_media_id
 from mediamill_core.settings import Settings
 from stages.contract import Job, MediaKind, MediaSource, Rendition, RenditionInvalid, StageContext
 from worker.aws import open_clients
+from worker.dev.samples import write_jpeg
 from worker.publish import PublishOptions, PublishStage
-from worker.samples import write_jpeg
 from worker.store import StaleJob
 
 ETAG = "etag-1"

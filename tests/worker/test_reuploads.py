@@ -24,10 +24,10 @@ from stages import Job, Stage, StageOptions, StageResult
 from stages.probe import ProbeStage
 from stages.thumbnail import ThumbnailStage
 from worker.consumer import Worker
-from worker.devstack import Stack
+from worker.dev.devstack import Stack
+from worker.dev.samples import write_jpeg
 from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
-from worker.samples import write_jpeg
 
 pytestmark = pytest.mark.anyio
 

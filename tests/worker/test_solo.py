@@ -10,7 +10,7 @@ import structlog
 
 from mediamill_core.settings import Settings
 from worker.aws import open_clients
-from worker.devstack import Stack
+from worker.dev.devstack import Stack
 from worker.queue import InFlight, MediaQueue
 from worker.solo import SoloGate
 

@@ -18,10 +18,10 @@ from mediamill_testkit.client import Uploader, raw_item
 from stages.contract import TransientError
 from stages.probe import ProbeStage
 from worker.consumer import Worker
-from worker.devstack import Stack
+from worker.dev.devstack import Stack
+from worker.dev.samples import write_png
 from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
-from worker.samples import write_png
 from worker.spool import NEED_FLOOR, Spool, SpoolTooSmall, bytes_needed, remove_abandoned
 
 pytestmark = pytest.mark.anyio

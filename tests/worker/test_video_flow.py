@@ -14,10 +14,10 @@ from mediamill_testkit.client import Uploader, raw_item
 from stages.probe import ProbeStage
 from stages.transcode import TranscodeStage
 from worker.consumer import Worker
-from worker.devstack import Stack
+from worker.dev.devstack import Stack
+from worker.dev.samples import write_broken_video, write_video
 from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
-from worker.samples import write_broken_video, write_video
 
 pytestmark = pytest.mark.anyio
 GPS = "+37.3349-122.0090+010.000/"

@@ -19,8 +19,8 @@ import pytest
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, queue_counts, wait_for_status
 from mediamill_testkit.plugin_dist import install_test_stages, pythonpath
-from worker.devstack import Stack
-from worker.samples import write_png
+from worker.dev.devstack import Stack
+from worker.dev.samples import write_png
 
 pytestmark = pytest.mark.timeout(90)
 

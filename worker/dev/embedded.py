@@ -15,7 +15,7 @@ import anyio
 
 from mediamill_core.settings import Settings, load_settings
 from worker.consumer import Worker
-from worker.devstack import EmbeddedAws, Stack, StackNames, provision, use_dev_credentials
+from worker.dev.devstack import EmbeddedAws, Stack, StackNames, provision, use_dev_credentials
 from worker.registry import StageRegistry
 
 _DEV_DEFAULTS: dict[str, Any] = {
@@ -58,7 +58,7 @@ async def embedded_stack(
 ) -> AsyncIterator[RunningStack]:
     """Start everything; on exit the worker drains and the emulation stops."""
     from api_lambda.app import MediaApi
-    from worker.local_api import serve_api
+    from worker.dev.local_api import serve_api
 
     use_dev_credentials()
     server = EmbeddedAws()

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from stages.isobmff import top_level_types
-from worker import samples
+from worker.dev import samples
 
 GPS_IFD = 0x8825
 

@@ -27,7 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from mediamill_core.keys import EXTENSIONS
-from worker.embedded import embedded_stack
+from worker.dev.embedded import embedded_stack
 
 TERMINAL = ("READY", "FAILED")
 DEMO_USER = "demo-user"
@@ -237,7 +237,7 @@ async def run_demo(
     with tempfile.TemporaryDirectory(prefix="mediamill-samples-") as samples:
         files = expand(paths)
         if not paths:
-            from worker.samples import make_demo_samples
+            from worker.dev.samples import make_demo_samples
 
             files = make_demo_samples(Path(samples), include_broken=include_broken)
         missing = [f for f in files if not f.is_file()]
@@ -247,7 +247,7 @@ async def run_demo(
         results = [DemoResult(file=f) for f in files]
         console.print(f"starting the embedded AWS stack and a worker for {len(files)} file(s)…")
         async with embedded_stack() as running:
-            from worker.local_api import dev_token
+            from worker.dev.local_api import dev_token
 
             async with aiohttp.ClientSession() as http:
                 client = DemoClient(http, running.api_url, dev_token(DEMO_USER))

@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 
 from api_lambda.app import MediaApi
 from mediamill_core.settings import Settings, load_settings
-from worker.local_api import MAX_BODY_BYTES, bearer_claims, dev_token, serve_api
+from worker.dev.local_api import MAX_BODY_BYTES, bearer_claims, dev_token, serve_api
 
 Event = dict[str, Any]
 FAR_FUTURE = 4_102_444_800  # 2100-01-01

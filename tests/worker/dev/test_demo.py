@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from worker.samples import write_png
+from worker.dev.samples import write_png
 
 
 def mediamill(

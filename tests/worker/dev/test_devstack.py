@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.devstack import Stack
+from worker.dev.devstack import Stack
 
 
 def test_originals_bucket_lets_a_browser_upload_and_read_part_etags(stack: Stack, s3: Any) -> None:
