@@ -40,23 +40,36 @@ def _stages(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row))
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="mediamill stages (entry-point group mediamill.stages)")
-    for column in ("name", "version", "distribution", "kinds", "requires", "flags", "timeout"):
-        table.add_column(column)
+    title = "mediamill stages (entry-point group mediamill.stages)"
+    columns = ("name", "version", "distribution", "kinds", "requires", "flags", "timeout")
+    cells = []
     for row in rows:
         flags = [f for f in ("optional", "final", "cpu_bound") if row[f]]
-        table.add_row(
-            row["name"],
-            row["version"],
-            f"{row['distribution']} {row['distribution_version']}",
-            ",".join(row["kinds"]),
-            ",".join(row["requires"]) or "-",
-            ",".join(flags) or "-",
-            f"{row['timeout']:g}s",
+        cells.append(
+            (
+                row["name"],
+                row["version"],
+                f"{row['distribution']} {row['distribution_version']}",
+                ",".join(row["kinds"]),
+                ",".join(row["requires"]) or "-",
+                ",".join(flags) or "-",
+                f"{row['timeout']:g}s",
+            )
         )
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # rich comes with the dev extra; a production install prints plain text
+        widths = [max(len(c) for c in column) for column in zip(columns, *cells, strict=True)]
+        print(title)
+        for line in (columns, *cells):
+            print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+        return 0
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for line in cells:
+        table.add_row(*line)
     Console().print(table)
     return 0
 
