@@ -61,8 +61,8 @@ def stage_method(out: Path) -> Callable[[Path], None]:
     import structlog
 
     from stages import Job, MediaKind
-    from stages.probe import ProbeStage
-    from stages.thumbnail import ThumbnailOptions, ThumbnailStage
+    from stages.photo.stage import ThumbnailOptions, ThumbnailStage
+    from stages.probe.stage import ProbeStage
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     probe = ProbeStage(ProbeStage.Options())
@@ -121,7 +121,7 @@ def child(method: str, directory: Path, repeat: int, threads: int) -> None:
     """Make every photo's renditions ``repeat`` times on ``threads`` threads; print the rate."""
     import pyvips
 
-    from stages.thumbnail import share_cores
+    from stages.photo.stage import share_cores
 
     pyvips.cache_set_max(0)  # no method may reuse an earlier decode of the same file
     # The worker sizes libvips' pool to its CPU threads; plain pyvips gets the same, so the

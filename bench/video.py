@@ -137,8 +137,8 @@ def stage_main(clip: Path, out: Path, *, preview_anim: bool = True) -> None:
     import structlog
 
     from stages import Job, MediaKind, StageOptions
-    from stages.probe import ProbeStage
-    from stages.transcode import TranscodeOptions, TranscodeStage
+    from stages.probe.stage import ProbeStage
+    from stages.video.stage import TranscodeOptions, TranscodeStage
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
 

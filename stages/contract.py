@@ -110,7 +110,7 @@ class Rendition:
     width: int | None = None
     height: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
-    # Set by a stage that checked the file itself (stages.verify); publish checks the others.
+    # Set by a stage that checked the file itself (stages.photo.verify); publish checks the others.
     checked: bool = False
 
 

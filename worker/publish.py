@@ -29,7 +29,7 @@ from stages.contract import (
     StageResult,
     TransientError,
 )
-from stages.verify import verify_rendition
+from stages.photo.verify import verify_rendition
 from worker.notify import MediaEvents, Outbox
 from worker.store import MediaStore, StaleJob
 

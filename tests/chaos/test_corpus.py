@@ -11,9 +11,9 @@ import pytest
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import raw_item
 from mediamill_testkit.stages import CRASH_MARKER, CrashStage
-from stages.probe import ProbeStage
-from stages.thumbnail import ThumbnailStage
-from stages.transcode import TranscodeStage
+from stages.photo.stage import ThumbnailStage
+from stages.probe.stage import ProbeStage
+from stages.video.stage import TranscodeStage
 from tests.chaos.corpus import bad_samples, good_samples, make_corpus
 from tests.chaos.stack import UploadClient
 from worker.consumer import Worker

@@ -14,7 +14,7 @@ import pyvips
 from PIL import TiffImagePlugin
 
 from stages import BadMediaError, Job, JobCancelled, MediaKind, StageOptions
-from stages.probe import ProbeStage, vips_reason
+from stages.probe.stage import ProbeStage, vips_reason
 from worker.dev import samples
 
 

@@ -11,7 +11,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from stages.remux import CopiedTimestamps, RemuxRefused
+from stages.video.remux import CopiedTimestamps, RemuxRefused
 
 # Matroska's millisecond clock at 24 fps: a frame lasts 41 or 42 ticks.
 MS = Fraction(1, 1000)

@@ -40,10 +40,10 @@ from stages import (
     StageResult,
     TransientError,
 )
-from stages.probe import ProbeStage
-from stages.tagging import TaggingOptions, TaggingStage
-from stages.thumbnail import ThumbnailStage
-from stages.transcode import TranscodeStage
+from stages.photo.stage import ThumbnailStage
+from stages.probe.stage import ProbeStage
+from stages.tagging.stage import TaggingOptions, TaggingStage
+from stages.video.stage import TranscodeStage
 from worker.aws import AwsClients, open_clients
 from worker.consumer import Worker
 from worker.dev.devstack import Stack

@@ -23,10 +23,10 @@ from pydantic import ValidationError
 
 from mediamill_core.settings import load_settings
 from stages import BadMediaError, Job, MediaKind, StageContext, StageOptions
-from stages.placeholder import rgba_to_thumbhash
-from stages.probe import ProbeStage
-from stages.render import RenditionSpec
-from stages.thumbnail import ThumbnailOptions, ThumbnailStage
+from stages.photo.placeholder import rgba_to_thumbhash
+from stages.photo.render import RenditionSpec
+from stages.photo.stage import ThumbnailOptions, ThumbnailStage
+from stages.probe.stage import ProbeStage
 from worker.dev import samples
 
 RED, GREEN, BLUE, GREY = (230, 20, 20), (20, 200, 40), (30, 40, 220), (128, 128, 128)
@@ -524,8 +524,8 @@ def test_thumbhash_refuses_images_over_100_pixels() -> None:
 _PEAK_RSS_SCRIPT = """
 import sys, pathlib
 from stages import Job, MediaKind
-from stages.probe import ProbeStage
-from stages.thumbnail import ThumbnailOptions, ThumbnailStage
+from stages.probe.stage import ProbeStage
+from stages.photo.stage import ThumbnailOptions, ThumbnailStage
 path, workdir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 probed = ProbeStage(ProbeStage.Options()).run_sync(Job.standalone(path, workdir))
 stage = ThumbnailStage(ThumbnailOptions())
@@ -561,6 +561,6 @@ async def test_what_libvips_refuses_past_the_header_fails_the_photo_not_the_work
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise pyvips.Error("unable to call icc_transform", "icc_transform: bad profile")
 
-    monkeypatch.setattr("stages.thumbnail.render_stills", refuse)
+    monkeypatch.setattr("stages.photo.stage.render_stills", refuse)
     reason = await refused(samples.write_jpeg(tmp_path / "a.jpg", 320, 240), tmp_path)
     assert reason == "could not make renditions of the JPEG: bad profile"

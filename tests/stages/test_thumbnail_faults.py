@@ -31,9 +31,9 @@ from stages import (
     StageOptions,
     TransientError,
 )
-from stages.probe import ProbeStage
-from stages.render import RenditionSpec, Stills, encode_to_file, render_stills
-from stages.thumbnail import ThumbnailOptions, ThumbnailStage
+from stages.photo.render import RenditionSpec, Stills, encode_to_file, render_stills
+from stages.photo.stage import ThumbnailOptions, ThumbnailStage
+from stages.probe.stage import ProbeStage
 from worker.dev import samples
 
 
@@ -120,8 +120,8 @@ _CHILD = """
 import json, os, pathlib, resource, signal, sys
 import structlog
 from stages import Job, MediaKind, StageOptions
-from stages.probe import ProbeStage
-from stages.thumbnail import ThumbnailStage, ThumbnailOptions
+from stages.probe.stage import ProbeStage
+from stages.photo.stage import ThumbnailStage, ThumbnailOptions
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
 path, workdir, limit = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
 probed = ProbeStage(StageOptions()).run_sync(Job.standalone(path, workdir))
@@ -275,7 +275,7 @@ def test_a_rendition_that_came_out_wrong_is_never_returned(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
-    monkeypatch.setattr("stages.thumbnail.render_stills", damaging(damage))
+    monkeypatch.setattr("stages.photo.stage.render_stills", damaging(damage))
     workdir = tmp_path / "work"
     with pytest.raises(RenditionInvalid) as caught:
         run_stage(samples.write_jpeg(tmp_path / "photo.jpg", 2000, 1500), workdir)

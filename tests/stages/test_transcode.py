@@ -20,12 +20,12 @@ import pytest
 import pyvips
 
 from stages import BadMediaError, Job, JobCancelled, MediaKind, StageOptions
-from stages.poster import VideoStills
-from stages.probe import ProbeStage
-from stages.quicktime import creation_time, parse_iso6709
-from stages.render import DEFAULT_RENDITIONS, RenditionSpec
-from stages.tonemap import WideSignal, to_sdr
-from stages.transcode import TranscodeOptions, TranscodeStage
+from stages.photo.render import DEFAULT_RENDITIONS, RenditionSpec
+from stages.probe.stage import ProbeStage
+from stages.video.poster import VideoStills
+from stages.video.quicktime import creation_time, parse_iso6709
+from stages.video.stage import TranscodeOptions, TranscodeStage
+from stages.video.tonemap import WideSignal, to_sdr
 from worker.dev import samples
 
 

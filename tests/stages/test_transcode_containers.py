@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 
 from stages import Job, MediaKind, StageOptions
-from stages.probe import ProbeStage
-from stages.transcode import TranscodeOptions, TranscodeStage
-from stages.video_check import verify_video
+from stages.probe.stage import ProbeStage
+from stages.video.checks import verify_video
+from stages.video.stage import TranscodeOptions, TranscodeStage
 
 FPS = 24
 SIZE = (320, 240)
-# The probe's formats (stages/sniff.py; 3GP is sniffed as MP4) and how FFmpeg writes each.
+# The probe's formats (stages/probe/sniff.py; 3GP is sniffed as MP4) and how FFmpeg writes each.
 MUXERS = {
     "mp4": "mp4",
     "3gp": "3gp",

@@ -20,11 +20,11 @@ import pytest
 import pyvips
 
 from stages import BadMediaError, Job, MediaKind, RenditionInvalid, StageOptions, TransientError
-from stages.probe import ProbeStage
-from stages.transcode import TranscodeOptions, TranscodeStage
-from stages.video_check import verify_video
-from stages.video_output import writing
-from stages.video_pass import VideoPass
+from stages.probe.stage import ProbeStage
+from stages.video.checks import verify_video
+from stages.video.output import writing
+from stages.video.single_pass import VideoPass
+from stages.video.stage import TranscodeOptions, TranscodeStage
 from worker.dev import samples
 
 # A 4 s clip of 640x480: its MP4, copied or encoded, is 130-140 kB.
@@ -143,9 +143,9 @@ class LossyOutput:
 
 def lose_packets(monkeypatch: pytest.MonkeyPatch, keep: int, passes: int) -> None:
     """The first ``passes`` outputs lose packets, as a writer that drops data would."""
-    import stages.video_pass
+    import stages.video.single_pass
 
-    real, made = stages.video_pass.mp4_output, []
+    real, made = stages.video.single_pass.mp4_output, []
 
     def lossy(path: Path) -> Any:
         made.append(path)
@@ -154,7 +154,7 @@ def lose_packets(monkeypatch: pytest.MonkeyPatch, keep: int, passes: int) -> Non
             return context
         return _wrap(context, keep)
 
-    monkeypatch.setattr(stages.video_pass, "mp4_output", lossy)
+    monkeypatch.setattr(stages.video.single_pass, "mp4_output", lossy)
 
 
 class _wrap:

@@ -11,8 +11,8 @@ import pytest
 import pyvips
 
 from stages import Rendition, RenditionInvalid
-from stages.render import ImageFormat, RenditionSpec, picture_from_rgb, save, save_animation
-from stages.verify import verify_image, verify_rendition
+from stages.photo.render import ImageFormat, RenditionSpec, picture_from_rgb, save, save_animation
+from stages.photo.verify import verify_image, verify_rendition
 from worker.dev import samples
 
 

@@ -10,7 +10,7 @@ import av
 import pytest
 
 from stages import RenditionInvalid
-from stages.video_check import Tolerance, verify_video
+from stages.video.checks import Tolerance, verify_video
 from worker.dev import samples
 
 

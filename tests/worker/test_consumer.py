@@ -14,7 +14,7 @@ from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, drain_events, queue_counts, raw_item
 from mediamill_testkit.stages import BuggyStage, CopyStage, FlakyStage, RejectStage, SleepyStage
 from stages import Stage
-from stages.probe import ProbeStage
+from stages.probe.stage import ProbeStage
 from worker.consumer import Worker
 from worker.dev.devstack import Stack
 from worker.dev.samples import write_png

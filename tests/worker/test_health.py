@@ -20,7 +20,7 @@ from mediamill_core.settings import Settings, load_settings
 from mediamill_testkit.client import Uploader
 from mediamill_testkit.pipeline import make_pipeline, run_job
 from stages import Job, Stage, StageResult
-from stages.probe import ProbeStage
+from stages.probe.stage import ProbeStage
 from worker.aws import open_clients
 from worker.cli import main
 from worker.consumer import Worker

@@ -11,8 +11,8 @@ import pyvips
 
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, drain_events, raw_item
-from stages.probe import ProbeStage
-from stages.thumbnail import ThumbnailStage
+from stages.photo.stage import ThumbnailStage
+from stages.probe.stage import ProbeStage
 from worker.consumer import Worker
 from worker.dev import samples
 from worker.dev.devstack import Stack

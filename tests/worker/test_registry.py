@@ -16,7 +16,7 @@ import pytest
 from mediamill_core.settings import SQS_MAX_VISIBILITY, SettingsError, load_settings
 from mediamill_testkit.stages import SleepyOptions, SleepyStage
 from stages import Job, MediaKind, Stage, StageResult
-from stages.probe import ProbeStage
+from stages.probe.stage import ProbeStage
 from worker.consumer import check_timing
 from worker.publish import PublishStage
 from worker.registry import (
@@ -27,7 +27,7 @@ from worker.registry import (
     discover,
 )
 
-PROBE = EntryPoint(name="probe", value="stages.probe:ProbeStage", group=ENTRY_POINT_GROUP)
+PROBE = EntryPoint(name="probe", value="stages.probe.stage:ProbeStage", group=ENTRY_POINT_GROUP)
 PUBLISH = EntryPoint(name="publish", value="worker.publish:PublishStage", group=ENTRY_POINT_GROUP)
 SLEEPY = EntryPoint(
     name="sleepy", value="mediamill_testkit.stages:SleepyStage", group=ENTRY_POINT_GROUP
@@ -144,7 +144,7 @@ def test_duplicate_stage_name_is_refused_naming_both_origins() -> None:
     rival = point("probe", "mediamill_testkit.stages:SleepyStage")
     with pytest.raises(RegistryError, match="duplicate stage name 'probe'") as caught:
         discover(found=[PROBE, rival])
-    assert "stages.probe:ProbeStage" in str(caught.value)
+    assert "stages.probe.stage:ProbeStage" in str(caught.value)
     assert "mediamill_testkit.stages:SleepyStage" in str(caught.value)
 
 

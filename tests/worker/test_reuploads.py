@@ -21,8 +21,8 @@ from mediamill_core.keys import original_key
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, drain_events, queue_counts, raw_item
 from stages import Job, Stage, StageOptions, StageResult
-from stages.probe import ProbeStage
-from stages.thumbnail import ThumbnailStage
+from stages.photo.stage import ThumbnailStage
+from stages.probe.stage import ProbeStage
 from worker.consumer import Worker
 from worker.dev.devstack import Stack
 from worker.dev.samples import write_jpeg

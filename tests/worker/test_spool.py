@@ -16,7 +16,7 @@ from mediamill_core.keys import original_key
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, raw_item
 from stages.contract import TransientError
-from stages.probe import ProbeStage
+from stages.probe.stage import ProbeStage
 from worker.consumer import Worker
 from worker.dev.devstack import Stack
 from worker.dev.samples import write_png

@@ -11,8 +11,8 @@ import pytest
 
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, raw_item
-from stages.probe import ProbeStage
-from stages.transcode import TranscodeStage
+from stages.probe.stage import ProbeStage
+from stages.video.stage import TranscodeStage
 from worker.consumer import Worker
 from worker.dev.devstack import Stack
 from worker.dev.samples import write_broken_video, write_video

@@ -22,7 +22,7 @@ import pillow_heif
 from PIL import Image, ImageChops, ImageDraw
 from PIL.TiffImagePlugin import IFDRational
 
-from stages.isobmff import iter_boxes
+from stages.probe.isobmff import iter_boxes
 
 Container = Literal["mp4", "mov", "mkv", "webm", "avi"]
 

@@ -10,7 +10,7 @@ import pillow_heif
 import pytest
 from PIL import Image
 
-from stages.isobmff import top_level_types
+from stages.probe.isobmff import top_level_types
 from worker.dev import samples
 
 GPS_IFD = 0x8825

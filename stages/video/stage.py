@@ -1,11 +1,11 @@
 """The ``transcode`` stage: a video that plays in every browser, its poster, previews and facts.
 
-One pass over the file (:mod:`stages.video_pass`) demuxes, decodes (threaded), filters
-(:mod:`stages.video_graph`), encodes with libx264 and muxes an MP4 with ``faststart``, while
+One pass over the file (:mod:`stages.video.single_pass`) demuxes, decodes (threaded), filters
+(:mod:`stages.video.graph`), encodes with libx264 and muxes an MP4 with ``faststart``, while
 the poster and hover-preview frames are picked from the same decoded frames. Web-safe video is
-copied, not re-encoded (see :mod:`stages.video_policy`), unless its timestamps cannot be copied
-right (:mod:`stages.remux`). The MP4 is checked against what was read from the input before it
-is returned (:mod:`stages.video_check`). Only PyAV is used: no ffmpeg binary.
+copied, not re-encoded (see :mod:`stages.video.policy`), unless its timestamps cannot be copied
+right (:mod:`stages.video.remux`). The MP4 is checked against what was read from the input before it
+is returned (:mod:`stages.video.checks`). Only PyAV is used: no ffmpeg binary.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from stages.contract import (
     StageOptions,
     StageResult,
 )
-from stages.probe import open_video
-from stages.remux import RemuxRefused
-from stages.render import DEFAULT_RENDITIONS, RenditionSpec
-from stages.video_check import CheckedVideo, verify_video
-from stages.video_output import error_reason
-from stages.video_pass import VideoPass
-from stages.video_policy import Plan, VideoFacts, plan_for, read_facts
+from stages.photo.render import DEFAULT_RENDITIONS, RenditionSpec
+from stages.probe.stage import open_video
+from stages.video.checks import CheckedVideo, verify_video
+from stages.video.output import error_reason
+from stages.video.policy import Plan, VideoFacts, plan_for, read_facts
+from stages.video.remux import RemuxRefused
+from stages.video.single_pass import VideoPass
 
 Preset = Literal[
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"

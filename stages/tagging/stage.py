@@ -19,7 +19,6 @@ import anyio
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
-from stages._rekognition_frames import Frame, UnusablePicture, keyframes, picture_frame
 from stages.contract import (
     Job,
     MediaKind,
@@ -29,6 +28,7 @@ from stages.contract import (
     StageResult,
     TransientError,
 )
+from stages.tagging.frames import Frame, UnusablePicture, keyframes, picture_frame
 
 # Rekognition's own throttling errors (standard retry mode retries them first).
 _THROTTLED = {

@@ -4,8 +4,8 @@ Errors are told apart by where they happen. The demuxer and the decoders read th
 they refuse is damage, tolerated up to a limit (packets skipped with a warning; a file that
 ends in unreadable data keeps what came before). Everything after them is ours: the filter
 graph and the encoders raise as the bugs they would be, and writing the MP4 fails as a
-``TransientError`` (:mod:`stages.video_output`). Copied streams go through
-:mod:`stages.remux`, which keeps every packet or refuses the copy.
+``TransientError`` (:mod:`stages.video.output`). Copied streams go through
+:mod:`stages.video.remux`, which keeps every packet or refuses the copy.
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ from av.video.frame import PictureType
 from av.video.stream import VideoStream
 
 from stages.contract import BadMediaError, Job
-from stages.frame_times import FrameCadence, FrameClock
-from stages.poster import VideoStills
-from stages.remux import CopiedTimestamps, RemuxRefused, StreamKind
-from stages.tonemap import write_cube
-from stages.video_check import Span, frame_period
-from stages.video_graph import build_graph
-from stages.video_output import error_reason, mp4_output, writing
-from stages.video_policy import Plan, VideoFacts, aac_sample_rate
+from stages.video.checks import Span, frame_period
+from stages.video.frame_times import FrameCadence, FrameClock
+from stages.video.graph import build_graph
+from stages.video.output import error_reason, mp4_output, writing
+from stages.video.policy import Plan, VideoFacts, aac_sample_rate
+from stages.video.poster import VideoStills
+from stages.video.remux import CopiedTimestamps, RemuxRefused, StreamKind
+from stages.video.tonemap import write_cube
 
 if TYPE_CHECKING:
-    from stages.transcode import TranscodeOptions
+    from stages.video.stage import TranscodeOptions
 
 _CHECK_EVERY = 8  # packets between cancellation checks: a few frames, well under a second
 _BT709 = 1  # FFmpeg's enum value for BT.709 primaries, transfer and matrix alike
@@ -181,7 +181,7 @@ class VideoPass:
             with writing("the tone-mapping table"):
                 lut = write_cube(self.job.workdir / "tonemap.cube", self.facts.signal)
             context.color_primaries = context.color_trc = context.colorspace = _BT709
-        else:  # SDR keeps its own colour description (see stages.video_graph)
+        else:  # SDR keeps its own colour description (see stages.video.graph)
             source = self.video_in.codec_context
             context.color_primaries = source.color_primaries
             context.color_trc = source.color_trc

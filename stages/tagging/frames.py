@@ -19,8 +19,8 @@ import pyvips
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
-from stages.probe import open_video
-from stages.render import picture_from_rgb, to_srgb
+from stages.photo.render import picture_from_rgb, to_srgb
+from stages.probe.stage import open_video
 
 MAX_BYTES = 5_000_000  # 5 MB, counted in decimal megabytes to stay on the safe side
 MIN_SIDE = 80

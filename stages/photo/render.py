@@ -25,8 +25,8 @@ import pyvips
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages.contract import Rendition, TransientError
-from stages.placeholder import rgba_to_thumbhash
-from stages.probe import vips_reason
+from stages.photo.placeholder import rgba_to_thumbhash
+from stages.probe.stage import vips_reason
 
 ImageFormat = Literal["webp", "jpeg", "avif", "png"]
 

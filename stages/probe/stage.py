@@ -1,8 +1,9 @@
 """The ``probe`` stage: what the upload is, decided from its bytes, and its basic facts.
 
-The kind comes from the file's signature (:mod:`stages.sniff`), never its name or declared type;
-then the header is opened for real with the decoder later stages use (libvips for images,
-FFmpeg through PyAV for videos), so a file that only looks right fails here with a reason.
+The kind comes from the file's signature (:mod:`stages.probe.sniff`), never its name or
+declared type; then the header is opened for real with the decoder later stages use (libvips
+for images, FFmpeg through PyAV for videos), so a file that only looks right fails here with a
+reason.
 Nothing is decoded: a 100000 x 100000 PNG is reported from its header in milliseconds, and the
 pixel limit is enforced by the stages that decode.
 """
@@ -19,8 +20,8 @@ from av.container import InputContainer
 from av.video.stream import VideoStream
 
 from stages.contract import ALL_KINDS, BadMediaError, Job, MediaKind, Stage, StageResult
-from stages.isobmff import top_level_types, video_rotation
-from stages.sniff import Sniffed, sniff
+from stages.probe.isobmff import top_level_types, video_rotation
+from stages.probe.sniff import Sniffed, sniff
 
 # Turn off libvips loaders not fit for untrusted input (ImageMagick, matload, FITS, ...) once
 # for the whole process, at import, before any upload reaches libvips. The probe names the

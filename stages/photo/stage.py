@@ -1,12 +1,13 @@
 """The ``thumbnail`` stage: web renditions, a placeholder and the facts of every photo.
 
-One decode per photo (:mod:`stages.photo`), renditions derived from it (:mod:`stages.render`),
-camera facts from EXIF (:mod:`stages.exif`). The GPS position goes to ``location``, which
-publish stores apart from the metadata, for the owner's eyes only.
+One decode per photo (:mod:`stages.photo.decode`), renditions derived from it
+(:mod:`stages.photo.render`), camera facts from EXIF (:mod:`stages.photo.exif`). The GPS
+position goes to ``location``, which publish stores apart from the metadata, for the owner's
+eyes only.
 
-Every rendition is opened again and checked (:mod:`stages.verify`) before it is returned; when
-anything fails, the files this stage wrote are removed, so no partial rendition is left for
-publish to find.
+Every rendition is opened again and checked (:mod:`stages.photo.verify`) before it is
+returned; when anything fails, the files this stage wrote are removed, so no partial rendition
+is left for publish to find.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ from stages.contract import (
     StageOptions,
     StageResult,
 )
-from stages.exif import read_exif
-from stages.photo import (
+from stages.photo.decode import (
     PhotoHeader,
     check_pixels,
     decode,
@@ -38,7 +38,8 @@ from stages.photo import (
     read_header,
     vips_failure,
 )
-from stages.render import (
+from stages.photo.exif import read_exif
+from stages.photo.render import (
     DEFAULT_RENDITIONS,
     RenditionSpec,
     discard,
@@ -46,7 +47,7 @@ from stages.render import (
     render_stills,
     save_animation,
 )
-from stages.verify import verify_image
+from stages.photo.verify import verify_image
 
 DEFAULT_MAX_PIXELS = 200_000_000
 
@@ -120,7 +121,7 @@ class ThumbnailStage(Stage):
             if isinstance(error, pyvips.Error):
                 # What libvips refuses past the header (a colour profile it cannot apply) is
                 # this file's doing, unless our disk failed under it; encoding and writing the
-                # renditions raise TransientError themselves (stages.render).
+                # renditions raise TransientError themselves (stages.photo.render).
                 raise self._failure(error, job, header) from error
             raise
         metadata = photo_metadata(header)

@@ -1,7 +1,7 @@
 """The FFmpeg filter graph that turns decoded frames into what the encoder takes.
 
 In order: the frame-rate cap (drop early, before any pixel work), the scale to the target size,
-tone mapping for HDR and BT.2020 sources (a LUT, see :mod:`stages.tonemap`, then BT.709),
+tone mapping for HDR and BT.2020 sources (a LUT, see :mod:`stages.video.tonemap`, then BT.709),
 conversion to 8-bit 4:2:0 limited range, and the rotation, done last on the smallest, 8-bit
 picture. All of it runs inside libavfilter on its threads: no frame goes through numpy.
 """

@@ -25,8 +25,8 @@ import pyvips
 from PIL import ImageCms
 
 from stages.contract import BadMediaError, TransientError
-from stages.probe import VIPS_LOADERS, vips_reason
-from stages.render import fit
+from stages.photo.render import fit
+from stages.probe.stage import VIPS_LOADERS, vips_reason
 
 _LABELS = {"heif": "HEIC", "tiff": "TIFF"}
 _BIT_DEPTH = {"uchar": 8, "char": 8, "ushort": 16, "short": 16, "uint": 32, "float": 32}

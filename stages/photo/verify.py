@@ -22,9 +22,9 @@ from typing import Any
 import pyvips
 
 from stages.contract import BadMediaError, Rendition, RenditionInvalid
-from stages.isobmff import iter_boxes
-from stages.probe import VIPS_LOADERS, vips_reason
-from stages.sniff import FORMATS, sniff
+from stages.probe.isobmff import iter_boxes
+from stages.probe.sniff import FORMATS, sniff
+from stages.probe.stage import VIPS_LOADERS, vips_reason
 
 # The image types checked in full (those renditions are made in), by the libvips loader of each.
 # Any other image type (a GIF or an SVG from a plugin) is checked as a plain file: GIF decoders
@@ -53,7 +53,7 @@ def verify_rendition(rendition: Rendition) -> None:
         )
     elif content_type.startswith("video/"):
         # Loaded when a video is checked, not before: it brings in the demuxers and decoders.
-        from stages.video_check import verify_video
+        from stages.video.checks import verify_video
 
         verify_video(
             rendition.path,

@@ -16,8 +16,8 @@ import av
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
-from stages import quicktime
-from stages.tonemap import WideSignal, wide_signal
+from stages.video import quicktime
+from stages.video.tonemap import WideSignal, wide_signal
 
 WEB_VIDEO_CODECS = frozenset({"h264"})
 WEB_PIXEL_FORMATS = frozenset({"yuv420p"})
@@ -92,7 +92,7 @@ class Plan:
     height: int
     fps_cap: float | None
     # Why the video is encoded (empty when copied), and why a stream that could have been
-    # copied was not (its timestamps, say: see stages.remux).
+    # copied was not (its timestamps, say: see stages.video.remux).
     reasons: tuple[str, ...]
 
     def encoding(self, stream: str, reason: str) -> Plan:

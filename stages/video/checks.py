@@ -18,7 +18,7 @@ import av.error
 from av.container import InputContainer
 
 from stages.contract import RenditionInvalid
-from stages.video_output import error_reason
+from stages.video.output import error_reason
 
 
 @dataclass(frozen=True, slots=True)

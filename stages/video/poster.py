@@ -20,8 +20,14 @@ import pyvips
 from av.video.reformatter import VideoReformatter
 
 from stages.contract import Rendition
-from stages.render import RenditionSpec, Stills, picture_from_rgb, render_stills, save_animation
-from stages.video_output import writing
+from stages.photo.render import (
+    RenditionSpec,
+    Stills,
+    picture_from_rgb,
+    render_stills,
+    save_animation,
+)
+from stages.video.output import writing
 
 _PROBE_WIDTH = 96  # frames are judged on a grey copy this wide: enough for blur and blackness
 _DARKEST = 24.0  # mean grey level (0-255) below which a frame counts as black

@@ -1,0 +1,1 @@
+"""The built-in `transcode` stage and its video helpers: policy, graph, tonemap, poster, remux."""
