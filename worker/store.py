@@ -20,7 +20,6 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mediamill_core.items import MediaStatus, is_conditional_failure, iso, utc_now
-from mediamill_core.items import decode as _decode
 from mediamill_core.items import encode as _encode
 from worker.claims import (
     Claim,
@@ -32,6 +31,7 @@ from worker.claims import (
     decide,
     lease_left,
 )
+from worker.event_lock import EventLockWrites
 
 # Sparse index of items that still owe something (a finish, or an event): see worker.sweep.
 OWED_SHARDS = 8
@@ -62,56 +62,8 @@ def owed_shard(media_id: str) -> str:
     return str(zlib.crc32(media_id.encode()) % OWED_SHARDS)
 
 
-class MediaStore:
+class MediaStore(EventLockWrites):
     """Conditional writes to the media table through an aiobotocore DynamoDB client."""
-
-    def __init__(self, dynamodb: Any, table: str, *, event_lock_seconds: float = 60.0) -> None:
-        self._ddb = dynamodb
-        self._table = table
-        self._event_lock_seconds = event_lock_seconds
-
-    async def get(self, media_id: str) -> dict[str, Any] | None:
-        response = await self._ddb.get_item(
-            TableName=self._table, Key=_encode({"media_id": media_id}), ConsistentRead=True
-        )
-        item = response.get("Item")
-        return _decode(item) if item else None
-
-    async def _update(
-        self,
-        media_id: str,
-        *,
-        sets: dict[str, Any],
-        removes: tuple[str, ...] = (),
-        raw_sets: tuple[str, ...] = (),
-        condition: str,
-        names: dict[str, str] | None = None,
-        values: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """One conditional UpdateItem; raises ClientError (conditional failures included)."""
-        all_names = dict(names or {})
-        all_values = dict(values or {})
-        assignments = list(raw_sets)
-        for index, (name, value) in enumerate(sets.items()):
-            all_names[f"#s{index}"] = name
-            all_values[f":s{index}"] = value
-            assignments.append(f"#s{index} = :s{index}")
-        expression = "SET " + ", ".join(assignments)
-        removed = [name for name in removes if name not in sets]
-        if removed:
-            for index, name in enumerate(removed):
-                all_names[f"#r{index}"] = name
-            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
-        response = await self._ddb.update_item(
-            TableName=self._table,
-            Key=_encode({"media_id": media_id}),
-            UpdateExpression=expression,
-            ConditionExpression=condition,
-            ExpressionAttributeNames=all_names,
-            ExpressionAttributeValues=_encode(all_values),
-            ReturnValues="ALL_NEW",
-        )
-        return _decode(response["Attributes"])
 
     async def claim(
         self,
@@ -405,57 +357,6 @@ class MediaStore:
             ("metadata", "renditions", "location"),
             abandoned_after=abandoned_after,
         )
-
-    async def take_event_lock(
-        self, media_id: str, processed_at: str, token: str
-    ) -> dict[str, Any] | None:
-        """Become the one sender of the item's owed event; None when someone else is."""
-        now = time.time()
-        try:
-            return await self._update(
-                media_id,
-                sets={"event_lock": {"token": token, "until": now + self._event_lock_seconds}},
-                condition=(
-                    "event_pending = :true AND processed_at = :processed AND ("
-                    "attribute_not_exists(event_lock) OR event_lock.#until < :now "
-                    "OR event_lock.#token = :token)"
-                ),
-                names={"#until": "until", "#token": "token"},
-                values={":true": True, ":processed": processed_at, ":now": now, ":token": token},
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return None
-            raise
-
-    async def release_event_lock(self, media_id: str, token: str) -> None:
-        """A send that failed gives the lock up, so the sweep need not wait for it to lapse."""
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=_encode({"media_id": media_id}),
-                UpdateExpression="REMOVE event_lock",
-                ConditionExpression="event_lock.#token = :token",
-                ExpressionAttributeNames={"#token": "token"},
-                ExpressionAttributeValues=_encode({":token": token}),
-            )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
-
-    async def clear_event_pending(self, media_id: str, processed_at: str | None) -> None:
-        """The owed event is on the topic: nothing is owed for this fact any more."""
-        try:
-            await self._ddb.update_item(
-                TableName=self._table,
-                Key=_encode({"media_id": media_id}),
-                UpdateExpression="REMOVE event_pending, event_lock, owed_shard, owed_since",
-                ConditionExpression="processed_at = :processed",
-                ExpressionAttributeValues=_encode({":processed": processed_at}),
-            )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
 
 
 def _lease_item(lease: Lease, now: float) -> dict[str, Any]:

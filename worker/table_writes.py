@@ -1,0 +1,60 @@
+"""One conditional write to the media table, the building block of every worker write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mediamill_core.items import decode as _decode
+from mediamill_core.items import encode as _encode
+
+
+class TableWrites:
+    """The media table through an aiobotocore DynamoDB client: consistent reads, UpdateItem."""
+
+    def __init__(self, dynamodb: Any, table: str, *, event_lock_seconds: float = 60.0) -> None:
+        self._ddb = dynamodb
+        self._table = table
+        self._event_lock_seconds = event_lock_seconds
+
+    async def get(self, media_id: str) -> dict[str, Any] | None:
+        response = await self._ddb.get_item(
+            TableName=self._table, Key=_encode({"media_id": media_id}), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _decode(item) if item else None
+
+    async def _update(
+        self,
+        media_id: str,
+        *,
+        sets: dict[str, Any],
+        removes: tuple[str, ...] = (),
+        raw_sets: tuple[str, ...] = (),
+        condition: str,
+        names: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One conditional UpdateItem; raises ClientError (conditional failures included)."""
+        all_names = dict(names or {})
+        all_values = dict(values or {})
+        assignments = list(raw_sets)
+        for index, (name, value) in enumerate(sets.items()):
+            all_names[f"#s{index}"] = name
+            all_values[f":s{index}"] = value
+            assignments.append(f"#s{index} = :s{index}")
+        expression = "SET " + ", ".join(assignments)
+        removed = [name for name in removes if name not in sets]
+        if removed:
+            for index, name in enumerate(removed):
+                all_names[f"#r{index}"] = name
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
+        response = await self._ddb.update_item(
+            TableName=self._table,
+            Key=_encode({"media_id": media_id}),
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=all_names,
+            ExpressionAttributeValues=_encode(all_values),
+            ReturnValues="ALL_NEW",
+        )
+        return _decode(response["Attributes"])
