@@ -23,7 +23,7 @@ from worker import metrics
 from worker.aws import open_clients
 from worker.events import MalformedMessage, parse_message
 from worker.health import Liveness, start_status_server
-from worker.jobs import Attempt, UploadProcessor, Verdict
+from worker.jobs import UploadProcessor
 from worker.notify import MediaEvents, Outbox
 from worker.pipeline import Pipeline
 from worker.queue import InFlight, MediaQueue
@@ -31,6 +31,7 @@ from worker.registry import StageRegistry
 from worker.spool import Spool
 from worker.store import MediaStore
 from worker.sweep import Sweeper
+from worker.verdicts import Attempt, Verdict
 
 
 def check_timing(settings: Settings, registry: StageRegistry) -> None:

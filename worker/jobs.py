@@ -6,11 +6,9 @@ retry later, or a message left for the dead-letter queue.
 
 from __future__ import annotations
 
-import enum
 import secrets
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,52 +24,12 @@ from worker import metrics
 from worker.claims import ClaimContended, ClaimOutcome, Lease, StoredObject
 from worker.events import UploadEvent
 from worker.notify import Outbox
+from worker.originals import Originals, Superseded
 from worker.pipeline import JobOutcome, Pipeline
 from worker.solo import SoloGate
 from worker.spool import Spool
 from worker.store import MediaStore, StaleJob
-
-_SPOOL_CHUNK = 1024 * 1024
-_ENOSPC = 28
-
-
-class Verdict(enum.Enum):
-    DONE = "done"  # finished, a duplicate, or nothing left to do: delete the message
-    RETRY = "retry"  # transient trouble: try again after a backoff
-    ERROR = "error"  # not ours to fix here (a bug, a foreign object): leave it for the DLQ
-    # Not started, and no try spent: hand a copy to another worker (see worker.solo).
-    REQUEUE = "requeue"
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    verdict: Verdict
-    retry_after: float | None = None
-
-
-DONE = Result(Verdict.DONE)
-# Done, but not by a finishing write: the claim's lease is still to be given up.
-SUPERSEDED = Result(Verdict.DONE)
-RETRY = Result(Verdict.RETRY)
-ERROR = Result(Verdict.ERROR)
-REQUEUE = Result(Verdict.REQUEUE)
-
-
-class Superseded(Exception):
-    """The original is gone or was replaced since the event: nothing left to do for it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """Which delivery of which message this is."""
-
-    number: int
-    of: int
-    message_id: str = "?"
-
-    @property
-    def last(self) -> bool:
-        return self.number >= self.of
+from worker.verdicts import DONE, ERROR, REQUEUE, RETRY, SUPERSEDED, Attempt, Result, Verdict
 
 
 class UploadProcessor:
@@ -89,7 +47,7 @@ class UploadProcessor:
         lease_seconds: float,
         spool_wait_seconds: float = 60.0,
     ) -> None:
-        self._s3 = s3
+        self._originals = Originals(s3)
         self._store = store
         self._outbox = outbox
         self._pipeline = pipeline
@@ -134,7 +92,7 @@ class UploadProcessor:
         lease = Lease(secrets.token_hex(8), attempt.message_id, self._lease_seconds)
 
         async def current_etag() -> str | None:
-            return await self._current_etag(upload)
+            return await self._originals.current_etag(upload)
 
         try:
             claim = await self._store.claim(
@@ -297,7 +255,7 @@ class UploadProcessor:
         started = time.monotonic()
         original = job_dir / "original"
         try:
-            await self._spool(source, original)
+            await self._originals.spool(source, original)
         except Superseded as exc:
             log.info("upload_superseded", detail=str(exc))
             metrics.JOBS.labels("superseded").inc()
@@ -389,43 +347,6 @@ class UploadProcessor:
         except TransientError as exc:
             log.warning("event_not_sent", error=str(exc), detail="the sweep sends it later")
         return DONE
-
-    async def _current_etag(self, upload: UploadEvent) -> str | None:
-        try:
-            head = await self._s3.head_object(Bucket=upload.bucket, Key=upload.key)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise
-        return str(head.get("ETag", "")).strip('"')
-
-    async def _spool(self, source: MediaSource, path: Path) -> None:
-        """Stream this very version of the original to disk; memory stays flat whatever its size."""
-        try:
-            response = await self._s3.get_object(
-                Bucket=source.bucket, Key=source.key, IfMatch=f'"{source.etag}"'
-            )
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("NoSuchKey", "404", "NotFound"):
-                raise Superseded("the original no longer exists") from None
-            if code in ("PreconditionFailed", "412"):
-                raise Superseded("the original was replaced by a newer upload") from None
-            raise TransientError(f"cannot read the original: {exc}") from exc
-        except BotoCoreError as exc:
-            raise TransientError(f"cannot read the original: {exc}") from exc
-        body = response["Body"]
-        try:
-            async with await anyio.open_file(path, "wb") as out:
-                async for chunk in body.iter_chunks(_SPOOL_CHUNK):
-                    await out.write(chunk)
-        except (BotoCoreError, OSError) as exc:
-            if isinstance(exc, OSError) and exc.errno == _ENOSPC:
-                raise TransientError("no space left to spool the original") from exc
-            raise TransientError(f"reading the original failed: {exc}") from exc
-        finally:
-            body.close()
 
 
 def _observe_latency(upload: UploadEvent, outcome: str) -> None:
