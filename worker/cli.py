@@ -127,7 +127,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="mediamill", description=__doc__)
+    from worker import __version__
+
+    root = argparse.ArgumentParser(
+        prog="mediamill", description="The mediamill command: worker, stages, health, dev and demo."
+    )
+    root.add_argument("--version", action="version", version=f"mediamill {__version__}")
     commands = root.add_subparsers(dest="command", required=True)
 
     worker = commands.add_parser("worker", help="consume the media queue (the ECS service)")
