@@ -16,6 +16,9 @@ import pytest
 
 from worker.dev.samples import write_png
 
+# The built-in stages and the checksum plugin `make test` installs.
+KNOWN_STAGES = frozenset({"probe", "thumbnail", "transcode", "tagging", "checksum", "publish"})
+
 
 def mediamill(
     *args: str, timeout: float = 240, env: dict[str, str] | None = None
@@ -68,9 +71,12 @@ def test_demo_on_generated_samples_ends_every_item_ready(tmp_path: Path) -> None
         # The checksum plugin, installed with pip by `make test`, ran with no change to mediamill.
         assert "checksum" in names
         assert len(row["metadata"]["sha256"]) == 64
-        # thumbnail is not for videos, transcode not for photos: those two are skipped.
-        assert all(stage["outcome"] in ("ok", "skipped") for stage in row["stages"])
-        assert sum(stage["outcome"] == "skipped" for stage in row["stages"]) == 1
+        # thumbnail is not for videos, transcode not for photos: those two are skipped. Only the
+        # stages this test knows count: other plugins installed in the venv may skip too.
+        ours = [s for s in row["stages"] if s["name"] in KNOWN_STAGES]
+        assert all(stage["outcome"] in ("ok", "skipped") for stage in ours)
+        skipped = {stage["name"] for stage in ours if stage["outcome"] == "skipped"}
+        assert skipped == ({"transcode"} if row["kind"] == "image" else {"thumbnail"})
         for rendition in row["renditions"]:
             assert Path(rendition["path"]).stat().st_size == rendition["bytes"]
 
