@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 from mediamill_testkit.stages import CRASH_MARKER
-from worker.dev import samples
+from worker.dev import broken_samples, samples
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,7 @@ def good_samples(directory: Path) -> list[Sample]:
         # Cut two thirds of the way through: the visible part is published, with a warning.
         Sample(
             "damaged.jpg",
-            samples.write_damaged_jpeg(directory / "damaged.jpg", 480, 320),
+            broken_samples.write_damaged_jpeg(directory / "damaged.jpg", 480, 320),
             "image/jpeg",
             "READY",
         ),
@@ -98,18 +98,30 @@ def good_samples(directory: Path) -> list[Sample]:
 
 def bad_samples(directory: Path) -> list[Sample]:
     """Uploads no stage can use, each of which must end FAILED with a reason."""
-    empty = samples.write_broken_video(directory / "empty.jpg", "empty")
+    empty = broken_samples.write_broken_video(directory / "empty.jpg", "empty")
     return [
         Sample("empty.jpg", empty, "image/jpeg", "FAILED", declared_size=1),
-        Sample("cut.jpg", samples.write_broken_jpeg(directory / "cut.jpg"), "image/jpeg", "FAILED"),
-        Sample("fake.jpg", samples.write_fake_jpeg(directory / "fake.jpg"), "image/jpeg", "FAILED"),
+        Sample(
+            "cut.jpg",
+            broken_samples.write_broken_jpeg(directory / "cut.jpg"),
+            "image/jpeg",
+            "FAILED",
+        ),
+        Sample(
+            "fake.jpg",
+            broken_samples.write_fake_jpeg(directory / "fake.jpg"),
+            "image/jpeg",
+            "FAILED",
+        ),
         Sample(
             "noise.mp4",
-            samples.write_broken_video(directory / "noise.mp4", "noise"),
+            broken_samples.write_broken_video(directory / "noise.mp4", "noise"),
             "video/mp4",
             "FAILED",
         ),
-        Sample("bomb.png", samples.write_png_bomb(directory / "bomb.png"), "image/png", "FAILED"),
+        Sample(
+            "bomb.png", broken_samples.write_png_bomb(directory / "bomb.png"), "image/png", "FAILED"
+        ),
     ]
 
 

@@ -15,7 +15,7 @@ from PIL import TiffImagePlugin
 
 from stages import BadMediaError, Job, JobCancelled, MediaKind, StageOptions
 from stages.probe.stage import ProbeStage, vips_reason
-from worker.dev import samples
+from worker.dev import broken_samples, samples
 
 
 def make_job(path: Path) -> Job:
@@ -176,7 +176,7 @@ def test_heic_header_falls_back_to_libheif_when_libvips_refuses(
 
 
 def test_huge_dimensions_are_reported_from_the_header_without_decoding(tmp_path: Path) -> None:
-    facts = probe(samples.write_png_bomb(tmp_path / "bomb.png", 100_000, 100_000))
+    facts = probe(broken_samples.write_png_bomb(tmp_path / "bomb.png", 100_000, 100_000))
     assert (facts["width"], facts["height"]) == (100_000, 100_000)
 
 
@@ -202,7 +202,7 @@ def test_the_reason_is_the_decoders_last_word_without_the_path(
 
 
 def test_truncated_jpeg_is_refused_with_the_decoders_reason(tmp_path: Path) -> None:
-    message = refused(samples.write_broken_jpeg(tmp_path / "cut.jpg", keep_bytes=200))
+    message = refused(broken_samples.write_broken_jpeg(tmp_path / "cut.jpg", keep_bytes=200))
     assert message.startswith("corrupt or truncated JPEG: ")
     assert len(message) > len("corrupt or truncated JPEG: ") + 5
 
@@ -215,7 +215,7 @@ def test_decoder_errors_do_not_carry_earlier_lines_or_paths(tmp_path: Path) -> N
     probe(samples.write_avif(other / "x.avif", 64, 48))
     stale = pyvips.ffi.string(pyvips.vips_lib.vips_error_buffer())
     assert b"other-user" in stale  # the situation this test is about
-    message = refused(samples.write_broken_jpeg(tmp_path / "cut.jpg", keep_bytes=200))
+    message = refused(broken_samples.write_broken_jpeg(tmp_path / "cut.jpg", keep_bytes=200))
     assert message.startswith("corrupt or truncated JPEG: ")
     assert "other-user" not in message
     assert "bad seek" not in message

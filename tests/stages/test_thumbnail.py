@@ -27,7 +27,7 @@ from stages.photo.placeholder import rgba_to_thumbhash
 from stages.photo.render import RenditionSpec
 from stages.photo.stage import ThumbnailOptions, ThumbnailStage
 from stages.probe.stage import ProbeStage
-from worker.dev import samples
+from worker.dev import broken_samples, samples
 
 RED, GREEN, BLUE, GREY = (230, 20, 20), (20, 200, 40), (30, 40, 220), (128, 128, 128)
 
@@ -444,7 +444,9 @@ async def test_long_animations_are_cut_to_the_frame_limit(tmp_path: Path) -> Non
 async def test_a_damaged_jpeg_that_viewers_open_gets_renditions_and_a_warning(
     tmp_path: Path,
 ) -> None:
-    out = await thumbnail(samples.write_damaged_jpeg(tmp_path / "d.jpg", 1200, 800), tmp_path)
+    out = await thumbnail(
+        broken_samples.write_damaged_jpeg(tmp_path / "d.jpg", 1200, 800), tmp_path
+    )
     assert (out.image("preview").width, out.image("preview").height) == (1200, 800)
     assert len(out.warnings) == 1
     assert "damaged" in out.warnings[0]
@@ -464,7 +466,7 @@ async def test_a_jpeg_with_no_picture_data_is_bad_media(tmp_path: Path) -> None:
 
 
 async def test_a_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
-    path = samples.write_png_bomb(tmp_path / "bomb.png", 50_000, 50_000)
+    path = broken_samples.write_png_bomb(tmp_path / "bomb.png", 50_000, 50_000)
     reason = await refused(path, tmp_path)
     assert "2500 megapixels" in reason
     assert "limit of 200 megapixels" in reason

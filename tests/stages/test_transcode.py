@@ -26,7 +26,7 @@ from stages.video.poster import VideoStills
 from stages.video.quicktime import creation_time, parse_iso6709
 from stages.video.stage import TranscodeOptions, TranscodeStage
 from stages.video.tonemap import WideSignal, to_sdr
-from worker.dev import samples
+from worker.dev import broken_samples, samples
 
 
 def make_job(path: Path, workdir: Path, metadata: dict[str, Any], options: StageOptions) -> Job:
@@ -270,14 +270,14 @@ def test_audio_only_file_fails_with_no_video_stream(tmp_path: Path) -> None:
     ],
 )
 def test_broken_files_fail_with_a_readable_reason(
-    tmp_path: Path, kind: samples.BrokenVideo, reason: str
+    tmp_path: Path, kind: broken_samples.BrokenVideo, reason: str
 ) -> None:
     with pytest.raises(BadMediaError, match=reason):
-        transcode(samples.write_broken_video(tmp_path / "broken.mp4", kind))
+        transcode(broken_samples.write_broken_video(tmp_path / "broken.mp4", kind))
 
 
 def test_corrupt_packets_in_the_middle_are_skipped_with_a_warning(tmp_path: Path) -> None:
-    source = samples.write_broken_video(tmp_path / "damaged.mp4", "damaged")
+    source = broken_samples.write_broken_video(tmp_path / "damaged.mp4", "damaged")
     result = transcode(source)
     assert len(result.warnings) == 1
     assert "corrupt" in result.warnings[0]

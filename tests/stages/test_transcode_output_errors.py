@@ -25,7 +25,7 @@ from stages.video.checks import verify_video
 from stages.video.output import writing
 from stages.video.single_pass import VideoPass
 from stages.video.stage import TranscodeOptions, TranscodeStage
-from worker.dev import samples
+from worker.dev import broken_samples, samples
 
 # A 4 s clip of 640x480: its MP4, copied or encoded, is 130-140 kB.
 CLIP = {"seconds": 4.0, "width": 640, "height": 480}
@@ -198,7 +198,7 @@ def test_a_copy_that_fails_its_check_is_encoded_instead(
 
 
 def test_damaged_packets_are_tolerated_and_the_video_passes_its_check(tmp_path: Path) -> None:
-    source = samples.write_broken_video(tmp_path / "damaged.mp4", "damaged")
+    source = broken_samples.write_broken_video(tmp_path / "damaged.mp4", "damaged")
     workdir = tmp_path / "work"
     workdir.mkdir()
     result = probe_and_transcode(source, workdir)
@@ -243,4 +243,6 @@ def test_a_file_cut_short_keeps_what_came_before(tmp_path: Path, codec: str) -> 
 
 def test_noise_is_still_bad_media(tmp_path: Path) -> None:
     with pytest.raises(BadMediaError):
-        probe_and_transcode(samples.write_broken_video(tmp_path / "n.mp4", "noise"), tmp_path)
+        probe_and_transcode(
+            broken_samples.write_broken_video(tmp_path / "n.mp4", "noise"), tmp_path
+        )

@@ -14,7 +14,7 @@ from mediamill_testkit.client import Uploader, drain_events, raw_item
 from stages.photo.stage import ThumbnailStage
 from stages.probe.stage import ProbeStage
 from worker.consumer import Worker
-from worker.dev import samples
+from worker.dev import broken_samples, samples
 from worker.dev.devstack import Stack
 from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
@@ -67,8 +67,8 @@ async def test_mixed_photos_end_ready_upright_private_and_the_bad_ones_fail(
         "heic": (samples.write_heic(tmp_path / "phone.heic", 800, 600), "image/heic"),
         "alpha": (samples.write_png(tmp_path / "logo.png", 300, 200, alpha=True), "image/png"),
         "gif": (samples.write_gif(tmp_path / "anim.gif", 200, 150, frames=5), "image/gif"),
-        "damaged": (samples.write_damaged_jpeg(tmp_path / "damaged.jpg"), "image/jpeg"),
-        "fake": (samples.write_fake_jpeg(tmp_path / "fake.jpg"), "image/jpeg"),
+        "damaged": (broken_samples.write_damaged_jpeg(tmp_path / "damaged.jpg"), "image/jpeg"),
+        "fake": (broken_samples.write_fake_jpeg(tmp_path / "fake.jpg"), "image/jpeg"),
     }
     ids = {name: uploader.upload(path, kind) for name, (path, kind) in files.items()}
 
@@ -124,7 +124,7 @@ async def test_a_bomb_fails_from_its_header_with_the_limit_in_the_reason(
     settings: Settings, stack: Stack, tmp_path: Path
 ) -> None:
     uploader = Uploader(settings)
-    media_id = uploader.upload(samples.write_png_bomb(tmp_path / "bomb.png", 40_000, 30_000))
+    media_id = uploader.upload(broken_samples.write_png_bomb(tmp_path / "bomb.png", 40_000, 30_000))
     await process(settings)
     view = uploader.get(media_id)
     assert view["status"] == "FAILED"

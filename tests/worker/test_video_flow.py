@@ -14,8 +14,9 @@ from mediamill_testkit.client import Uploader, raw_item
 from stages.probe.stage import ProbeStage
 from stages.video.stage import TranscodeStage
 from worker.consumer import Worker
+from worker.dev.broken_samples import write_broken_video
 from worker.dev.devstack import Stack
-from worker.dev.samples import write_broken_video, write_video
+from worker.dev.samples import write_video
 from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
 

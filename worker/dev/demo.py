@@ -237,8 +237,6 @@ async def run_demo(
     with tempfile.TemporaryDirectory(prefix="mediamill-samples-") as samples:
         files = expand(paths)
         if not paths:
-            from worker.dev.samples import make_demo_samples
-
             files = make_demo_samples(Path(samples), include_broken=include_broken)
         missing = [f for f in files if not f.is_file()]
         if missing or not files:
@@ -300,3 +298,34 @@ def _print_table(results: list[DemoResult], out: Path) -> None:
     console = Console()
     console.print(table)
     console.print(f"renditions written under {out}/")
+
+
+def make_demo_samples(directory: Path, *, include_broken: bool = False) -> list[Path]:
+    """Write one file of each kind the demo shows (and, if asked, one that must end FAILED)."""
+    # Imported here: making samples loads PyAV and Pillow, which the rest of the demo never needs.
+    from worker.dev.broken_samples import (
+        write_broken_jpeg,
+        write_broken_video,
+        write_damaged_jpeg,
+        write_fake_jpeg,
+    )
+    from worker.dev.samples import write_gif, write_heic, write_jpeg, write_png, write_video
+
+    directory.mkdir(parents=True, exist_ok=True)
+    made = [
+        write_jpeg(directory / "photo.jpg", orientation=6, gps=(48.8584, 2.2945)),
+        write_png(directory / "logo.png", alpha=True),
+        write_gif(directory / "animation.gif", frames=6),
+        write_jpeg(directory / "camera.jpg", 1600, 1200, orientation=8, camera=True),
+        write_heic(directory / "phone.heic", 640, 480, gps=(37.3349, -122.009)),
+        write_video(directory / "clip.mp4", seconds=2.0),
+        write_video(directory / "phone.mov", container="mov", seconds=1.5, rotation=90),
+        write_video(directory / "hdr.mp4", codec="hevc", ten_bit=True, hlg=True, seconds=1.0),
+        write_video(directory / "web.webm", container="webm", codec="vp9", seconds=1.5),
+    ]
+    if include_broken:
+        made.append(write_broken_jpeg(directory / "broken.jpg"))
+        made.append(write_broken_video(directory / "broken.mp4", "no-moov"))
+        made.append(write_damaged_jpeg(directory / "damaged.jpg"))
+        made.append(write_fake_jpeg(directory / "fake.jpg"))
+    return made

@@ -11,15 +11,15 @@ import pytest
 from PIL import Image
 
 from stages.probe.isobmff import top_level_types
-from worker.dev import samples
+from worker.dev import broken_samples, demo, samples
 
 GPS_IFD = 0x8825
 
 
 def test_demo_samples_are_one_of_each_kind_plus_broken_files(tmp_path: Path) -> None:
-    plain = samples.make_demo_samples(tmp_path / "plain")
+    plain = demo.make_demo_samples(tmp_path / "plain")
     assert {p.suffix for p in plain} >= {".jpg", ".png", ".gif", ".heic", ".mp4", ".mov", ".webm"}
-    paths = samples.make_demo_samples(tmp_path / "demo", include_broken=True)
+    paths = demo.make_demo_samples(tmp_path / "demo", include_broken=True)
     assert [p.name for p in paths[: len(plain)]] == [p.name for p in plain]
     broken = {path.name: path for path in paths[len(plain) :]}
     assert all(path.stat().st_size > 0 for path in paths)
@@ -30,7 +30,7 @@ def test_demo_samples_are_one_of_each_kind_plus_broken_files(tmp_path: Path) -> 
 
 
 def test_demo_videos_are_a_phone_clip_an_hdr_clip_and_a_webm(tmp_path: Path) -> None:
-    videos = {p.name: p for p in samples.make_demo_samples(tmp_path) if p.suffix != ".jpg"}
+    videos = {p.name: p for p in demo.make_demo_samples(tmp_path) if p.suffix != ".jpg"}
     with av.open(str(videos["phone.mov"])) as media:
         assert next(media.decode(video=0)).rotation == -90  # 90 degrees clockwise for display
     with av.open(str(videos["hdr.mp4"])) as media:
@@ -172,8 +172,8 @@ def test_video_variants(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["empty", "no-moov", "noise", "damaged"])
-def test_broken_videos(tmp_path: Path, kind: samples.BrokenVideo) -> None:
-    path = samples.write_broken_video(tmp_path / "b.mp4", kind)
+def test_broken_videos(tmp_path: Path, kind: broken_samples.BrokenVideo) -> None:
+    path = broken_samples.write_broken_video(tmp_path / "b.mp4", kind)
     data = path.read_bytes()
     if kind == "empty":
         assert data == b""
