@@ -90,6 +90,7 @@ def _health(args: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from mediamill_core.settings import load_settings
     from worker.dev.embedded import embedded_stack
+    from worker.dev.local_api import dev_token
     from worker.logs import configure_logging
 
     settings = load_settings()
@@ -99,7 +100,14 @@ def _dev(args: argparse.Namespace) -> int:
         import signal
 
         async with embedded_stack(api_port=args.api_port) as running:
-            sys.stdout.write(json.dumps(running.describe()) + "\n")
+            ready = running.describe()
+            # A token the local API accepts (it passes claims through unverified), to try it now.
+            token = dev_token("dev-user")
+            ready["example_token"] = token
+            ready["example_curl"] = (
+                f"curl -s -H 'Authorization: Bearer {token}' {running.api_url}/media"
+            )
+            sys.stdout.write(json.dumps(ready) + "\n")
             sys.stdout.flush()
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:

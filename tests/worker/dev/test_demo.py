@@ -152,6 +152,14 @@ def test_dev_prints_its_endpoints_first_and_stops_cleanly_on_sigint() -> None:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 401  # no token: nobody gets in
+        # The example it prints works as printed.
+        assert first["example_curl"].endswith(f"{first['api']}/media")
+        assert first["example_token"] in first["example_curl"]
+        listing = urllib.request.Request(
+            f"{first['api']}/media", headers={"Authorization": f"Bearer {first['example_token']}"}
+        )
+        with urllib.request.urlopen(listing, timeout=10) as response:
+            assert json.loads(response.read())["items"] == []
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
     finally:
