@@ -247,6 +247,12 @@ async def run_demo(
         async with embedded_stack() as running:
             from worker.dev.local_api import dev_token
 
+            if running.rekognition_emulated:
+                console.print(
+                    "[yellow]Rekognition is emulated here (moto): the tagging stage's labels are "
+                    "canned, not read from your files."
+                )
+
             async with aiohttp.ClientSession() as http:
                 client = DemoClient(http, running.api_url, dev_token(DEMO_USER))
                 deadline = time.monotonic() + wait_seconds

@@ -38,6 +38,13 @@ class RunningStack:
     api_url: str
     worker: Worker
 
+    @property
+    def rekognition_emulated(self) -> bool:
+        """Tagging asks moto's Rekognition, whose labels are canned: not read from the media."""
+        tagging = any(stage.name == "tagging" for stage in self.worker.registry.order)
+        own = self.settings.rekognition_endpoint_url
+        return tagging and own in (None, self.settings.endpoint_url)
+
     def describe(self) -> dict[str, Any]:
         return {
             "api": self.api_url,

@@ -41,6 +41,7 @@ def test_demo_on_generated_samples_ends_every_item_ready(tmp_path: Path) -> None
     run = mediamill("demo", "--json", "--out", str(out))
 
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "Rekognition is emulated here (moto)" in run.stderr  # said plainly, not implied
     rows = results(run.stdout)
     assert [Path(r["file"]).name for r in rows] == [
         "photo.jpg",
