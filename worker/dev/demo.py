@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import mimetypes
+import shutil
 import sys
 import tempfile
 import time
@@ -54,6 +55,7 @@ class DemoResult:
     item: dict[str, Any] = field(default_factory=dict)
     renditions: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    folder: str = ""  # under the output folder: the file's name, made unique among the inputs
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -64,9 +66,16 @@ class DemoResult:
             "error": self.error,
             "kind": self.item.get("kind"),
             "metadata": self.item.get("metadata") or {},
+            # The owner's whole view: where it was taken, what went wrong, what each stage said.
+            "location": self.item.get("location"),
+            "warnings": self.item.get("warnings") or [],
             "renditions": self.renditions,
             "stages": [
-                {key: stage.get(key) for key in ("name", "version", "outcome", "seconds")}
+                {
+                    key: stage.get(key)
+                    for key in ("name", "version", "outcome", "seconds", "detail")
+                    if key != "detail" or key in stage
+                }
                 for stage in self.item.get("stages") or []
             ],
         }
@@ -188,12 +197,14 @@ async def _process_one(
         else:
             result.error = "timed out waiting for processing"
         if result.status == "READY":
-            folder = out / f"{result.file.stem}-{result.media_id[:8]}"
+            # A re-run replaces the file's folder rather than adding another one beside it.
+            folder = out / (result.folder or result.file.name)
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
             folder.mkdir(parents=True, exist_ok=True)
             for name, rendition in result.item.get("renditions", {}).items():
                 ext = EXTENSIONS.get(rendition.get("content_type") or "", "bin")
                 target = folder / f"{name}.{ext}"
-                size = await client.download(rendition["url"], target)
+                downloaded = await client.download(rendition["url"], target)
                 result.renditions.append(
                     {
                         "name": name,
@@ -201,7 +212,7 @@ async def _process_one(
                         "content_type": rendition.get("content_type"),
                         "width": rendition.get("width"),
                         "height": rendition.get("height"),
-                        "bytes": size,
+                        "bytes": downloaded,
                     }
                 )
     except (DemoError, aiohttp.ClientError) as exc:
@@ -209,6 +220,20 @@ async def _process_one(
         result.error = str(exc)
     result.seconds = time.monotonic() - started
     progress.update(task, description=f"{result.file.name}: {result.status}", completed=size)
+
+
+def _folders(files: list[Path]) -> list[str]:
+    """One output folder per input, named after the file (extension kept), unique among them."""
+    taken: set[str] = set()
+    names = []
+    for path in files:
+        name, n = path.name, 1
+        while name in taken:
+            n += 1
+            name = f"{path.name}-{n}"
+        taken.add(name)
+        names.append(name)
+    return names
 
 
 def expand(paths: list[Path]) -> list[Path]:
@@ -242,7 +267,9 @@ async def run_demo(
         if missing or not files:
             console.print(f"[red]no such file: {', '.join(map(str, missing)) or 'no files'}")
             return 2
-        results = [DemoResult(file=f) for f in files]
+        results = [
+            DemoResult(file=f, folder=name) for f, name in zip(files, _folders(files), strict=True)
+        ]
         console.print(f"starting the embedded AWS stack and a worker for {len(files)} file(s)…")
         async with embedded_stack() as running:
             from worker.dev.local_api import dev_token
@@ -301,7 +328,8 @@ def _print_table(results: list[DemoResult], out: Path) -> None:
             f"{r.seconds:.2f}",
             detail,
         )
-    console = Console()
+    # Piped, rich would squeeze the table into 80 columns: give it room instead.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(table)
     console.print(f"renditions written under {out}/")
 

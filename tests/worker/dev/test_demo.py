@@ -93,6 +93,10 @@ def test_demo_reports_failed_and_refused_files_with_reasons(tmp_path: Path) -> N
     assert run.returncode == 0, run.stderr[-3000:]
     by_name = {Path(r["file"]).name: r for r in results(run.stdout)}
     assert by_name["ok.png"]["status"] == "READY"
+    # The owner's whole view, and a folder named after the file, extension kept.
+    assert {"location", "warnings"} <= set(by_name["ok.png"])
+    assert all("outcome" in stage for stage in by_name["ok.png"]["stages"])
+    assert {Path(r["path"]).parent.name for r in by_name["ok.png"]["renditions"]} == {"ok.png"}
     assert by_name["fake.jpg"]["status"] == "FAILED"
     assert by_name["fake.jpg"]["error"].startswith("unsupported media type")
 
@@ -167,3 +171,14 @@ def test_dev_prints_its_endpoints_first_and_stops_cleanly_on_sigint() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_demo_rerun_replaces_its_folders_and_the_table_survives_a_pipe(tmp_path: Path) -> None:
+    photo = write_png(tmp_path / "a-rather-long-file-name-for-a-table.png", 40, 30)
+    out = tmp_path / "out"
+    for _ in range(2):
+        run = mediamill("demo", "--out", str(out), str(photo))
+        assert run.returncode == 0, run.stderr[-3000:]
+    assert [p.name for p in out.iterdir()] == [photo.name]
+    # Piped: one row per file, the name whole, not folded into an 80-column squeeze.
+    assert any(photo.name in line and "READY" in line for line in run.stdout.splitlines())
