@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 def _config(settings: Settings) -> Config:
     return Config(
-        retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+        # total_max_attempts, as the worker: the setting counts the first try too.
+        retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
         # API Gateway gives up after 30 s: fail inside that budget, with our own error body.
         connect_timeout=3,
         read_timeout=10,

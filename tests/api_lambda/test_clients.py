@@ -30,3 +30,34 @@ def test_local_urls_are_path_style_on_the_endpoint(settings: Settings) -> None:
     assert url.startswith(f"{settings.endpoint_url}/mm-renditions/k?")
     post = s3.generate_presigned_post("mm-originals", "originals/x")
     assert post["url"] == f"{settings.endpoint_url}/mm-originals"
+
+
+def test_aws_max_attempts_counts_every_try_as_the_worker_does() -> None:
+    import http.server
+    import threading
+
+    import botocore.exceptions
+    import pytest
+
+    calls: list[str] = []
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            calls.append(self.path)
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        s3 = s3_client(load_settings(endpoint_url=endpoint, aws_max_attempts=3))
+        with pytest.raises(botocore.exceptions.ClientError):
+            s3.put_object(Bucket="b", Key="k", Body=b"x")
+    finally:
+        server.shutdown()
+    assert len(calls) == 3
