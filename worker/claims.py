@@ -116,3 +116,11 @@ def decide(
     if ours is not None and isinstance(theirs, str) and ours != theirs:
         return Decision.NEWER if ours > theirs else ClaimOutcome.OUTDATED
     return Decision.UNKNOWN_ORDER
+
+
+def killed_worker_reason(attempts: int) -> str:
+    """Why an upload that kept killing its worker ended FAILED (the claim's and the sweep's)."""
+    return (
+        "processing never finished: the worker stopped (killed, out of memory or a crashing "
+        f"decoder) on each of its attempts ({attempts} seen), so the upload was set aside"
+    )

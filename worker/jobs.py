@@ -21,7 +21,7 @@ from mediamill_core.items import utc_now
 from mediamill_core.keys import media_id_from_key, object_tag
 from stages.contract import BadMediaError, MediaSource, TransientError
 from worker import metrics
-from worker.claims import ClaimContended, ClaimOutcome, Lease, StoredObject
+from worker.claims import ClaimContended, ClaimOutcome, Lease, StoredObject, killed_worker_reason
 from worker.events import UploadEvent
 from worker.notify import Outbox
 from worker.originals import Originals, Superseded
@@ -131,10 +131,7 @@ class UploadProcessor:
         if claim.suspect and deaths >= attempt.of:
             # Whatever message carries it, it has killed its worker on every try: stop here.
             metrics.JOBS.labels("failed").inc()
-            reason = (
-                f"processing never finished: the worker stopped (killed, out of memory or a "
-                f"crashing decoder) on each of its last {deaths} attempts"
-            )
+            reason = killed_worker_reason(deaths)
             log.error("upload_kills_its_worker", deaths=deaths)
             return await self._fail(source, reason, False, None, log)
         if self.solo.active:

@@ -29,7 +29,7 @@ from mediamill_core.items import encode as _encode
 from mediamill_core.keys import media_id_from_key, object_tag
 from stages.contract import TransientError
 from worker import metrics
-from worker.claims import lease_left
+from worker.claims import killed_worker_reason, lease_left
 from worker.events import MalformedMessage, UploadEvent, parse_message
 from worker.notify import Outbox
 from worker.store import OWED_SHARDS, MediaStore, StaleJob
@@ -201,10 +201,7 @@ class Sweeper:
         self, item: dict[str, Any], log: FilteringBoundLogger, *, abandoned_after: int | None = None
     ) -> None:
         receives = int(item.get("receive_count") or 0)
-        reason = (
-            f"processing never finished: the worker stopped (killed, out of memory or a crashing "
-            f"decoder) on each of its attempts ({receives} seen), so the upload was set aside"
-        )
+        reason = killed_worker_reason(receives)
         try:
             failed = await self._store.mark_failed(
                 item["media_id"],
