@@ -58,7 +58,7 @@ class TaskProtection:
     ) -> None:
         if not 1 <= minutes <= MAX_MINUTES:
             raise ValueError(f"protection lasts 1 to {MAX_MINUTES} minutes, not {minutes}")
-        self.agent_uri = agent_uri or None
+        self.agent_uri = agent_uri.rstrip("/") if agent_uri else None
         self.minutes = minutes
         self.idle_seconds = idle_seconds
         # Renewed half way through, so a renewal that fails has the other half to be retried.
