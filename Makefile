@@ -51,6 +51,12 @@ bench: venv
 	  || { echo "make bench: the ffmpeg reference needs 'apt-get install ffmpeg' (root)"; exit 1; }
 	$(BIN)/python -m bench $(BENCH)
 
+# The API Lambda's zip (deploy/ecs/README.md, "Build the API Lambda"): manylinux wheels for the
+# function's runtime, less the boto3 it carries; the same source gives the same bytes.
+.PHONY: lambda
+lambda: venv
+	$(BIN)/python deploy/ecs/lambda_build.py --out dist/mediamill-api.zip
+
 clean:
 	rm -rf $(VENV) demo-output bench/results.json .pytest_cache .mypy_cache .ruff_cache
 

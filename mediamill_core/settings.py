@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     # delivery died with its worker end FAILED. An event's sender holds it for half the grace.
     sweep_interval_seconds: float = Field(default=60.0, gt=0)
     event_grace_seconds: float = Field(default=120.0, ge=1)
+    # ECS task scale-in protection while jobs are in flight (only where ECS sets ECS_AGENT_URI):
+    # how long one protection lasts, renewed half way while busy (unset: the stages' longest
+    # chain of timeouts, in whole minutes), and how long the worker idles before it lets go.
+    task_protection_minutes: int | None = Field(default=None, ge=1, le=2880)
+    task_protection_idle_seconds: float = Field(default=60.0, ge=0)
 
     # Stages
     stages: Annotated[tuple[str, ...] | None, NoDecode] = None

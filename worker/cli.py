@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -20,11 +21,18 @@ def _worker(args: argparse.Namespace) -> int:
     from worker.consumer import Worker
     from worker.logs import configure_logging
     from worker.registry import StageRegistry
+    from worker.task_protection import AGENT_URI_VARIABLE
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     registry = StageRegistry.from_settings(settings.stages, settings.stage_options)
-    worker = Worker(settings, registry, burst=True if args.burst else None)
+    worker = Worker(
+        settings,
+        registry,
+        burst=True if args.burst else None,
+        # ECS sets it in every container of a task; the worker then asks for scale-in protection.
+        ecs_agent_uri=os.environ.get(AGENT_URI_VARIABLE),
+    )
     anyio.run(lambda: worker.run(handle_signals=True))
     return 0
 

@@ -31,6 +31,7 @@ from worker.registry import StageRegistry
 from worker.spool import Spool
 from worker.store import MediaStore
 from worker.sweep import Sweeper
+from worker.task_protection import TaskProtection, protection_minutes
 from worker.verdicts import Attempt, Verdict
 
 
@@ -57,6 +58,7 @@ class Worker:
         *,
         burst: bool | None = None,
         log: FilteringBoundLogger | None = None,
+        ecs_agent_uri: str | None = None,
     ) -> None:
         settings.require("queue_url")
         check_timing(settings, registry)
@@ -72,6 +74,15 @@ class Worker:
         self._stop = anyio.Event()
         self._slot_freed = anyio.Event()
         self._jobs_done = 0
+        # Only on ECS, whose agent URI the CLI passes on: elsewhere this does nothing.
+        self.protection = TaskProtection(
+            ecs_agent_uri,
+            minutes=protection_minutes(
+                settings.task_protection_minutes, registry.critical_path_seconds()
+            ),
+            idle_seconds=settings.task_protection_idle_seconds,
+            log=self.log,
+        )
 
     def request_stop(self) -> None:
         """Stop receiving; in-flight jobs get the drain limit to finish."""
@@ -80,6 +91,7 @@ class Worker:
             self._stop_requested_at = time.monotonic()
         self._stopping = True
         self._stop.set()
+        self.protection.stop()
 
     async def run(self, *, handle_signals: bool = False) -> None:
         base = self.settings.spool_dir or Path(os.environ.get("TMPDIR", "/tmp"))  # noqa: S108
@@ -144,6 +156,7 @@ class Worker:
                         if handle_signals:
                             services.start_soon(self._watch_signals, queue)
                         services.start_soon(queue.run)
+                        services.start_soon(self.protection.run)
                         services.start_soon(sweeper.run)
                         await self._consume(queue, processor)
                         services.cancel_scope.cancel()
@@ -191,6 +204,7 @@ class Worker:
                 for flight in flights:
                     queue.in_flight.add(flight)
                     metrics.JOBS_IN_FLIGHT.inc()
+                    self.protection.set_in_flight(len(queue.in_flight))
                     jobs.start_soon(self._run_message, queue, processor, flight)
             self.liveness.tick("draining")
             await self._drain(queue)
@@ -240,6 +254,7 @@ class Worker:
         finally:
             queue.in_flight.discard(flight)
             metrics.JOBS_IN_FLIGHT.dec()
+            self.protection.set_in_flight(len(queue.in_flight))
             self._jobs_done += 1
             self._slot_freed.set()
 

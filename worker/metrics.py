@@ -70,3 +70,13 @@ OPTIONAL_STAGE_RETRIES = Counter(
     "In-process retries of an optional stage after a TransientError, within its retry budget.",
     ["stage"],
 )
+TASK_PROTECTED = Gauge(
+    "mediamill_task_protected",
+    "1 while the ECS agent has confirmed this task's scale-in protection, else 0.",
+)
+TASK_PROTECTION_ERRORS = Counter(
+    "mediamill_task_protection_errors_total",
+    "Calls to the ECS agent's task protection endpoint that failed (retried), by action "
+    "(protect, release).",
+    ["action"],
+)

@@ -18,6 +18,7 @@ import pytest
 
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, queue_counts, wait_for_status
+from mediamill_testkit.ecs_agent import EcsAgent
 from mediamill_testkit.plugin_dist import install_test_stages, pythonpath
 from worker.dev.devstack import Stack
 from worker.dev.samples import write_png
@@ -211,6 +212,40 @@ def test_sigterm_past_the_drain_limit_releases_the_job_for_another_worker(
     assert f"done {media_id} 2" in recorded(record)
     wait_for_status(dynamodb, settings.table, media_id, ("READY",), within=1)
     assert queue_counts(sqs, stack.queue_url) == (0, 0)
+
+
+def test_on_ecs_a_job_is_protected_from_scale_in_until_sigterm(
+    start_worker: Callable[..., WorkerProcess],
+    settings: Settings,
+    dynamodb: Any,
+    png: Path,
+    record: Path,
+) -> None:
+    agent = EcsAgent()
+    agent.start()
+    try:
+        worker = start_worker(
+            sleep=2.0, ECS_AGENT_URI=agent.uri, MEDIAMILL_TASK_PROTECTION_MINUTES="45"
+        )
+        worker.wait_for_log("worker_started")
+        media_id = Uploader(settings).upload(png)
+        wait_recorded(record, f"start {media_id} 1")
+        eventually(agent.requests, 5, "a protection request")
+
+        worker.signal(signal.SIGTERM)
+        assert worker.wait_exit(within=30) == 0, worker.output()
+    finally:
+        agent.stop()
+
+    assert [r.body for r in agent.requests()] == [
+        {"ProtectionEnabled": True, "ExpiresInMinutes": 45},
+        {"ProtectionEnabled": False},
+    ]
+    names = worker.names()
+    assert names.index("signal_received") < names.index("task_protection_released")
+    assert names.index("task_protection_released") < names.index("job_ready")
+    item = wait_for_status(dynamodb, settings.table, media_id, ("READY",), within=1)
+    assert item["status"] == "READY"
 
 
 # --- a crash -------------------------------------------------------------------------------

@@ -26,4 +26,6 @@ def install_test_stages(site: Path) -> Path:
 
 
 def pythonpath(site: Path) -> str:
-    return f"{site}:{SUPPORT}"
+    # The tree under test last: a worker process imports it rather than whichever checkout
+    # the venv's editable install points at (a git worktree's tests run the worktree's code).
+    return f"{site}:{SUPPORT}:{SUPPORT.parent.parent}"
