@@ -130,7 +130,7 @@ def test_only_wheels_are_installed_and_no_system_media_libraries(
     for run in installs:
         for flag in ("--no-index", "--only-binary=:all:", "-c constraints.txt"):
             assert flag in run, run
-        assert '"mediamill[worker]"' in run, run
+    assert any('"mediamill[worker]"' in run for run in installs)
     downloads = [r for r in runs if "pip wheel" in r and "-r requirements.txt" in r]
     assert len(downloads) == 1
     assert "--only-binary=:all:" in downloads[0]
