@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 DOCKERFILE=deploy/ecs/Dockerfile
 VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n1)
-IMAGE=${IMAGE:-localhost/mediamill-worker:${VERSION}}
+IMAGE=${IMAGE:-mediamill-worker:${VERSION}}  # buildah stores it as localhost/mediamill-worker
 LOCAL_BASE=localhost/mediamill-base:bookworm
 BUILD_CACHE=${BUILD_CACHE:-/var/tmp/mediamill-build}
 CA_BUNDLE=${CA_BUNDLE:-${PIP_CERT:-}}
