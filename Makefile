@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo dev test lint format clean constraints bench chaos
+.PHONY: venv demo dev test lint format clean constraints bench chaos image image-smoke
 
 venv: $(STAMP)
 
@@ -56,6 +56,24 @@ bench: venv
 .PHONY: lambda
 lambda: venv
 	$(BIN)/python deploy/ecs/lambda_build.py --out dist/mediamill-api.zip
+
+# The worker's image (deploy/ecs/Dockerfile; see deploy/ecs/README.md): docker when a daemon
+# answers, else buildah on a bookworm base made once with debootstrap. BASE_IMAGE=... overrides.
+image:
+	@if ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then \
+	  need=""; for tool in buildah debootstrap; do command -v $$tool >/dev/null || need="$$need $$tool"; done; \
+	  if [ -n "$$need" ] && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; \
+	  elif [ -n "$$need" ]; then \
+	    echo "make image: no docker daemon, and buildah needs:$$need (apt-get install, as root)"; exit 1; \
+	  fi; \
+	fi
+	deploy/ecs/build-image.sh
+
+# The built image's worker against `mediamill dev --no-worker` on loopback: an upload to READY,
+# exit 0 on SIGTERM; prints the timings. Root and buildah (chroot isolation, host network).
+image-smoke: venv image
+	$(BIN)/python deploy/ecs/smoke.py $(SMOKE)
 
 clean:
 	rm -rf $(VENV) demo-output bench/results.json .pytest_cache .mypy_cache .ruff_cache

@@ -107,7 +107,7 @@ def _dev(args: argparse.Namespace) -> int:
     async def main() -> None:
         import signal
 
-        async with embedded_stack(api_port=args.api_port) as running:
+        async with embedded_stack(api_port=args.api_port, run_worker=args.worker) as running:
             ready = running.describe()
             # A token the local API accepts (it passes claims through unverified), to try it now.
             token = dev_token("dev-user")
@@ -173,6 +173,12 @@ def parser() -> argparse.ArgumentParser:
 
     dev = commands.add_parser("dev", help="embedded AWS + API + worker on loopback")
     dev.add_argument("--api-port", type=int, default=0, help="local API port (default: any)")
+    dev.add_argument(
+        "--no-worker",
+        dest="worker",
+        action="store_false",
+        help="no embedded worker: run one elsewhere with the printed worker_env",
+    )
     dev.set_defaults(run=_dev)
 
     demo = commands.add_parser("demo", help="upload files through the embedded stack and report")

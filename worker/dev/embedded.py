@@ -1,10 +1,13 @@
 """`mediamill dev`: moto's server on loopback, the stack's resources, the API and a worker.
 
-The same Worker and MediaApi classes as production run here; only the endpoint differs.
+The same Worker and MediaApi classes as production run here; only the endpoint differs. Without
+the embedded worker (``--no-worker``), ``worker_env`` points a worker run elsewhere (a container
+built by ``make image``, another shell) at the same stack.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +18,14 @@ import anyio
 
 from mediamill_core.settings import Settings, load_settings
 from worker.consumer import Worker
-from worker.dev.devstack import EmbeddedAws, Stack, StackNames, provision, use_dev_credentials
+from worker.dev.devstack import (
+    DEV_CREDENTIALS,
+    EmbeddedAws,
+    Stack,
+    StackNames,
+    provision,
+    use_dev_credentials,
+)
 from worker.registry import StageRegistry
 
 _DEV_DEFAULTS: dict[str, Any] = {
@@ -37,6 +47,7 @@ class RunningStack:
     settings: Settings
     api_url: str
     worker: Worker
+    worker_running: bool = True
 
     @property
     def rekognition_emulated(self) -> bool:
@@ -45,14 +56,24 @@ class RunningStack:
         own = self.settings.rekognition_endpoint_url
         return tagging and own in (None, self.settings.endpoint_url)
 
+    def worker_env(self) -> dict[str, str]:
+        """The environment a worker started elsewhere needs to serve this stack as ours would."""
+        env = {**DEV_CREDENTIALS, **self.stack.settings_env()}
+        env["MEDIAMILL_VISIBILITY_TIMEOUT"] = str(self.settings.visibility_timeout)
+        if self.settings.stage_options:
+            env["MEDIAMILL_STAGE_OPTIONS"] = json.dumps(self.settings.stage_options)
+        return env
+
     def describe(self) -> dict[str, Any]:
+        status = self.worker.status_url if self.worker_running else None
         return {
             "api": self.api_url,
             "aws": self.stack.endpoint_url,
-            "metrics": f"{self.worker.status_url}/metrics" if self.worker.status_url else None,
-            "healthz": f"{self.worker.status_url}/healthz" if self.worker.status_url else None,
+            "metrics": f"{status}/metrics" if status else None,
+            "healthz": f"{status}/healthz" if status else None,
             "region": self.stack.region,
             "resources": self.stack.describe(),
+            "worker_env": self.worker_env(),
         }
 
 
@@ -62,8 +83,9 @@ async def embedded_stack(
     prefix: str = "mediamill-dev",
     api_port: int = 0,
     overrides: dict[str, Any] | None = None,
+    run_worker: bool = True,
 ) -> AsyncIterator[RunningStack]:
-    """Start everything; on exit the worker drains and the emulation stops."""
+    """Start everything (the worker unless told not to); on exit it drains, the emulation stops."""
     from api_lambda.app import MediaApi
     from worker.dev.local_api import serve_api
 
@@ -97,10 +119,14 @@ async def embedded_stack(
         api = MediaApi.from_settings(settings)
         runner, api_url = await serve_api(api, port=api_port)
         try:
+            running = RunningStack(stack, settings, api_url, worker, worker_running=run_worker)
+            if not run_worker:
+                yield running
+                return
             async with anyio.create_task_group() as group:
                 group.start_soon(worker.run)
                 await worker.started.wait()
-                yield RunningStack(stack=stack, settings=settings, api_url=api_url, worker=worker)
+                yield running
                 worker.request_stop()
         finally:
             with anyio.CancelScope(shield=True):
