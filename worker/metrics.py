@@ -113,6 +113,11 @@ SWEPT = Counter(
     "the worker marked FAILED (abandoned).",
     ["action"],
 )
+KILLERS = Counter(
+    "mediamill_uploads_killing_workers_total",
+    "Uploads ended FAILED because each of their tries died with its worker (out of memory, a "
+    "crashing decoder), whether the claim or the sweep found it.",
+)
 STUCK_THREADS = Counter(
     "mediamill_stuck_stage_threads_total",
     "Stage threads still running a grace after their stage was cancelled or timed out.",

@@ -4,14 +4,16 @@ histogram buckets that reach the longest built-in stage."""
 from __future__ import annotations
 
 import ast
+import json
 import platform
 import re
+import time
 import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import EntryPoint, version
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import aiohttp
 import anyio
@@ -22,16 +24,22 @@ import structlog
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from mediamill_core.items import encode
+from mediamill_core.keys import new_media_id, object_tag, original_key
 from mediamill_core.settings import SQS_MAX_VISIBILITY, load_settings
-from mediamill_testkit.client import Uploader
+from mediamill_testkit.client import Uploader, raw_item
 from stages import Job, Stage, StageResult
 from stages.probe.stage import ProbeStage
 from worker import metrics
+from worker.claims import StoredObject
 from worker.consumer import Worker
+from worker.dev.devstack import Stack
 from worker.dev.samples import write_png
+from worker.events import sequencer_order
 from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, discover
 from worker.spool import NEED_FLOOR, Spool, bytes_needed
+from worker.store import owed_shard
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,3 +237,55 @@ async def test_the_spool_exports_what_it_holds(tmp_path: Path) -> None:
         assert REGISTRY.get_sample_value("mediamill_spool_reserved_bytes") == 0
     finally:
         spool.close()
+
+
+async def test_an_upload_that_killed_its_worker_on_every_try_is_counted(
+    stack_env: dict[str, str], stack: Stack, sqs: Any, dynamodb: Any
+) -> None:
+    settings = load_settings(
+        **{k.removeprefix("MEDIAMILL_").lower(): v for k, v in stack_env.items()}
+    )
+    media_id = new_media_id()
+    order = sequencer_order("0A")
+    obj = StoredObject("etag-1", 100, None, "0A", order, object_tag("etag-1", order))
+    # Its last two tries died with their workers; the third died too: its lease lapsed.
+    since = "2020-01-01T00:00:00.000Z"
+    item = {
+        "media_id": media_id,
+        "owner": "alice",
+        "status": "PROCESSING",
+        "created_at": since,
+        "source": obj.as_item(),
+        "lease": {"token": "dead", "message_id": "m-1", "expires": time.time() - 5},
+        "receive_count": 2,
+        "attempts": 2,
+        "deaths": stack.max_receive_count - 1,
+        "rev": 2,
+        "owed_shard": owed_shard(media_id),
+        "owed_since": since,
+    }
+    dynamodb.put_item(TableName=settings.table, Item=encode(item))
+    record = {
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Post",
+        "s3": {
+            "bucket": {"name": settings.originals_bucket},
+            "object": {
+                "key": original_key(media_id),
+                "size": 100,
+                "eTag": "etag-1",
+                "sequencer": "0A",
+            },
+        },
+    }
+    sqs.purge_queue(QueueUrl=stack.queue_url)
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps({"Records": [record]}))
+    before = REGISTRY.get_sample_value("mediamill_uploads_killing_workers_total") or 0.0
+
+    registry = StageRegistry(
+        [LoadedStage(stage=cls(cls.Options())) for cls in (ProbeStage, PublishStage)]
+    )
+    await Worker(settings, registry, burst=True).run()
+
+    assert (raw_item(dynamodb, settings.table, media_id) or {})["status"] == "FAILED"
+    assert REGISTRY.get_sample_value("mediamill_uploads_killing_workers_total") == before + 1
