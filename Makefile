@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo dev test lint format clean constraints bench chaos image image-smoke
+.PHONY: venv demo dev test lint format clean constraints bench chaos image image-smoke tools
 
 venv: $(STAMP)
 
@@ -34,8 +34,25 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: lint tools
 	$(BIN)/python -m pytest -n 2 tests $(patsubst %/pyproject.toml,%/tests,$(PLUGINS))
+
+# promtool checks and unit-tests the alert rules (tests/deploy/test_alert_rules.py): Debian's
+# prometheus package, installed when missing, without its recommends, and with a policy-rc.d
+# that keeps the package's service from starting (removed again unless one was there before).
+tools:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	    echo "make tools: promtool is missing; install Debian's 'prometheus' package as root (apt-get install --no-install-recommends prometheus)" >&2; exit 1; \
+	  fi; \
+	  guard=; [ -e /usr/sbin/policy-rc.d ] || { guard=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' > $$guard; chmod +x $$guard; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; rc=$$?; \
+	  [ -z "$$guard" ] || rm -f $$guard; \
+	  [ $$rc = 0 ] || exit $$rc; \
+	  if command -v pgrep >/dev/null && pgrep -x prometheus >/dev/null; then \
+	    echo "make tools: a prometheus server is running; only promtool is needed (systemctl disable --now prometheus)" >&2; \
+	  fi; \
+	}
 
 # The fault-injection suite at full size (a small run is part of `make test`): real workers on
 # the emulated stack behind a fault proxy, killed and fed duplicates; see docs/chaos.md.

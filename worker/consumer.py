@@ -137,6 +137,11 @@ class Worker:
                 )
                 context = StageContext(settings=self.settings, resources={"aws": aws}, log=self.log)
                 await self.registry.start(context)
+                metrics.prepare(
+                    self.registry.order,
+                    job_slots=self.settings.concurrency,
+                    cpu_slots=self.settings.cpu_threads,
+                )
                 runner = None
                 try:
                     runner, self.status_url = await start_status_server(

@@ -69,11 +69,13 @@ class Liveness:
 
 def status_app(liveness: Liveness) -> web.Application:
     # Imported here, not at the top: the health check command must start fast.
+    import anyio
     from aiohttp import web
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
     async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(REGISTRY)
+        # In a thread: some gauges are read at scrape time from the disk (worker.spool).
+        body = await anyio.to_thread.run_sync(generate_latest, REGISTRY)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:

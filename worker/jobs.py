@@ -131,6 +131,7 @@ class UploadProcessor:
         if claim.suspect and deaths >= attempt.of:
             # Whatever message carries it, it has killed its worker on every try: stop here.
             metrics.JOBS.labels("failed").inc()
+            metrics.KILLERS.inc()
             reason = killed_worker_reason(deaths)
             log.error("upload_kills_its_worker", deaths=deaths)
             return await self._fail(source, reason, False, None, log)

@@ -1,21 +1,79 @@
-"""Prometheus metrics, one definition each; the worker's HTTP side serves them on /metrics."""
+"""Prometheus metrics, one definition each; the worker's HTTP side serves them on /metrics.
+
+``prepare`` runs once at start: it sets what the worker is (its slots, its versions) and gives
+every labelled counter its known label values, so each is exported at 0 before its first event
+(``rate`` and ``increase`` cannot see the first increment of a series that starts at 1).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import platform
+from collections.abc import Iterable
+from importlib.metadata import version
 
-_STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800)
-_LATENCY_BUCKETS = (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
+
+from stages.contract import Stage
+
+# The *_created series would double what each task remote-writes, for nothing a panel reads.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+# Up to the longest built-in stage timeout (transcode, 3 h), with a bucket at each of the others
+# (probe 60 s, tagging 120 s, thumbnail 180 s, publish 900 s): a stage that ran into its
+# timeout shows as such. tests/worker/test_metrics.py fails when a built-in outgrows the top.
+_STAGE_BUCKETS = (
+    *(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 180, 300, 600, 900),
+    *(1800, 3600, 7200, 10800),
+)
+# Fine around the minutes a latency goal is set in, then up to the 12 h SQS lets a job hold its
+# message (worker.consumer.check_timing keeps every chain of stage timeouts under that).
+_LATENCY_BUCKETS = (
+    *(0.5, 1, 2.5, 5, 10, 20, 30, 60, 90, 120, 180, 300, 450, 600, 900, 1200),
+    *(1800, 3600, 7200, 14400, 43200),
+)
+
+# Every value each labelled counter takes; tests/worker/test_metrics.py finds every one the code
+# counts under, so none is missing from what ``prepare`` exports at 0.
+JOB_OUTCOMES = (
+    # The message is deleted: its upload came to an end, or there was nothing to do.
+    "ready",
+    "failed",
+    "duplicate",
+    "orphan",
+    "outdated",
+    "superseded",
+    "ignored",
+    # The message comes back: another job holds the object, a suspect has the worker, the job
+    # meets a transient fault or a bug, or the worker stopped first.
+    "leased",
+    "requeued",
+    "retry",
+    "error",
+    "released",
+)
+SQS_OPERATIONS = ("receive", "delete", "change_visibility", "send_message", "get_queue_attributes")
+DLQ_REASONS = ("malformed", "error", "transient")
+SWEEP_ACTIONS = ("announced", "abandoned")
+TASK_PROTECTION_ACTIONS = ("protect", "release")
+LATENCY_OUTCOMES = ("ready", "failed")
 
 JOBS = Counter(
     "mediamill_jobs_total",
-    "Jobs finished, by outcome (ready, failed, duplicate, retry, error, released, ignored).",
+    "Uploads and messages handled, by outcome (see docs/operations.md).",
     ["outcome"],
 )
 JOBS_IN_FLIGHT = Gauge("mediamill_jobs_in_flight", "Jobs running now in this worker.")
+JOB_SLOTS = Gauge(
+    "mediamill_job_slots", "Jobs this worker runs at once at most (MEDIAMILL_CONCURRENCY)."
+)
+CPU_SLOTS = Gauge(
+    "mediamill_cpu_slots",
+    "Threads for CPU-bound stages (MEDIAMILL_CPU_THREADS); a stuck stage thread holds one.",
+)
+BUILD = Info("mediamill_build", "What is running: mediamill, Python, libvips and FFmpeg versions.")
 STAGE_SECONDS = Histogram(
     "mediamill_stage_duration_seconds",
-    "Time spent in one stage of one job.",
+    "Time spent in one stage of one job, its in-process retries included.",
     ["stage", "kind", "outcome"],
     buckets=_STAGE_BUCKETS,
 )
@@ -56,6 +114,11 @@ SWEPT = Counter(
     "the worker marked FAILED (abandoned).",
     ["action"],
 )
+KILLERS = Counter(
+    "mediamill_uploads_killing_workers_total",
+    "Uploads ended FAILED because each of their tries died with its worker (out of memory, a "
+    "crashing decoder), whether the claim or the sweep found it.",
+)
 STUCK_THREADS = Counter(
     "mediamill_stuck_stage_threads_total",
     "Stage threads still running a grace after their stage was cancelled or timed out.",
@@ -80,3 +143,58 @@ TASK_PROTECTION_ERRORS = Counter(
     "(protect, release).",
     ["action"],
 )
+
+
+SPOOL_BUDGET = Gauge(
+    "mediamill_spool_budget_bytes",
+    "Scratch space jobs may reserve: MEDIAMILL_SPOOL_BUDGET_BYTES, capped by free disk at start.",
+)
+SPOOL_RESERVED = Gauge(
+    "mediamill_spool_reserved_bytes",
+    "Scratch space reserved by running jobs; a job waits while its share does not fit.",
+)
+SPOOL_USED = Gauge(
+    "mediamill_spool_used_bytes", "Bytes on disk in this worker's spool directory now."
+)
+SPOOL_DISK_FREE = Gauge(
+    "mediamill_spool_disk_free_bytes", "Free bytes on the file system under the spool now."
+)
+
+
+def prepare(stages: Iterable[Stage], *, job_slots: int, cpu_slots: int) -> None:
+    """Set what this worker is, and export every known label value of each counter at 0."""
+    JOB_SLOTS.set(job_slots)
+    CPU_SLOTS.set(cpu_slots)
+    BUILD.info(build_versions())
+    for outcome in JOB_OUTCOMES:
+        JOBS.labels(outcome)
+    for operation in SQS_OPERATIONS:
+        SQS_ERRORS.labels(operation)
+    for reason in DLQ_REASONS:
+        DLQ_BOUND.labels(reason)
+    for action in SWEEP_ACTIONS:
+        SWEPT.labels(action)
+    for action in TASK_PROTECTION_ACTIONS:
+        TASK_PROTECTION_ERRORS.labels(action)
+    for outcome in LATENCY_OUTCOMES:
+        UPLOAD_TO_DONE.labels(outcome)
+    for stage in stages:
+        if stage.cpu_bound:  # only a thread can be stuck
+            STUCK_THREADS.labels(stage.name)
+        if stage.optional:  # only an optional stage retries in-process
+            OPTIONAL_STAGE_RETRIES.labels(stage.name)
+
+
+def build_versions() -> dict[str, str]:
+    """The versions a deploy is told apart by, read from what is loaded, never typed in."""
+    # The stages load both libraries anyway; here they are only asked what they are.
+    import av
+    import pyvips
+
+    libvips = ".".join(str(pyvips.version(part)) for part in range(3))
+    return {
+        "version": version("mediamill"),
+        "python": platform.python_version(),
+        "libvips": libvips,
+        "ffmpeg": str(av.ffmpeg_version_info),
+    }

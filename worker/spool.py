@@ -24,6 +24,7 @@ import anyio
 from structlog.typing import FilteringBoundLogger
 
 from stages.contract import TransientError
+from worker import metrics
 
 _PREFIX = "mediamill-spool-"
 # Only what a worker made is ever removed: the base may be a shared /tmp.
@@ -67,6 +68,11 @@ class Spool:
         making.rename(self.root)
         free = shutil.disk_usage(self.base).free
         self.capacity = min(self.budget, free)
+        metrics.SPOOL_BUDGET.set(self.capacity)
+        metrics.SPOOL_RESERVED.set(self.reserved)
+        # Read when /metrics is scraped, so they are as fresh as the scrape.
+        metrics.SPOOL_USED.set_function(self.used_bytes)
+        metrics.SPOOL_DISK_FREE.set_function(self.free_bytes)
         self._log.info(
             "spool_ready",
             root=str(self.root),
@@ -81,6 +87,12 @@ class Spool:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+    def used_bytes(self) -> int:
+        return _used(self.root)
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.base).free
 
     def job_dir(self, media_id: str) -> Path:
         path = self.root / f"{media_id}-{secrets.token_hex(4)}"
@@ -115,10 +127,12 @@ class Spool:
                 retry_after=wait_seconds,
             )
         self.reserved += need
+        metrics.SPOOL_RESERVED.set(self.reserved)
         try:
             yield need
         finally:
             self.reserved -= need
+            metrics.SPOOL_RESERVED.set(self.reserved)
             self._freed.set()
             self._freed = anyio.Event()
 

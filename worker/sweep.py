@@ -218,6 +218,7 @@ class Sweeper:
         except StaleJob:
             return  # someone took it up again or finished it meanwhile
         metrics.SWEPT.labels("abandoned").inc()
+        metrics.KILLERS.inc()
         log.warning("abandoned_upload_failed", reason=reason)
         await self._outbox.announce(failed, self._token, log)
 

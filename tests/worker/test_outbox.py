@@ -15,6 +15,7 @@ import anyio
 import pytest
 import structlog
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from mediamill_core.items import encode, iso, utc_now
 from mediamill_core.keys import new_media_id, object_tag
@@ -390,8 +391,10 @@ async def test_the_sweep_fails_an_upload_whose_every_try_killed_its_worker_and_s
 
     sweeper = sweeper_for(aws, settings, store, stack, grace_seconds=1)
     await anyio.sleep(1.1)  # past the grace for the READY item
+    killers = REGISTRY.get_sample_value("mediamill_uploads_killing_workers_total")
     report = await sweeper.sweep_once()
     assert (report.abandoned, report.announced) == (1, 1)
+    assert REGISTRY.get_sample_value("mediamill_uploads_killing_workers_total") == killers + 1
 
     failed = raw_item(dynamodb, settings.table, killed)
     assert failed is not None
