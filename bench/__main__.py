@@ -1,4 +1,5 @@
-"""``python -m bench [images] [video]``: run the benchmarks, write results.json, print a table."""
+"""``python -m bench [images] [video]``: run the benchmarks, write results.json, print a table;
+after both suites, refresh deploy/ecs/sizing.json and run the scaling simulation on it."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def main() -> None:
         measurements.extend(suite.run(quick=args.quick))
         write_results(measurements, args.out)  # what finished survives a later suite's failure
     print_table(measurements, title=f"mediamill benchmarks -> {args.out}")
+    if set(SUITES) <= set(args.suites or SUITES):
+        from bench.scaling.cli import after_bench
+
+        after_bench(measurements, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.report import Measurement, cpu_count, python_child, run_child
+from bench.report import Measurement, cpu_count, cpu_seconds, python_child, run_child
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina")
 MEGAPIXELS = 12
 BOMB_MEGAPIXELS = 100
 THUMB, PREVIEW, QUALITY = 320, 1440, 80
 METHODS = ("stage", "pillow", "pyvips-per-size")
+PHOTO_CPU = "photo 12 MP stage CPU seconds"
 
 
 def make_photos(directory: Path, *, megapixels: float, names: tuple[str, ...]) -> list[Path]:
@@ -132,11 +133,11 @@ def child(method: str, directory: Path, repeat: int, threads: int) -> None:
         run = _METHODS[method](Path(scratch))
         run(photos[0])  # warm-up: imports, codec tables
         work = photos * repeat
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), cpu_seconds()
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(run, work))
-        seconds = time.perf_counter() - started
-    print(json.dumps({"photos": len(work), "seconds": seconds}))
+        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_before
+    print(json.dumps({"photos": len(work), "seconds": seconds, "cpu_seconds": cpu}))
 
 
 # --- the parent ------------------------------------------------------------------------------
@@ -155,12 +156,14 @@ def run(*, quick: bool) -> list[Measurement]:
 
     rates: dict[str, float] = {}
     peaks: dict[str, float] = {}
+    cpu_per_photo: dict[str, float] = {}
     for method in METHODS:
         result = run_child(
             python_child("bench.images", method, str(photos_dir), str(repeat), str(threads))
         )
         figures = json.loads(result.stdout.strip().splitlines()[-1])
         rates[method] = figures["photos"] / figures["seconds"]
+        cpu_per_photo[method] = figures["cpu_seconds"] / figures["photos"]
         peaks[method] = result.peak_rss_mb
     big: dict[str, float] = {}
     for method in ("stage", "pillow"):
@@ -190,6 +193,8 @@ def run(*, quick: bool) -> list[Measurement]:
             rates["stage"] / rates["pyvips-per-size"],
         ),
         Measurement("photos 12 MP stage peak RSS", peaks["stage"], "MB"),
+        # What a photo costs a task's vCPUs, whatever the cores: the scaling simulation's input.
+        Measurement(PHOTO_CPU, cpu_per_photo["stage"], "CPU s/photo"),
         Measurement("photo 100 MP JPEG pillow peak RSS", big["pillow"], "MB"),
         Measurement(
             "photo 100 MP JPEG stage peak RSS",

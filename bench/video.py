@@ -25,7 +25,7 @@ from typing import Any
 import av
 import numpy as np
 
-from bench.report import Measurement, python_child, run_child
+from bench.report import Measurement, cpu_seconds, python_child, run_child
 
 _FPS = 30
 _SIZE = (1920, 1080)
@@ -36,6 +36,20 @@ _SOURCES: dict[str, tuple[str, str, dict[str, str]]] = {
     "h264-long": ("libx264", "yuv420p", {"preset": "ultrafast", "crf": "30"}),
 }
 _LONG_MINUTES = 10
+# The scaling simulation's "short video": this clip, its length in a full run, its CPU figures.
+SHORT_VIDEO = "h264 1080p30"
+SHORT_VIDEO_SECONDS = 30
+
+
+def cpu_name(label: str) -> str:
+    return f"video {label} stage CPU seconds"
+
+
+def cores_name(label: str) -> str:
+    return f"video {label} stage cores busy"
+
+
+VIDEO_CPU, VIDEO_CORES = cpu_name(SHORT_VIDEO), cores_name(SHORT_VIDEO)
 _NO_PREVIEW_ANIM = "--no-preview-anim"
 
 
@@ -46,7 +60,7 @@ def run(*, quick: bool) -> list[Measurement]:
     with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
         root = Path(tmp)
         clips = {
-            "h264 1080p30": (root / "h264.mp4", "h264", 6 if quick else 30),
+            SHORT_VIDEO: (root / "h264.mp4", "h264", 6 if quick else SHORT_VIDEO_SECONDS),
             "hevc 10-bit": (root / "hevc10.mp4", "hevc10", 3 if quick else 10),
         }
         for label, (clip, kind, seconds) in clips.items():
@@ -76,6 +90,9 @@ def compare(label: str, clip: Path, root: Path) -> list[Measurement]:
     # interpreter start and imports. The child's whole wall time is reported next to it.
     stage_seconds = float(plan["seconds"])
     bare_seconds = float(json.loads(bare.stdout)["seconds"])
+    # What the clip costs a task's vCPUs (the scaling simulation's input), and how many cores
+    # the stage kept busy on its own: CPU seconds over wall seconds.
+    cpu = float(plan["cpu_seconds"])
 
     def against_ffmpeg(what: str, seconds: float) -> Measurement:
         return Measurement(
@@ -91,6 +108,8 @@ def compare(label: str, clip: Path, root: Path) -> list[Measurement]:
         against_ffmpeg("stage seconds, no preview_anim (poster kept)", bare_seconds),
         against_ffmpeg("stage process seconds (with Python start and imports)", stage.seconds),
         Measurement(name=f"{name} ffmpeg seconds", value=ffmpeg.seconds, unit="s"),
+        Measurement(name=cpu_name(label), value=cpu, unit="CPU s/clip"),
+        Measurement(name=cores_name(label), value=cpu / stage_seconds, unit="cores"),
         Measurement(
             name=f"{name} stage peak RSS",
             value=stage.peak_rss_mb,
@@ -146,11 +165,11 @@ def stage_main(clip: Path, out: Path, *, preview_anim: bool = True) -> None:
         out.mkdir(parents=True, exist_ok=True)
         return Job.standalone(clip, out, kind=MediaKind.VIDEO, metadata=metadata, options=options)
 
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), cpu_seconds()
     probed = ProbeStage(StageOptions()).run_sync(job({}, StageOptions())).metadata
     options = TranscodeOptions() if preview_anim else TranscodeOptions(preview_anim=None)
     result = TranscodeStage(options).run_sync(job(probed, options))
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_before
     video = next(r for r in result.renditions if r.name == "video")
     print(
         json.dumps(
@@ -161,6 +180,7 @@ def stage_main(clip: Path, out: Path, *, preview_anim: bool = True) -> None:
                 "preset": options.preset,
                 "crf": options.crf,
                 "seconds": seconds,
+                "cpu_seconds": cpu,
             }
         )
     )
