@@ -19,7 +19,7 @@ import boto3
 from botocore.config import Config
 
 from worker.dev.evaluation import Evaluation, Made, Pseudo
-from worker.dev.resources import SERVED, Services, not_made_locally, physical_name, stand_in
+from worker.dev.resources import Services, make_served, physical_name, stand_in
 from worker.dev.template import ParameterValue, load_template
 
 DEV_REGION = "us-east-1"
@@ -96,8 +96,10 @@ class Stack:
     uploads_topic_arn: str
     media_topic_arn: str
     max_receive_count: int
-    # Every served resource by logical id, as it answers Ref and Fn::GetAtt.
+    # Every served resource by logical id, as it answers Ref and Fn::GetAtt, and the template
+    # parameters given (the others kept their defaults).
     resources: Mapping[str, Made] = field(default_factory=dict)
+    parameters: Mapping[str, ParameterValue] = field(default_factory=dict)
 
     def settings_env(self) -> dict[str, str]:
         """The MEDIAMILL_* variables that point the worker and the API at this stack."""
@@ -162,14 +164,15 @@ def provision(
         "MaxReceiveCount": max_receive_count,
         "UploadOrigins": None if cors_origins is None else list(cors_origins),
     }
-    evaluation = names.evaluation({k: v for k, v in given.items() if v is not None})
+    parameters = {k: v for k, v in given.items() if v is not None}
+    evaluation = names.evaluation(parameters)
     services = Services(
         s3=_client("s3", endpoint_url, region),
         sns=_client("sns", endpoint_url, region),
         sqs=_client("sqs", endpoint_url, region),
         dynamodb=_client("dynamodb", endpoint_url, region),
     )
-    made = _make_served(evaluation, services)
+    made = make_served(evaluation, services)
     queue, dlq = made["MediaQueue"], made["MediaDeadLetterQueue"]
     return Stack(
         names=names,
@@ -182,25 +185,8 @@ def provision(
         media_topic_arn=made["MediaEventsTopic"].ref,
         max_receive_count=int(evaluation.ref("MaxReceiveCount", "provision")),
         resources=made,
+        parameters=parameters,
     )
-
-
-def _make_served(evaluation: Evaluation, services: Services) -> dict[str, Made]:
-    """Every resource the emulation serves and the conditions include, each after those it
-    needs, its properties resolved against what was made before it."""
-    resources = evaluation.template.resources
-    local = [
-        logical_id
-        for logical_id, resource in resources.items()
-        if not_made_locally(evaluation, resource) is None and evaluation.included(resource)
-    ]
-    for logical_id in evaluation.order(local):
-        resource = resources[logical_id]
-        props = evaluation.resolve(dict(resource.properties), f"{logical_id}.Properties")
-        evaluation.made[logical_id] = SERVED[resource.type].make(
-            services, evaluation, resource, props
-        )
-    return {logical_id: evaluation.made[logical_id] for logical_id in local}
 
 
 class EmbeddedAws:

@@ -160,8 +160,8 @@ class Evaluation:
             return [item for item in items if item is not NO_VALUE]
         return value
 
-    def _function(self, name: str, argument: Any, where: str) -> Any:
-        where = f"{where}.{name}"
+    def _function(self, name: str, argument: Any, at: str) -> Any:
+        where = f"{at}.{name}"
         if name == "Ref":
             return self.ref(self.resolve(argument, where), where)
         if name == "Fn::GetAtt":
@@ -188,7 +188,7 @@ class Evaluation:
         }
         if name not in simple:
             raise UnsupportedFunction(
-                f"{where}: {name} cannot be evaluated outside CloudFormation; the dev stack "
+                f"{at}: {name} cannot be evaluated outside CloudFormation; the dev stack "
                 f"evaluates Ref, {', '.join(['Fn::GetAtt', 'Fn::Sub', 'Fn::If', *simple])}"
             )
         return simple[name](self.resolve(argument, where), where)
@@ -351,7 +351,8 @@ class Evaluation:
         except graphlib.CycleError as exc:
             circle = " -> ".join(reversed(exc.args[1]))
             raise DependencyCycle(
-                f"{self.template.source}: resources depend on each other in a circle: {circle}"
+                f"{self.template.source}: resources depend on each other in a circle, "
+                f"each needing the next: {circle}"
             ) from None
 
 

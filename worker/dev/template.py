@@ -119,9 +119,13 @@ class Template:
         )
 
 
-@functools.cache
 def load_template(path: Path = TEMPLATE_PATH) -> Template:
     """The template at ``path``, parsed once per process: every test's stack reads the same one."""
+    return _parsed(path.resolve())
+
+
+@functools.cache
+def _parsed(path: Path) -> Template:
     try:
         text = path.read_text()
     except FileNotFoundError:

@@ -25,6 +25,7 @@ __all__ = [
     "Served",
     "Services",
     "UntranslatedProperty",
+    "make_served",
     "not_made_locally",
     "physical_name",
     "stand_in",
@@ -98,3 +99,21 @@ def physical_name(evaluation: Evaluation, resource: Resource) -> str:
     if served is None or served.name_property is None:
         raise TypeError(f"{resource.logical_id}: a {resource.type} has no name of its own")
     return named(evaluation, resource, served.name_property)
+
+
+def make_served(evaluation: Evaluation, services: Services) -> dict[str, Made]:
+    """Every resource the emulation serves and the conditions include, each after those it
+    needs, its properties resolved against what was made before it."""
+    resources = evaluation.template.resources
+    local = [
+        logical_id
+        for logical_id, resource in resources.items()
+        if not_made_locally(evaluation, resource) is None and evaluation.included(resource)
+    ]
+    for logical_id in evaluation.order(local):
+        resource = resources[logical_id]
+        props = evaluation.resolve(dict(resource.properties), f"{logical_id}.Properties")
+        evaluation.made[logical_id] = SERVED[resource.type].make(
+            services, evaluation, resource, props
+        )
+    return {logical_id: evaluation.made[logical_id] for logical_id in local}
