@@ -164,17 +164,22 @@ def test_a_property_the_dev_stack_does_not_translate_stops_it(services: Services
 
 
 def test_lifecycle_rules_are_translated_to_the_apis_filters(services: Services, s3: Any) -> None:
+    # Counts and flags from parameters arrive as text; the APIs want numbers and booleans.
     made = provision(
         services,
         """
+        Parameters:
+          Days: {Type: Number, Default: 30}
+          Block: {Type: String, Default: "true"}
         Resources:
           Bucket:
             Type: AWS::S3::Bucket
             Properties:
               VersioningConfiguration: {Status: Enabled}
+              PublicAccessBlockConfiguration: {BlockPublicAcls: !Ref Block}
               LifecycleConfiguration:
                 Rules:
-                  - {Id: all, Status: Enabled, ExpirationInDays: 30}
+                  - {Id: all, Status: Enabled, ExpirationInDays: !Ref Days}
                   - Id: tmp
                     Status: Enabled
                     Prefix: tmp/
@@ -193,6 +198,8 @@ def test_lifecycle_rules_are_translated_to_the_apis_filters(services: Services, 
     assert tmp["Transitions"] == [{"Days": 7, "StorageClass": "GLACIER"}]
     assert tmp["NoncurrentVersionExpiration"]["NoncurrentDays"] == 3
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert block["BlockPublicAcls"] is True
 
 
 def test_a_table_with_provisioned_throughput_and_a_stream(
@@ -203,6 +210,7 @@ def test_a_table_with_provisioned_throughput_and_a_stream(
         """
         Parameters:
           Units: {Type: Number, Default: 3}
+          Protect: {Type: String, Default: "false"}
         Resources:
           Table:
             Type: AWS::DynamoDB::Table
@@ -211,6 +219,7 @@ def test_a_table_with_provisioned_throughput_and_a_stream(
               KeySchema: [{AttributeName: id, KeyType: HASH}]
               ProvisionedThroughput: {ReadCapacityUnits: !Ref Units, WriteCapacityUnits: 2}
               StreamSpecification: {StreamViewType: NEW_IMAGE}
+              DeletionProtectionEnabled: !Ref Protect
           Consumer:
             Type: AWS::SQS::Queue
             Properties: {Tags: [{Key: stream, Value: !GetAtt Table.StreamArn}]}
@@ -220,6 +229,7 @@ def test_a_table_with_provisioned_throughput_and_a_stream(
     assert table["ProvisionedThroughput"]["ReadCapacityUnits"] == 3
     assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
     assert made["Table"].attributes["StreamArn"] == table["LatestStreamArn"]
+    assert table["DeletionProtectionEnabled"] is False
 
 
 def test_a_resource_its_condition_leaves_out_is_not_made(services: Services, sqs: Any) -> None:

@@ -61,6 +61,7 @@ CLOUD_ONLY: dict[str, CloudOnly] = {
     "AWS::IAM::Role": CloudOnly("iam", "moto does not authorize its callers' requests"),
     "AWS::IAM::Policy": CloudOnly("iam", "moto does not authorize its callers' requests"),
     "AWS::IAM::ManagedPolicy": CloudOnly("iam", "moto does not authorize its callers' requests"),
+    "AWS::IAM::RolePolicy": CloudOnly("iam", "moto does not authorize its callers' requests"),
     "AWS::EC2::SecurityGroup": CloudOnly("ec2", "no network boundary on loopback"),
     "AWS::EC2::SecurityGroupIngress": CloudOnly("ec2", "no network boundary on loopback"),
     "AWS::EC2::SecurityGroupEgress": CloudOnly("ec2", "no network boundary on loopback"),

@@ -22,14 +22,14 @@ _AS_GIVEN = {
     "BillingMode",
     "LocalSecondaryIndexes",
     "TableClass",
-    "DeletionProtectionEnabled",
-    "OnDemandThroughput",
-    "WarmThroughput",
 }
 _TRANSLATED = {
     "TableName",
     "Tags",
+    "DeletionProtectionEnabled",
     "ProvisionedThroughput",
+    "OnDemandThroughput",
+    "WarmThroughput",
     "GlobalSecondaryIndexes",
     "StreamSpecification",
     "SSESpecification",
@@ -55,8 +55,12 @@ def table(services: Services, evaluation: Evaluation, resource: Resource, props:
         resource.logical_id,
     )
     create: Props = {"TableName": name, **{k: v for k, v in props.items() if k in _AS_GIVEN}}
-    if "ProvisionedThroughput" in props:
-        create["ProvisionedThroughput"] = _throughput(props["ProvisionedThroughput"])
+    # Numbers and flags may arrive as text from a parameter (Ref passes parameters on as text).
+    for units in ("ProvisionedThroughput", "OnDemandThroughput", "WarmThroughput"):
+        if units in props:
+            create[units] = _throughput(props[units])
+    if "DeletionProtectionEnabled" in props:
+        create["DeletionProtectionEnabled"] = flag(props["DeletionProtectionEnabled"])
     if "GlobalSecondaryIndexes" in props:
         create["GlobalSecondaryIndexes"] = [
             _index(index, f"{where}.GlobalSecondaryIndexes")
@@ -86,6 +90,8 @@ def table(services: Services, evaluation: Evaluation, resource: Resource, props:
     if "PointInTimeRecoverySpecification" in props:
         pitr = dict(props["PointInTimeRecoverySpecification"])
         pitr["PointInTimeRecoveryEnabled"] = flag(pitr.get("PointInTimeRecoveryEnabled"))
+        if "RecoveryPeriodInDays" in pitr:
+            pitr["RecoveryPeriodInDays"] = int(pitr["RecoveryPeriodInDays"])
         ddb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification=pitr)
     attributes = {"Arn": made["TableArn"]}
     if "LatestStreamArn" in made:
@@ -101,6 +107,7 @@ def _index(index: Props, where: str) -> Props:
     # Contributor Insights on an index is cloud-only, as on the table.
     api = {k: v for k, v in index.items() if k != "ContributorInsightsSpecification"}
     refuse_unknown(api, _INDEX, where)
-    if "ProvisionedThroughput" in api:
-        api["ProvisionedThroughput"] = _throughput(api["ProvisionedThroughput"])
+    for units in ("ProvisionedThroughput", "OnDemandThroughput"):
+        if units in api:
+            api[units] = _throughput(api[units])
     return api

@@ -51,7 +51,7 @@ def bucket(services: Services, evaluation: Evaluation, resource: Resource, props
             Bucket=name, OwnershipControls=v
         ),
         "PublicAccessBlockConfiguration": lambda v: s3.put_public_access_block(
-            Bucket=name, PublicAccessBlockConfiguration=v
+            Bucket=name, PublicAccessBlockConfiguration={k: flag(on) for k, on in v.items()}
         ),
         "BucketEncryption": lambda v: s3.put_bucket_encryption(
             Bucket=name, ServerSideEncryptionConfiguration=_encryption(v, where)
@@ -149,22 +149,22 @@ def _lifecycle_rule(rule: Props, where: str) -> Props:
         api["Filter"] = {"Tag": conditions["Tags"][0]}
     else:
         api["Filter"] = conditions or {"Prefix": ""}
-    expiration = {
-        key: rule.pop(cfn)
-        for cfn, key in (
-            ("ExpirationInDays", "Days"),
-            ("ExpirationDate", "Date"),
-            ("ExpiredObjectDeleteMarker", "ExpiredObjectDeleteMarker"),
-        )
-        if cfn in rule
-    }
+    # Counts may arrive as text from a parameter (Ref passes parameters on as text).
+    expiration: Props = {}
+    if "ExpirationInDays" in rule:
+        expiration["Days"] = int(rule.pop("ExpirationInDays"))
+    if "ExpirationDate" in rule:
+        expiration["Date"] = rule.pop("ExpirationDate")
+    if "ExpiredObjectDeleteMarker" in rule:
+        expiration["ExpiredObjectDeleteMarker"] = flag(rule.pop("ExpiredObjectDeleteMarker"))
     if expiration:
         api["Expiration"] = expiration
     if "AbortIncompleteMultipartUpload" in rule:
         days = int(rule.pop("AbortIncompleteMultipartUpload")["DaysAfterInitiation"])
         api["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": days}
     if "NoncurrentVersionExpiration" in rule:
-        api["NoncurrentVersionExpiration"] = rule.pop("NoncurrentVersionExpiration")
+        noncurrent = rule.pop("NoncurrentVersionExpiration")
+        api["NoncurrentVersionExpiration"] = {k: int(v) for k, v in noncurrent.items()}
     if "NoncurrentVersionExpirationInDays" in rule:
         days = int(rule.pop("NoncurrentVersionExpirationInDays"))
         api["NoncurrentVersionExpiration"] = {"NoncurrentDays": days}
@@ -175,10 +175,14 @@ def _lifecycle_rule(rule: Props, where: str) -> Props:
             "TransitionInDays": "Days",
             "TransitionDate": "Date",
         }
-        api["Transitions"] = [renamed(t, names, where) for t in transitions]
+        api["Transitions"] = [_days_as_numbers(renamed(t, names, where)) for t in transitions]
     if rule:
         raise UntranslatedProperty(f"{where}: the dev stack does not translate {', '.join(rule)}")
     return api
+
+
+def _days_as_numbers(value: Props) -> Props:
+    return {k: int(v) if k == "Days" else v for k, v in value.items()}
 
 
 def _notifications(config: Props, where: str) -> Props:
