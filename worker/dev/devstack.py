@@ -28,8 +28,6 @@ DEV_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "mediamill-dev",
     "AWS_SECRET_ACCESS_KEY": "mediamill-dev-secret",
 }
-
-
 # moto's account, unless MOTO_ACCOUNT_ID says otherwise; provision() asks the emulation.
 EMULATED_ACCOUNT_ID = "123456789012"
 

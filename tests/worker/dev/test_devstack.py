@@ -7,6 +7,8 @@ import time
 from typing import Any
 from urllib.parse import unquote_plus
 
+from mediamill_core.items import OWED_INDEX, OWED_PROJECTION, OWNER_INDEX
+from mediamill_core.keys import ORIGINALS_PREFIX
 from worker.dev.devstack import Stack
 from worker.dev.resources import SERVED, not_made_locally
 
@@ -109,7 +111,9 @@ def test_originals_notify_the_uploads_topic_for_the_originals_prefix(stack: Stac
     [topic] = live["TopicConfigurations"]
     assert topic["TopicArn"] == stack.uploads_topic_arn
     assert topic["Events"] == ["s3:ObjectCreated:*"]
-    assert topic["Filter"] == {"Key": {"FilterRules": [{"Name": "prefix", "Value": "originals/"}]}}
+    # The prefix under which the API puts originals and the worker reads them.
+    rules = [{"Name": "prefix", "Value": ORIGINALS_PREFIX}]
+    assert topic["Filter"] == {"Key": {"FilterRules": rules}}
     assert "TopicConfigurations" not in s3.get_bucket_notification_configuration(
         Bucket=stack.names.renditions_bucket
     )
@@ -179,7 +183,9 @@ def test_the_table_has_the_templates_keys_and_indexes(stack: Stack, dynamodb: An
     for index in expected["GlobalSecondaryIndexes"]:
         assert indexes[index["IndexName"]]["KeySchema"] == index["KeySchema"]
         assert indexes[index["IndexName"]]["Projection"] == index["Projection"]
-    assert set(indexes) == {"by-owner", "owed"}
+    # The indexes the API and the worker query, with what the sweep reads from the sparse one.
+    assert set(indexes) == {OWNER_INDEX, OWED_INDEX}
+    assert set(OWED_PROJECTION) <= set(indexes[OWED_INDEX]["Projection"]["NonKeyAttributes"])
     assert table["SSEDescription"]["Status"] == "ENABLED"
 
 
