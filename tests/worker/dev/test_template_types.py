@@ -18,6 +18,7 @@ from worker.dev.resources import (
     Services,
     UntranslatedProperty,
     make_served,
+    physical_name,
     stand_in,
     unlisted_types,
 )
@@ -258,3 +259,20 @@ def test_a_resource_its_condition_leaves_out_is_not_made(services: Services, sqs
         sqs.get_queue_url(
             QueueName=without["Queue"].attributes["QueueName"].replace("Queue", "Dlq")
         )
+
+
+def test_a_resource_the_template_does_not_name_gets_a_name_from_stack_and_logical_id() -> None:
+    template = Template.parse(
+        textwrap.dedent("""
+            Parameters:
+              Fifo: {Type: String, Default: "true"}
+            Resources:
+              Jobs: {Type: AWS::SQS::Queue, Properties: {FifoQueue: !Ref Fifo}}
+              Media: {Type: AWS::S3::Bucket}
+              Named: {Type: AWS::SNS::Topic, Properties: {TopicName: !Sub "${AWS::StackName}-x"}}
+        """)
+    )
+    evaluation = Evaluation(template, Pseudo("Demo", "1", "us-east-1"), stand_in=stand_in)
+    names = {lid: physical_name(evaluation, r) for lid, r in template.resources.items()}
+    # Bucket names must be lowercase; a FIFO queue's name must end in .fifo.
+    assert names == {"Jobs": "Demo-Jobs.fifo", "Media": "demo-media", "Named": "Demo-x"}

@@ -60,7 +60,7 @@ def named(evaluation: Evaluation, resource: Resource, prop: str) -> str:
     if resource.type == "AWS::S3::Bucket":
         return name.lower()
     fifo = resource.properties.get("FifoQueue", resource.properties.get("FifoTopic"))
-    return f"{name}.fifo" if flag(fifo) else name
+    return f"{name}.fifo" if flag(evaluation.resolve(fifo, resource.logical_id)) else name
 
 
 def flag(value: Any) -> bool:
