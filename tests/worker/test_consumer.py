@@ -11,7 +11,13 @@ import pytest
 from prometheus_client import REGISTRY
 
 from mediamill_core.settings import Settings
-from mediamill_testkit.client import Uploader, drain_events, queue_counts, raw_item
+from mediamill_testkit.client import (
+    Uploader,
+    drain_events,
+    queue_counts,
+    raw_item,
+    resend_test_event,
+)
 from mediamill_testkit.stages import BuggyStage, CopyStage, FlakyStage, RejectStage, SleepyStage
 from stages import Stage
 from stages.probe.stage import ProbeStage
@@ -70,9 +76,10 @@ async def test_upload_becomes_ready_with_renditions_metadata_and_event(
     dynamodb: Any,
     media_events: str,
 ) -> None:
+    ignored_before = metric("mediamill_jobs_total", outcome="ignored")
+    resend_test_event(s3, sqs, stack.names.originals_bucket, stack.queue_url)
     uploader = Uploader(settings)
     media_id = uploader.upload(photo)
-    ignored_before = metric("mediamill_jobs_total", outcome="ignored")
 
     await run_burst(settings, registry(CopyStage))
 

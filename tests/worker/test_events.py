@@ -12,6 +12,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
+from mediamill_testkit.client import resend_test_event
 from worker.dev.devstack import Stack
 from worker.events import (
     MAX_BODY_BYTES,
@@ -689,6 +690,7 @@ def _receive_all(sqs: Any, queue_url: str, count: int) -> list[str]:
 
 def test_moto_s3_sns_sqs_round_trip(stack: Stack, s3: Any, sqs: Any) -> None:
     bucket = stack.names.originals_bucket
+    resend_test_event(s3, sqs, bucket, stack.queue_url)
     for n, key in enumerate(ROUND_TRIP_KEYS):
         s3.put_object(Bucket=bucket, Key=key, Body=b"x" * n)
 

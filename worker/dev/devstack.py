@@ -1,24 +1,26 @@
 """The embedded AWS stack: moto's server on loopback plus the resources the template declares.
 
 ``mediamill dev``, ``mediamill demo`` and the test-suite all provision through :func:`provision`,
-so local runs exercise the same buckets, topics, queues, redrive policy and indexes as production.
+which reads deploy/ecs/template.yaml: local runs exercise the same buckets, notifications,
+topics, queues, redrive policy and indexes as production, because they are made from its text.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import secrets
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-from mediamill_core.items import OWED_INDEX, OWED_PROJECTION, OWNER_INDEX
-from mediamill_core.keys import ORIGINALS_PREFIX
+from worker.dev.evaluation import Evaluation, Made, Pseudo
+from worker.dev.resources import Services, make_served, physical_name, stand_in
+from worker.dev.template import ParameterValue, load_template
 
 DEV_REGION = "us-east-1"
 # moto accepts any credentials; these keep a developer's real ones out of the emulation.
@@ -26,13 +28,18 @@ DEV_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "mediamill-dev",
     "AWS_SECRET_ACCESS_KEY": "mediamill-dev-secret",
 }
+# moto's account, unless MOTO_ACCOUNT_ID says otherwise; provision() asks the emulation.
+EMULATED_ACCOUNT_ID = "123456789012"
 
 
 @dataclass(frozen=True, slots=True)
 class StackNames:
-    """Resource names derived from one prefix (random per test, fixed for `mediamill dev`)."""
+    """What the template names the stack's resources, for one stack name (``prefix``: random per
+    test, fixed for `mediamill dev`), in one account and region."""
 
     prefix: str
+    account_id: str = EMULATED_ACCOUNT_ID
+    region: str = DEV_REGION
 
     @classmethod
     def random(cls, base: str = "mm") -> StackNames:
@@ -40,31 +47,40 @@ class StackNames:
 
     @property
     def originals_bucket(self) -> str:
-        return f"{self.prefix}-originals"
+        return self._name("OriginalsBucket")
 
     @property
     def renditions_bucket(self) -> str:
-        return f"{self.prefix}-renditions"
+        return self._name("RenditionsBucket")
 
     @property
     def table(self) -> str:
-        return f"{self.prefix}-media"
+        return self._name("MediaTable")
 
     @property
     def queue(self) -> str:
-        return f"{self.prefix}-media-jobs"
+        return self._name("MediaQueue")
 
     @property
     def dlq(self) -> str:
-        return f"{self.prefix}-media-jobs-dlq"
+        return self._name("MediaDeadLetterQueue")
 
     @property
     def uploads_topic(self) -> str:
-        return f"{self.prefix}-uploads"
+        return self._name("UploadsTopic")
 
     @property
     def media_topic(self) -> str:
-        return f"{self.prefix}-media"
+        return self._name("MediaEventsTopic")
+
+    def evaluation(self, parameters: Mapping[str, ParameterValue] | None = None) -> Evaluation:
+        """The dev template evaluated for this stack, with these parameter values."""
+        pseudo = Pseudo(stack_name=self.prefix, account_id=self.account_id, region=self.region)
+        return Evaluation(load_template(), pseudo, parameters, stand_in=stand_in)
+
+    def _name(self, logical_id: str) -> str:
+        evaluation = self.evaluation()
+        return physical_name(evaluation, evaluation.template.resources[logical_id])
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +94,10 @@ class Stack:
     uploads_topic_arn: str
     media_topic_arn: str
     max_receive_count: int
+    # Every served resource by logical id, as it answers Ref and Fn::GetAtt, and the template
+    # parameters given (the others kept their defaults).
+    resources: Mapping[str, Made] = field(default_factory=dict)
+    parameters: Mapping[str, ParameterValue] = field(default_factory=dict)
 
     def settings_env(self) -> dict[str, str]:
         """The MEDIAMILL_* variables that point the worker and the API at this stack."""
@@ -104,7 +124,9 @@ class Stack:
         }
 
 
+@functools.cache
 def _client(service: str, endpoint_url: str, region: str) -> Any:
+    # One client per service and endpoint for the process: every test provisions a stack.
     return boto3.client(  # type: ignore[call-overload]
         service,
         endpoint_url=endpoint_url,
@@ -115,193 +137,53 @@ def _client(service: str, endpoint_url: str, region: str) -> Any:
     )
 
 
+@functools.cache
+def _account_id(endpoint_url: str, region: str) -> str:
+    return str(_client("sts", endpoint_url, region).get_caller_identity()["Account"])
+
+
 def provision(
     endpoint_url: str,
     names: StackNames,
     *,
     region: str = DEV_REGION,
-    visibility_timeout: int = 120,
-    max_receive_count: int = 5,
-    cors_origins: Sequence[str] = ("*",),
+    visibility_timeout: int | None = None,
+    max_receive_count: int | None = None,
+    cors_origins: Sequence[str] | None = None,
 ) -> Stack:
-    """Create the stack's resources, mirroring deploy/ecs's CloudFormation template."""
-    s3 = _client("s3", endpoint_url, region)
-    sqs = _client("sqs", endpoint_url, region)
-    sns = _client("sns", endpoint_url, region)
-    ddb = _client("dynamodb", endpoint_url, region)
+    """Make the stack's resources on the emulation from deploy/ecs/template.yaml.
 
-    for bucket in (names.originals_bucket, names.renditions_bucket):
-        s3.create_bucket(Bucket=bucket)
-        s3.put_public_access_block(
-            Bucket=bucket,
-            PublicAccessBlockConfiguration={
-                "BlockPublicAcls": True,
-                "IgnorePublicAcls": True,
-                "BlockPublicPolicy": True,
-                "RestrictPublicBuckets": True,
-            },
-        )
-    s3.put_bucket_lifecycle_configuration(
-        Bucket=names.originals_bucket,
-        LifecycleConfiguration={
-            "Rules": [
-                {
-                    "ID": "abort-abandoned-multipart-uploads",
-                    "Status": "Enabled",
-                    "Filter": {"Prefix": ""},
-                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-                }
-            ]
-        },
+    The keyword arguments are the template's VisibilityTimeout, MaxReceiveCount and
+    UploadOrigins parameters; None keeps the template's default.
+    """
+    names = StackNames(names.prefix, _account_id(endpoint_url, region), region)
+    given = {
+        "VisibilityTimeout": visibility_timeout,
+        "MaxReceiveCount": max_receive_count,
+        "UploadOrigins": None if cors_origins is None else list(cors_origins),
+    }
+    parameters = {k: v for k, v in given.items() if v is not None}
+    evaluation = names.evaluation(parameters)
+    services = Services(
+        s3=_client("s3", endpoint_url, region),
+        sns=_client("sns", endpoint_url, region),
+        sqs=_client("sqs", endpoint_url, region),
+        dynamodb=_client("dynamodb", endpoint_url, region),
     )
-
-    # A browser uploads straight to the originals bucket: the presigned POST form, or PUTs of
-    # multipart parts whose ETag header it must read to complete the upload. The signature,
-    # not the origin, is what authorizes a write.
-    s3.put_bucket_cors(
-        Bucket=names.originals_bucket,
-        CORSConfiguration={
-            "CORSRules": [
-                {
-                    "AllowedOrigins": list(cors_origins),
-                    "AllowedMethods": ["POST", "PUT"],
-                    "AllowedHeaders": ["*"],
-                    "ExposeHeaders": ["ETag"],
-                    "MaxAgeSeconds": 3600,
-                }
-            ]
-        },
-    )
-
-    dlq_url = sqs.create_queue(
-        QueueName=names.dlq,
-        Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)},
-    )["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    queue_url = sqs.create_queue(
-        QueueName=names.queue,
-        Attributes={
-            "VisibilityTimeout": str(visibility_timeout),
-            "MessageRetentionPeriod": str(4 * 24 * 3600),
-            "ReceiveMessageWaitTimeSeconds": "20",
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
-            ),
-        },
-    )["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-
-    uploads_topic_arn = sns.create_topic(Name=names.uploads_topic)["TopicArn"]
-    media_topic_arn = sns.create_topic(Name=names.media_topic)["TopicArn"]
-    sns.set_topic_attributes(
-        TopicArn=uploads_topic_arn,
-        AttributeName="Policy",
-        AttributeValue=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "s3.amazonaws.com"},
-                        "Action": "sns:Publish",
-                        "Resource": uploads_topic_arn,
-                        "Condition": {
-                            "ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{names.originals_bucket}"}
-                        },
-                    }
-                ],
-            }
-        ),
-    )
-    sqs.set_queue_attributes(
-        QueueUrl=queue_url,
-        Attributes={
-            "Policy": json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "sns.amazonaws.com"},
-                            "Action": "sqs:SendMessage",
-                            "Resource": queue_arn,
-                            "Condition": {"ArnEquals": {"aws:SourceArn": uploads_topic_arn}},
-                        }
-                    ],
-                }
-            )
-        },
-    )
-    sns.subscribe(TopicArn=uploads_topic_arn, Protocol="sqs", Endpoint=queue_arn)
-    s3.put_bucket_notification_configuration(
-        Bucket=names.originals_bucket,
-        NotificationConfiguration={
-            "TopicConfigurations": [
-                {
-                    "TopicArn": uploads_topic_arn,
-                    "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {
-                        "Key": {"FilterRules": [{"Name": "prefix", "Value": ORIGINALS_PREFIX}]}
-                    },
-                }
-            ]
-        },
-    )
-
-    ddb.create_table(
-        TableName=names.table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "media_id", "AttributeType": "S"},
-            {"AttributeName": "owner", "AttributeType": "S"},
-            {"AttributeName": "created_at", "AttributeType": "S"},
-            {"AttributeName": "owed_shard", "AttributeType": "S"},
-            {"AttributeName": "owed_since", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "media_id", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": OWNER_INDEX,
-                "KeySchema": [
-                    {"AttributeName": "owner", "KeyType": "HASH"},
-                    {"AttributeName": "created_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                "IndexName": OWED_INDEX,
-                "KeySchema": [
-                    {"AttributeName": "owed_shard", "KeyType": "HASH"},
-                    {"AttributeName": "owed_since", "KeyType": "RANGE"},
-                ],
-                "Projection": {
-                    "ProjectionType": "INCLUDE",
-                    "NonKeyAttributes": list(OWED_PROJECTION),
-                },
-            },
-        ],
-    )
-    # Abandoned uploads: the API gives each PENDING_UPLOAD item an expiry in epoch seconds,
-    # which the worker's claim removes (docs/api.md).
-    ddb.update_time_to_live(
-        TableName=names.table,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": "upload_expires_at"},
-    )
-
+    made = make_served(evaluation, services)
+    queue, dlq = made["MediaQueue"], made["MediaDeadLetterQueue"]
     return Stack(
         names=names,
         endpoint_url=endpoint_url,
         region=region,
-        queue_url=queue_url,
-        queue_arn=queue_arn,
-        dlq_url=dlq_url,
-        uploads_topic_arn=uploads_topic_arn,
-        media_topic_arn=media_topic_arn,
-        max_receive_count=max_receive_count,
+        queue_url=queue.ref,
+        queue_arn=queue.attributes["Arn"],
+        dlq_url=dlq.ref,
+        uploads_topic_arn=made["UploadsTopic"].ref,
+        media_topic_arn=made["MediaEventsTopic"].ref,
+        max_receive_count=int(evaluation.ref("MaxReceiveCount", "provision")),
+        resources=made,
+        parameters=parameters,
     )
 
 

@@ -146,3 +146,16 @@ def queue_counts(sqs: Any, queue_url: str) -> tuple[int, int]:
     return int(attrs["ApproximateNumberOfMessages"]), int(
         attrs["ApproximateNumberOfMessagesNotVisible"]
     )
+
+
+def resend_test_event(s3: Any, sqs: Any, bucket: str, queue_url: str) -> None:
+    """Leave exactly one s3:TestEvent on the queue, whatever order the stack was made in.
+
+    S3 sends one whenever a notification configuration is set. The template orders the
+    originals bucket after the topic's policy, not after the queue's subscription, so the first
+    may or may not have reached the queue: empty it, and set the configuration once more.
+    """
+    sqs.purge_queue(QueueUrl=queue_url)
+    notifications = s3.get_bucket_notification_configuration(Bucket=bucket)
+    notifications.pop("ResponseMetadata")
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=notifications)
