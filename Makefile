@@ -34,8 +34,17 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: lint .venv-checkov
 	$(BIN)/python -m pytest -n 2 tests $(patsubst %/pyproject.toml,%/tests,$(PLUGINS))
+
+# checkov scans deploy/ecs/template.yaml in `make test`; its dependencies do not resolve beside
+# the project's pins, so it lives in a virtualenv of its own (tests/deploy finds it there).
+CHECKOV_VERSION := 3.3.30
+.PHONY: .venv-checkov
+.venv-checkov: .venv-checkov/bin/checkov
+.venv-checkov/bin/checkov:
+	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check 'checkov==$(CHECKOV_VERSION)'
 
 # The fault-injection suite at full size (a small run is part of `make test`): real workers on
 # the emulated stack behind a fault proxy, killed and fed duplicates; see docs/chaos.md.
