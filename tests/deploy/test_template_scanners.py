@@ -72,17 +72,26 @@ def test_checkov_finds_nothing(checkov_results: dict[str, Any]) -> None:
     assert not failed, f"fix these, or skip them in the resource's Metadata with a reason: {failed}"
 
 
+def _declared_skips(template: Any) -> set[tuple[str, str]]:
+    return {
+        (skip["id"], f"{resource['Type']}.{name}")
+        for name, resource in template.resources.items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    }
+
+
 def test_every_checkov_skip_is_still_needed(
-    checkov_results: dict[str, Any], tmp_path: Path
+    template: Any, checkov_results: dict[str, Any], tmp_path: Path
 ) -> None:
     """The same template without its skips fails exactly the checks that are skipped."""
     bare = tmp_path / "template.yaml"
     bare.write_text(_SKIPS_KEY.sub(r"\1checkov-skips-removed:", TEMPLATE.read_text()))
     unskipped = _found(_checkov(bare), "failed_checks")
-    skipped = _found(checkov_results, "skipped_checks")
-    assert skipped, "no skips were seen: the comparison below would prove nothing"
-    assert skipped - unskipped == set(), "skips of checks that pass anyway"
-    assert unskipped - skipped == set()
+    declared = _declared_skips(template)
+    assert declared, "no skips were seen: the comparison below would prove nothing"
+    assert _found(checkov_results, "skipped_checks") == declared
+    assert declared - unskipped == set(), "skips of checks that pass anyway, or that checkov lacks"
+    assert unskipped - declared == set()
 
 
 def test_every_checkov_skip_carries_a_reason(template: Any) -> None:
