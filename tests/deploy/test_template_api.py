@@ -66,8 +66,7 @@ def test_the_integration_sends_payload_2_to_the_handler(template: Any) -> None:
     function = template.properties("ApiFunction")
     module, _, name = function["Handler"].rpartition(".")
     assert callable(getattr(importlib.import_module(module), name))
-    assert function["Runtime"] == "python3.11"
-    assert function["Architectures"] == ["x86_64"]
+    # Runtime and architecture follow what `make lambda` builds for (test_lambda_artefact.py).
     # The function's own timeout comes first: the caller gets its error body, not the gateway's.
     assert function["Timeout"] * 1000 < integration["TimeoutInMillis"] <= 30000
 
