@@ -34,7 +34,7 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint tools
+test: lint tools .venv-checkov
 	$(BIN)/python -m pytest -n 2 tests $(patsubst %/pyproject.toml,%/tests,$(PLUGINS))
 
 # promtool checks and unit-tests the alert rules (tests/deploy/test_alert_rules.py): Debian's
@@ -53,6 +53,17 @@ tools:
 	    echo "make tools: a prometheus server is running; only promtool is needed (systemctl disable --now prometheus)" >&2; \
 	  fi; \
 	}
+
+
+# checkov scans deploy/ecs/template.yaml in `make test`; its dependencies do not resolve beside
+# the project's pins, so it lives in a virtualenv of its own (tests/deploy finds it there).
+CHECKOV_VERSION := 3.3.30
+.PHONY: .venv-checkov
+.venv-checkov: .venv-checkov/bin/checkov
+.venv-checkov/bin/checkov: deploy/ecs/checkov-constraints.txt
+	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -c deploy/ecs/checkov-constraints.txt 'checkov==$(CHECKOV_VERSION)'
+	touch $@
 
 # The fault-injection suite at full size (a small run is part of `make test`): real workers on
 # the emulated stack behind a fault proxy, killed and fed duplicates; see docs/chaos.md.

@@ -152,3 +152,11 @@ def test_the_guide_explains_every_panel(dashboard: dict[str, Any]) -> None:
     explained = set(re.findall(r"^- \*\*(.+?)\*\*", section, flags=re.MULTILINE))
     titles = {panel["title"] for panel in panels(dashboard)}
     assert explained == titles
+
+
+def test_the_dashboard_defaults_are_the_templates(dashboard: dict[str, Any], template: Any) -> None:
+    # An operator who imports the dashboard for a stack deployed with the defaults changes nothing.
+    variables = {v["name"]: v["query"] for v in dashboard["templating"]["list"]}
+    parameters = {name: p.get("Default") for name, p in template.parameters.items()}
+    assert variables["backlog_target"] == str(parameters["BacklogPerTaskTarget"])
+    assert variables["latency_goal"] == str(parameters["LatencyGoalSeconds"])
