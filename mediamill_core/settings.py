@@ -71,12 +71,18 @@ class Settings(BaseSettings):
     renditions_bucket: str = "mediamill-renditions"
     table: str = "mediamill-media"
     queue_url: str | None = None
+    # The backfill lane (reprocessing): taken from only when the media queue has nothing
+    # visible, except for the reserved slots below. Unset: the worker has one lane.
+    backfill_queue_url: str | None = None
     media_topic_arn: str | None = None
     aws_max_attempts: int = Field(default=5, ge=1, le=20)
 
     # Consumer
     concurrency: int = Field(default=8, ge=1, le=256)
     cpu_threads: int = Field(default_factory=_cpu_count, ge=1, le=256)
+    # Job slots backfill may hold even while fresh uploads wait, so it is never starved for
+    # good; 0: fresh uploads always first. Below the concurrency, so a fresh one always has one.
+    backfill_reserved_slots: int = Field(default=0, ge=0, le=255)
     visibility_timeout: int = Field(default=120, ge=2, le=SQS_MAX_VISIBILITY)
     receive_wait_seconds: int = Field(default=20, ge=0, le=20)
     drain_seconds: float = Field(default=100.0, gt=0, lt=ECS_MAX_STOP_TIMEOUT)
@@ -175,6 +181,15 @@ class Settings(BaseSettings):
         if self.retry_base_seconds > self.retry_max_seconds:
             raise ValueError(
                 f"{ENV_PREFIX}RETRY_BASE_SECONDS must not exceed {ENV_PREFIX}RETRY_MAX_SECONDS"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_reserved_slots(self) -> Settings:
+        if self.backfill_reserved_slots >= self.concurrency:
+            raise ValueError(
+                f"{ENV_PREFIX}BACKFILL_RESERVED_SLOTS ({self.backfill_reserved_slots}) must be "
+                f"below {ENV_PREFIX}CONCURRENCY ({self.concurrency}): fresh uploads need a slot"
             )
         return self
 

@@ -183,6 +183,17 @@ def test_each_action_is_on_this_stacks_own_resources(template: Any) -> None:
     assert worker["s3:PutObject"] == [{"Fn::Sub": "${RenditionsBucket.Arn}/*"}]
     assert worker["dynamodb:Query"] == [{"Fn::Sub": "${MediaTable.Arn}/index/owed"}]
     assert worker["sns:Publish"] == [{"Ref": "MediaEventsTopic"}]
+    # Both lanes are consumed alike: a requeued backfill message goes back to the backfill queue.
+    lanes = [{"Fn::GetAtt": [queue, "Arn"]} for queue in ("MediaQueue", "BackfillQueue")]
+    for action in ("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility", "SendMessage"):
+        assert all(lane in worker[f"sqs:{action}"] for lane in lanes), action
+    dead_letters = [
+        {"Fn::GetAtt": [queue, "Arn"]}
+        for queue in ("MediaDeadLetterQueue", "BackfillDeadLetterQueue")
+    ]
+    # The sweep peeks at both DLQs, and nothing else touches them.
+    assert sorted(map(str, worker["sqs:GetQueueUrl"])) == sorted(map(str, dead_letters))
+    assert not [lane for lane in dead_letters if lane in worker["sqs:DeleteMessage"]]
     assert template.resolve(worker["ecs:UpdateTaskProtection"][0]) == (
         "arn:aws:ecs:eu-west-1:123456789012:task/<Cluster>/*"
     )

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-# What each alarm watches: (namespace, metric, the resource in its dimensions).
-EXPECTED = {
-    "dead letters": ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "MediaDeadLetterQueue"),
-    "oldest message": ("AWS/SQS", "ApproximateAgeOfOldestMessage", "MediaQueue"),
-    "API 5xx": ("AWS/ApiGateway", "5xx", "HttpApi"),
-    "tasks at maximum": ("ECS/ContainerInsights", "RunningTaskCount", "WorkerService"),
+Metric = tuple[str, str, str]
+# What each alarm watches (among others it may read): (namespace, metric, the resource in its
+# dimensions), all in one alarm.
+EXPECTED: dict[str, tuple[Metric, ...]] = {
+    # Both lanes' dead letters: a failed reprocessing needs a person as much as a failed upload.
+    "dead letters": (
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "MediaDeadLetterQueue"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "BackfillDeadLetterQueue"),
+    ),
+    # The latency goal is the fresh uploads': the backfill has none.
+    "oldest message": (("AWS/SQS", "ApproximateAgeOfOldestMessage", "MediaQueue"),),
+    "API 5xx": (("AWS/ApiGateway", "5xx", "HttpApi"),),
+    "tasks at maximum": (("ECS/ContainerInsights", "RunningTaskCount", "WorkerService"),),
 }
 
 
@@ -46,9 +53,10 @@ def _notifying(template: Any) -> dict[str, dict[str, Any]]:
 def test_the_alarm_set_is_complete(template: Any) -> None:
     alarms = _notifying(template)
     watched = {name: _watched(alarm) for name, alarm in alarms.items()}
-    for purpose, metric in EXPECTED.items():
-        owners = [name for name, metrics in watched.items() if metric in metrics]
-        assert len(owners) == 1, f"one alarm for {purpose} ({metric}), found {owners}"
+    for purpose, expected in EXPECTED.items():
+        owners = [name for name, metrics in watched.items() if set(expected) & metrics]
+        assert len(owners) == 1, f"one alarm for {purpose} ({expected}), found {owners}"
+        assert set(expected) <= watched[owners[0]], f"{owners[0]} watches {watched[owners[0]]}"
     assert len(alarms) == len(EXPECTED), "an alarm the operators' list does not know"
 
 
@@ -62,7 +70,9 @@ def test_every_alarm_treats_silence_as_fine_and_says_when_it_clears(template: An
 
 def _alarm_for(template: Any, purpose: str) -> dict[str, Any]:
     (alarm,) = [
-        alarm for alarm in _notifying(template).values() if EXPECTED[purpose] in _watched(alarm)
+        alarm
+        for alarm in _notifying(template).values()
+        if set(EXPECTED[purpose]) <= _watched(alarm)
     ]
     return alarm
 
@@ -75,6 +85,12 @@ def test_the_thresholds_come_from_the_parameters(template: Any) -> None:
     dead_letters = _alarm_for(template, "dead letters")
     assert dead_letters["Threshold"] == 0
     assert dead_letters["ComparisonOperator"] == "GreaterThanThreshold"
+    # A message in either DLQ breaches, and a DLQ SQS no longer reports (idle) counts as empty.
+    (summed,) = [query for query in dead_letters["Metrics"] if query.get("ReturnData")]
+    parts = [query["Id"] for query in dead_letters["Metrics"] if "MetricStat" in query]
+    assert sorted(term.strip() for term in summed["Expression"].split("+")) == sorted(
+        f"FILL({ref}, 0)" for ref in parts
+    )
     errors = _alarm_for(template, "API 5xx")
     (returned,) = [query for query in errors["Metrics"] if query.get("ReturnData")]
     assert "errors" in returned["Expression"]

@@ -9,6 +9,25 @@ def _queries(metrics: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {query["Id"]: query for query in metrics}
 
 
+def _lanes_counted(queries: dict[str, dict[str, Any]], stat: str) -> set[str]:
+    """The queues whose visible messages the ``visible`` expression adds up, each filled with 0
+    where SQS has stopped reporting an idle queue."""
+    lanes = {}
+    for ref, query in queries.items():
+        if "MetricStat" not in query or query["MetricStat"]["Metric"]["Namespace"] != "AWS/SQS":
+            continue
+        metric = query["MetricStat"]
+        assert metric["Stat"] == stat, ref
+        assert metric["Metric"]["MetricName"] == "ApproximateNumberOfMessagesVisible", ref
+        [dimension] = metric["Metric"]["Dimensions"]
+        assert dimension["Name"] == "QueueName"
+        lanes[ref] = dimension["Value"]["Fn::GetAtt"][0]
+        assert query["ReturnData"] is False
+    terms = [term.strip() for term in queries["visible"]["Expression"].split("+")]
+    assert sorted(terms) == sorted(f"FILL({ref}, 0)" for ref in lanes)
+    return set(lanes.values())
+
+
 def test_the_scalable_target_spans_the_parameters(template: Any) -> None:
     target = template.properties("WorkerScalableTarget")
     assert target["MinCapacity"] == {"Ref": "MinTasks"}
@@ -24,12 +43,7 @@ def test_target_tracking_holds_visible_messages_per_running_task(template: Any) 
     assert tracking["TargetValue"] == {"Ref": "BacklogPerTaskTarget"}
     assert tracking["ScaleOutCooldown"] <= tracking["ScaleInCooldown"]
     queries = _queries(tracking["CustomizedMetricSpecification"]["Metrics"])
-    visible = queries["visible"]["MetricStat"]
-    assert visible["Stat"] == "Sum"
-    assert visible["Metric"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    assert visible["Metric"]["Dimensions"] == [
-        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["MediaQueue", "QueueName"]}}
-    ]
+    assert _lanes_counted(queries, "Sum") == {"MediaQueue", "BackfillQueue"}
     running = queries["running"]["MetricStat"]
     assert running["Stat"] == "Average"
     assert running["Metric"]["Namespace"] == "ECS/ContainerInsights"
@@ -53,9 +67,8 @@ def test_the_first_task_starts_from_one_datapoint_only_when_scaled_to_zero(templ
     assert properties["EvaluationPeriods"] == properties["DatapointsToAlarm"] == 1
     assert properties["Threshold"] == 0
     queries = _queries(properties["Metrics"])
-    assert queries["visible"]["MetricStat"]["Metric"]["MetricName"] == (
-        "ApproximateNumberOfMessagesVisible"
-    )
+    # A reprocessing run on an idle stack starts a task as a fresh upload does.
+    assert _lanes_counted(queries, "Maximum") == {"MediaQueue", "BackfillQueue"}
     assert queries["desired"]["MetricStat"]["Metric"]["MetricName"] == "DesiredTaskCount"
     (returned,) = [query for query in queries.values() if query.get("ReturnData")]
     # Breaches only while no task is wanted: a busy fleet never hears from this policy.

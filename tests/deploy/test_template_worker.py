@@ -17,6 +17,11 @@ FOREIGN_VARIABLES = {"TMPDIR"}  # libvips' and Python's temporary files, onto th
 # The task's disk also holds the images' layers (the worker's, the collector's) and the file
 # system's own overhead.
 IMAGES_AND_SYSTEM_BYTES = 3 * 1024**3
+# Each lane's queue and its dead-letter queue.
+LANES = pytest.mark.parametrize(
+    ("queue", "dead_letters"),
+    [("MediaQueue", "MediaDeadLetterQueue"), ("BackfillQueue", "BackfillDeadLetterQueue")],
+)
 
 
 def _worker_settings(template: Any, monkeypatch: pytest.MonkeyPatch, **parameters: str) -> Settings:
@@ -59,6 +64,7 @@ def test_the_worker_gets_every_resource_it_names(template: Any) -> None:
     assert environment["MEDIAMILL_RENDITIONS_BUCKET"] == {"Ref": "RenditionsBucket"}
     assert environment["MEDIAMILL_TABLE"] == {"Ref": "MediaTable"}
     assert environment["MEDIAMILL_QUEUE_URL"] == {"Ref": "MediaQueue"}
+    assert environment["MEDIAMILL_BACKFILL_QUEUE_URL"] == {"Ref": "BackfillQueue"}
     assert environment["MEDIAMILL_MEDIA_TOPIC_ARN"] == {"Ref": "MediaEventsTopic"}
     assert environment["MEDIAMILL_REGION"] == {"Ref": "AWS::Region"}
     assert environment["MEDIAMILL_LOG_FORMAT"] == "json"
@@ -73,10 +79,11 @@ def test_stop_timeout_leaves_room_for_the_drain_and_the_stage_grace(
     assert stop_timeout > settings.drain_seconds + settings.stage_grace_seconds
 
 
+@LANES
 def test_the_queue_and_the_worker_share_the_visibility_timeout(
-    template: Any, monkeypatch: pytest.MonkeyPatch
+    template: Any, monkeypatch: pytest.MonkeyPatch, queue: str, dead_letters: str
 ) -> None:
-    queue = template.properties("MediaQueue")
+    queue = template.properties(queue)
     variable = template.environment("worker")["MEDIAMILL_VISIBILITY_TIMEOUT"]
     assert queue["VisibilityTimeout"] == variable  # the same expression: equal for any value
     parameter = template.parameters["VisibilityTimeout"]
@@ -87,11 +94,12 @@ def test_the_queue_and_the_worker_share_the_visibility_timeout(
         )
 
 
+@LANES
 def test_the_redrive_and_the_worker_share_max_receive_count(
-    template: Any, monkeypatch: pytest.MonkeyPatch
+    template: Any, monkeypatch: pytest.MonkeyPatch, queue: str, dead_letters: str
 ) -> None:
-    redrive = template.properties("MediaQueue")["RedrivePolicy"]
-    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["MediaDeadLetterQueue", "Arn"]}
+    redrive = template.properties(queue)["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [dead_letters, "Arn"]}
     variable = template.environment("worker")["MEDIAMILL_MAX_RECEIVE_COUNT"]
     assert redrive["maxReceiveCount"] == variable
     parameter = template.parameters["MaxReceiveCount"]
@@ -102,11 +110,54 @@ def test_the_redrive_and_the_worker_share_max_receive_count(
         assert settings.max_receive_count == value
 
 
-def test_the_dead_letter_queue_keeps_messages_longer_than_the_queue(template: Any) -> None:
-    queue = template.properties("MediaQueue")["MessageRetentionPeriod"]
-    dead_letters = template.properties("MediaDeadLetterQueue")["MessageRetentionPeriod"]
+@LANES
+def test_the_dead_letter_queue_keeps_messages_longer_than_the_queue(
+    template: Any, queue: str, dead_letters: str
+) -> None:
+    kept = template.properties(queue)["MessageRetentionPeriod"]
+    kept_dead = template.properties(dead_letters)["MessageRetentionPeriod"]
     # A message's age carries over into the DLQ: a shorter retention there could drop it at once.
-    assert dead_letters > queue
+    assert kept_dead > kept
+
+
+@LANES
+def test_both_lanes_are_encrypted_and_long_polled_alike(
+    template: Any, queue: str, dead_letters: str
+) -> None:
+    for name in (queue, dead_letters):
+        assert template.properties(name)["SqsManagedSseEnabled"] is True, name
+    assert template.properties(queue)["ReceiveMessageWaitTimeSeconds"] == 20
+    assert template.resolve(template.properties(queue)["QueueName"]).startswith("mediamill-")
+
+
+def test_only_the_media_queue_hears_from_the_uploads_topic(template: Any) -> None:
+    """The backfill lane is fed by our own command only: an upload reaches a worker once."""
+    endpoints = [props["Endpoint"] for props in map(template.properties, _subscriptions(template))]
+    assert endpoints == [{"Fn::GetAtt": ["MediaQueue", "Arn"]}]
+    policies = template.of_type("AWS::SQS::QueuePolicy")
+    assert [template.properties(name)["Queues"] for name in policies] == [[{"Ref": "MediaQueue"}]]
+
+
+def _subscriptions(template: Any) -> list[str]:
+    return [
+        name
+        for name in template.of_type("AWS::SNS::Subscription")
+        if template.properties(name)["Protocol"] == "sqs"
+    ]
+
+
+def test_reserved_backfill_slots_leave_fresh_uploads_a_slot(
+    template: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    environment = template.environment("worker")
+    assert environment["MEDIAMILL_BACKFILL_RESERVED_SLOTS"] == {"Ref": "BackfillReservedSlots"}
+    parameter = template.parameters["BackfillReservedSlots"]
+    assert parameter["Default"] == 0  # fresh uploads always first unless an operator says so
+    for value in (parameter["MinValue"], parameter["MaxValue"]):
+        # The worker accepts every value the parameter does (it refuses the concurrency or more).
+        settings = _worker_settings(template, monkeypatch, BackfillReservedSlots=str(value))
+        assert settings.backfill_reserved_slots == value
+    assert parameter["MaxValue"] == settings.concurrency - 1
 
 
 def test_the_root_is_read_only_and_the_spool_is_the_volume(

@@ -66,6 +66,14 @@ class StackNames:
         return self._name("MediaDeadLetterQueue")
 
     @property
+    def backfill_queue(self) -> str:
+        return self._name("BackfillQueue")
+
+    @property
+    def backfill_dlq(self) -> str:
+        return self._name("BackfillDeadLetterQueue")
+
+    @property
     def uploads_topic(self) -> str:
         return self._name("UploadsTopic")
 
@@ -91,6 +99,8 @@ class Stack:
     queue_url: str
     queue_arn: str
     dlq_url: str
+    backfill_queue_url: str
+    backfill_dlq_url: str
     uploads_topic_arn: str
     media_topic_arn: str
     max_receive_count: int
@@ -108,6 +118,7 @@ class Stack:
             "MEDIAMILL_RENDITIONS_BUCKET": self.names.renditions_bucket,
             "MEDIAMILL_TABLE": self.names.table,
             "MEDIAMILL_QUEUE_URL": self.queue_url,
+            "MEDIAMILL_BACKFILL_QUEUE_URL": self.backfill_queue_url,
             "MEDIAMILL_MEDIA_TOPIC_ARN": self.media_topic_arn,
             "MEDIAMILL_MAX_RECEIVE_COUNT": str(self.max_receive_count),
         }
@@ -119,6 +130,8 @@ class Stack:
             "table": self.names.table,
             "queue_url": self.queue_url,
             "dlq_url": self.dlq_url,
+            "backfill_queue_url": self.backfill_queue_url,
+            "backfill_dlq_url": self.backfill_dlq_url,
             "uploads_topic_arn": self.uploads_topic_arn,
             "media_topic_arn": self.media_topic_arn,
         }
@@ -179,6 +192,8 @@ def provision(
         queue_url=queue.ref,
         queue_arn=queue.attributes["Arn"],
         dlq_url=dlq.ref,
+        backfill_queue_url=made["BackfillQueue"].ref,
+        backfill_dlq_url=made["BackfillDeadLetterQueue"].ref,
         uploads_topic_arn=made["UploadsTopic"].ref,
         media_topic_arn=made["MediaEventsTopic"].ref,
         max_receive_count=int(evaluation.ref("MaxReceiveCount", "provision")),

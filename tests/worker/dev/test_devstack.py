@@ -51,6 +51,10 @@ def test_names_come_from_the_template_for_the_stack_name(stack: Stack) -> None:
     assert stack.resources["MediaTable"].ref == stack.names.table
     assert stack.queue_url.endswith(f"/{stack.names.queue}")
     assert stack.dlq_url.endswith(f"/{stack.names.dlq}")
+    assert stack.names.backfill_queue == f"{prefix}-backfill-jobs"
+    assert stack.names.backfill_dlq == f"{prefix}-backfill-jobs-dlq"
+    assert stack.backfill_queue_url.endswith(f"/{stack.names.backfill_queue}")
+    assert stack.backfill_dlq_url.endswith(f"/{stack.names.backfill_dlq}")
     assert stack.uploads_topic_arn.endswith(f":{stack.names.uploads_topic}")
     assert stack.media_topic_arn.endswith(f":{stack.names.media_topic}")
 
@@ -59,6 +63,8 @@ def test_queues_have_the_templates_attributes_and_redrive(stack: Stack, sqs: Any
     for logical_id, url in (
         ("MediaQueue", stack.queue_url),
         ("MediaDeadLetterQueue", stack.dlq_url),
+        ("BackfillQueue", stack.backfill_queue_url),
+        ("BackfillDeadLetterQueue", stack.backfill_dlq_url),
     ):
         expected = template_properties(stack, logical_id)
         live = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
@@ -80,6 +86,22 @@ def test_queues_have_the_templates_attributes_and_redrive(stack: Stack, sqs: Any
     assert int(redrive["maxReceiveCount"]) == stack.max_receive_count == 3
     assert attributes["Attributes"]["VisibilityTimeout"] == "30"
     assert attributes["Attributes"]["SqsManagedSseEnabled"] == "true"
+    # The backfill lane has its own DLQ, and the same parameters.
+    backfill = sqs.get_queue_attributes(QueueUrl=stack.backfill_queue_url, AttributeNames=["All"])
+    redrive = json.loads(backfill["Attributes"]["RedrivePolicy"])
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=stack.backfill_dlq_url, AttributeNames=["QueueArn"])
+    assert redrive["deadLetterTargetArn"] == dlq_arn["Attributes"]["QueueArn"]
+    assert int(redrive["maxReceiveCount"]) == 3
+    assert backfill["Attributes"]["VisibilityTimeout"] == "30"
+
+
+def test_the_worker_is_pointed_at_both_lanes(stack: Stack) -> None:
+    env = stack.settings_env()
+    assert env["MEDIAMILL_QUEUE_URL"] == stack.queue_url
+    assert env["MEDIAMILL_BACKFILL_QUEUE_URL"] == stack.backfill_queue_url
+    described = stack.describe()
+    assert described["backfill_queue_url"] == stack.backfill_queue_url
+    assert described["backfill_dlq_url"] == stack.backfill_dlq_url
 
 
 def test_the_queue_policy_lets_the_uploads_topic_deliver(stack: Stack, sqs: Any) -> None:
