@@ -3,7 +3,8 @@
 One ``Worker`` owns the loop (arq's shape). Delivery is at least once and every effect
 downstream is idempotent; this module sees to it that no message is deleted before its upload
 is finished, that a worker never holds more messages than it has free job slots, and that a
-stopping worker hands back what it cannot finish.
+stopping worker hands back what it cannot finish. Which lane fills a slot is worker.intake's
+choice; what a body that is no upload event asks for, worker.bodies'.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -21,8 +23,10 @@ from mediamill_core.settings import SQS_MAX_VISIBILITY, Settings, SettingsError
 from stages.contract import StageContext
 from worker import metrics
 from worker.aws import open_clients
+from worker.bodies import BUILT_IN, BodyHandlers, HandlerContext, HandlerFactory
 from worker.events import MalformedMessage, parse_message
 from worker.health import Liveness, start_status_server
+from worker.intake import Intake
 from worker.jobs import UploadProcessor
 from worker.notify import MediaEvents, Outbox
 from worker.pipeline import Pipeline
@@ -32,7 +36,7 @@ from worker.spool import Spool
 from worker.store import MediaStore
 from worker.sweep import Sweeper
 from worker.task_protection import TaskProtection, protection_minutes
-from worker.verdicts import Attempt, Verdict
+from worker.verdicts import Attempt, Result, Verdict
 
 
 def check_timing(settings: Settings, registry: StageRegistry) -> None:
@@ -49,7 +53,7 @@ def check_timing(settings: Settings, registry: StageRegistry) -> None:
 
 
 class Worker:
-    """Consumes the media queue until stopped (or, in burst mode, until it is empty)."""
+    """Consumes its queues until stopped (or, in burst mode, until they are empty)."""
 
     def __init__(
         self,
@@ -59,6 +63,7 @@ class Worker:
         burst: bool | None = None,
         log: FilteringBoundLogger | None = None,
         ecs_agent_uri: str | None = None,
+        handlers: Sequence[HandlerFactory] = BUILT_IN,
     ) -> None:
         settings.require("queue_url")
         check_timing(settings, registry)
@@ -74,6 +79,8 @@ class Worker:
         self._stop = anyio.Event()
         self._slot_freed = anyio.Event()
         self._jobs_done = 0
+        self._handler_factories = tuple(handlers)
+        self._handlers = BodyHandlers(())
         # Only on ECS, whose agent URI the CLI passes on: elsewhere this does nothing.
         self.protection = TaskProtection(
             ecs_agent_uri,
@@ -131,16 +138,21 @@ class Worker:
                     max_receive_count=queue.max_receive_count,
                     grace_seconds=self.settings.event_grace_seconds,
                     sqs=aws.sqs,
-                    dead_letter_url=queue.dead_letter_url,
+                    dead_letter_urls=queue.dead_letter_urls,
                     interval_seconds=self.settings.sweep_interval_seconds,
                     log=self.log,
                 )
+                shared = HandlerContext(
+                    self.settings, aws, store, outbox, pipeline, processor, spool, self.log
+                )
+                self._handlers = BodyHandlers([make(shared) for make in self._handler_factories])
                 context = StageContext(settings=self.settings, resources={"aws": aws}, log=self.log)
                 await self.registry.start(context)
                 metrics.prepare(
                     self.registry.order,
                     job_slots=self.settings.concurrency,
                     cpu_slots=self.settings.cpu_threads,
+                    lanes=list(queue.lanes),
                 )
                 runner = None
                 try:
@@ -150,6 +162,8 @@ class Worker:
                     self.log.info(
                         "worker_started",
                         queue_url=self.settings.queue_url,
+                        backfill_queue_url=self.settings.backfill_queue_url,
+                        backfill_reserved_slots=self.settings.backfill_reserved_slots,
                         concurrency=self.settings.concurrency,
                         cpu_threads=self.settings.cpu_threads,
                         stages=[stage.name for stage in self.registry.order],
@@ -185,6 +199,7 @@ class Worker:
                     self.request_stop()
 
     async def _consume(self, queue: MediaQueue, processor: UploadProcessor) -> None:
+        intake = Intake(queue, reserved_slots=self.settings.backfill_reserved_slots)
         async with anyio.create_task_group() as jobs:
             while not self._stopping:
                 self.liveness.tick("running")
@@ -199,7 +214,7 @@ class Worker:
                 # A long poll under way is let finish (cancelling the HTTP call could strand
                 # messages invisible until their timeout); what it brings while stopping is
                 # handed straight back.
-                flights = await queue.receive(min(10, free), self._stop)
+                flights = await intake.take(min(10, free), self._stop)
                 if self._stopping:
                     await queue.release(flights)
                     break
@@ -208,7 +223,7 @@ class Worker:
                     break
                 for flight in flights:
                     queue.in_flight.add(flight)
-                    metrics.JOBS_IN_FLIGHT.inc()
+                    metrics.JOBS_IN_FLIGHT.labels(flight.lane).inc()
                     self.protection.set_in_flight(len(queue.in_flight))
                     jobs.start_soon(self._run_message, queue, processor, flight)
             self.liveness.tick("draining")
@@ -237,9 +252,14 @@ class Worker:
     async def _run_message(
         self, queue: MediaQueue, processor: UploadProcessor, flight: InFlight
     ) -> None:
-        log = self.log.bind(message_id=flight.message_id, receive=flight.receive_count)
+        log = self.log.bind(
+            message_id=flight.message_id, receive=flight.receive_count, lane=flight.lane
+        )
         try:
-            with anyio.CancelScope() as scope:
+            with (
+                anyio.CancelScope() as scope,
+                structlog.contextvars.bound_contextvars(lane=flight.lane),
+            ):
                 flight.scope = scope
                 try:
                     await self._handle(queue, processor, flight, log)
@@ -247,18 +267,18 @@ class Worker:
                     # A bug in handling one message must never take the worker down: the
                     # message stays undeleted, is retried, and reaches the DLQ in the end.
                     log.exception("job_crashed")
-                    metrics.JOBS.labels("error").inc()
+                    metrics.JOBS.labels("error", flight.lane).inc()
                     if queue.is_last_try(flight):
                         metrics.DLQ_BOUND.labels("error").inc()
                     if not flight.settled:
                         await queue.retry_later(flight, None, log)
             if scope.cancelled_caught and not flight.settled:
-                metrics.JOBS.labels("released").inc()
+                metrics.JOBS.labels("released", flight.lane).inc()
                 log.info("job_released")
                 await queue.release([flight])
         finally:
             queue.in_flight.discard(flight)
-            metrics.JOBS_IN_FLIGHT.dec()
+            metrics.JOBS_IN_FLIGHT.labels(flight.lane).dec()
             self.protection.set_in_flight(len(queue.in_flight))
             self._jobs_done += 1
             self._slot_freed.set()
@@ -271,24 +291,54 @@ class Worker:
         log: FilteringBoundLogger,
     ) -> None:
         last_try = queue.is_last_try(flight)
+        attempt = Attempt(flight.receive_count, queue.tries(flight), flight.message_id, flight.lane)
         try:
             parsed = parse_message(flight.body)
-        except MalformedMessage as exc:
-            metrics.MALFORMED.inc()
-            log.error("malformed_message", reason=str(exc), last_try=last_try)
-            if last_try:
-                metrics.DLQ_BOUND.labels("malformed").inc()
-            # Never deleted: SQS moves it to the DLQ after maxReceiveCount, for a person to see.
-            await queue.retry_later(flight, None, log)
+        except MalformedMessage as not_an_upload:
+            found = self._handlers.find(flight.body)
+            if found is None:
+                await self._malformed(queue, flight, str(not_an_upload), last_try, log)
+                return
+            handler, document = found
+            try:
+                result = await handler.handle(document, attempt, log)
+            except MalformedMessage as exc:
+                await self._malformed(queue, flight, str(exc), last_try, log)
+                return
+            await self._settle(queue, flight, [result], last_try, log)
             return
         if parsed.ignored:
             log.info("message_ignored", reason=parsed.ignored)
-            metrics.JOBS.labels("ignored").inc()
+            metrics.JOBS.labels("ignored", flight.lane).inc()
             await queue.delete(flight)
             return
-
-        attempt = Attempt(flight.receive_count, queue.max_receive_count, flight.message_id)
         results = [await processor.process(upload, attempt, log) for upload in parsed.uploads]
+        await self._settle(queue, flight, results, last_try, log)
+
+    async def _malformed(
+        self,
+        queue: MediaQueue,
+        flight: InFlight,
+        reason: str,
+        last_try: bool,
+        log: FilteringBoundLogger,
+    ) -> None:
+        metrics.MALFORMED.inc()
+        log.error("malformed_message", reason=reason, last_try=last_try)
+        if last_try:
+            metrics.DLQ_BOUND.labels("malformed").inc()
+        # Never deleted: SQS moves it to the DLQ after maxReceiveCount, for a person to see.
+        await queue.retry_later(flight, None, log)
+
+    async def _settle(
+        self,
+        queue: MediaQueue,
+        flight: InFlight,
+        results: Sequence[Result],
+        last_try: bool,
+        log: FilteringBoundLogger,
+    ) -> None:
+        """The message's end from its jobs' verdicts: a copy sent on, a retry, or a delete."""
         verdicts = {result.verdict for result in results}
         if Verdict.REQUEUE in verdicts:
             await queue.requeue(flight, log)

@@ -26,6 +26,7 @@ from worker.events import UploadEvent
 from worker.notify import Outbox
 from worker.originals import Originals, Superseded
 from worker.pipeline import JobOutcome, Pipeline
+from worker.queue import MEDIA
 from worker.solo import SoloGate
 from worker.spool import Spool
 from worker.store import MediaStore, StaleJob
@@ -68,7 +69,7 @@ class UploadProcessor:
                 bucket=upload.bucket,
                 detail="not an original made through the API; left for the DLQ",
             )
-            metrics.JOBS.labels("error").inc()
+            metrics.JOBS.labels("error", attempt.lane).inc()
             return ERROR
         with structlog.contextvars.bound_contextvars(media_id=media_id):
             return await self._claimed(media_id, upload, attempt, log)
@@ -79,7 +80,7 @@ class UploadProcessor:
         if self.solo.active:
             # A suspect has this worker to itself. Handing the message back would spend one of
             # its tries each time it shares a receive with the suspect; a copy spends none.
-            metrics.JOBS.labels("requeued").inc()
+            metrics.JOBS.labels("requeued", attempt.lane).inc()
             return REQUEUE
         obj = StoredObject(
             etag=upload.etag,
@@ -105,22 +106,22 @@ class UploadProcessor:
             )
         except (ClientError, BotoCoreError, ClaimContended) as exc:
             log.warning("claim_failed", error=str(exc))
-            metrics.JOBS.labels("retry").inc()
+            metrics.JOBS.labels("retry", attempt.lane).inc()
             return RETRY
         if claim.outcome is ClaimOutcome.MISSING:
             metrics.ORPHANS.inc()
-            metrics.JOBS.labels("orphan").inc()
+            metrics.JOBS.labels("orphan", attempt.lane).inc()
             log.warning("upload_without_item", detail="no media item: deleted, or not via the API")
             return DONE
         if claim.outcome is ClaimOutcome.OUTDATED:
-            metrics.JOBS.labels("outdated").inc()
+            metrics.JOBS.labels("outdated", attempt.lane).inc()
             log.info("outdated_upload", detail="the item already has a newer object")
             return DONE
         if claim.outcome is ClaimOutcome.LEASED:
             return await self._leased(media_id, claim.item or {}, claim.retry_after, attempt, log)
         if claim.outcome is ClaimOutcome.DUPLICATE:
             assert claim.item is not None
-            metrics.JOBS.labels("duplicate").inc()
+            metrics.JOBS.labels("duplicate", attempt.lane).inc()
             log.info("duplicate_delivery", status=claim.item.get("status"))
             return await self._announce(claim.item, secrets.token_hex(8), log)
 
@@ -130,14 +131,14 @@ class UploadProcessor:
         deaths = int((claim.item or {}).get("deaths") or 0)
         if claim.suspect and deaths >= attempt.of:
             # Whatever message carries it, it has killed its worker on every try: stop here.
-            metrics.JOBS.labels("failed").inc()
+            metrics.JOBS.labels("failed", attempt.lane).inc()
             metrics.KILLERS.inc()
             reason = killed_worker_reason(deaths)
             log.error("upload_kills_its_worker", deaths=deaths)
             return await self._fail(source, reason, False, None, log)
         if self.solo.active:
             # A suspect took this worker while we claimed: go elsewhere, as a suspect if we are.
-            return await self._requeue_claimed(media_id, lease, claim.suspect, log)
+            return await self._requeue_claimed(media_id, lease, claim.suspect, attempt, log)
         if claim.suspect:
             log.warning("job_suspect", detail="its last try died with its worker: it runs alone")
         log.info("job_started", size=upload.size, attempt=attempt.number)
@@ -163,9 +164,14 @@ class UploadProcessor:
         return result
 
     async def _requeue_claimed(
-        self, media_id: str, lease: Lease, suspect: bool, log: FilteringBoundLogger
+        self,
+        media_id: str,
+        lease: Lease,
+        suspect: bool,
+        attempt: Attempt,
+        log: FilteringBoundLogger,
     ) -> Result:
-        metrics.JOBS.labels("requeued").inc()
+        metrics.JOBS.labels("requeued", attempt.lane).inc()
         try:
             if suspect:
                 await self._store.expire_lease(media_id, lease)
@@ -185,7 +191,7 @@ class UploadProcessor:
         log: FilteringBoundLogger,
     ) -> Result:
         """Another job holds this very object: never run the pipeline twice at once."""
-        metrics.JOBS.labels("leased").inc()
+        metrics.JOBS.labels("leased", attempt.lane).inc()
         holder = item.get("lease") or {}
         if holder.get("message_id") != attempt.message_id:
             # A second message for the same object: the holder's own message stays until it
@@ -256,7 +262,7 @@ class UploadProcessor:
             await self._originals.spool(source, original)
         except Superseded as exc:
             log.info("upload_superseded", detail=str(exc))
-            metrics.JOBS.labels("superseded").inc()
+            metrics.JOBS.labels("superseded", attempt.lane).inc()
             return SUPERSEDED
         except TransientError as exc:
             return await self._retry_or_give_up(source, exc, None, attempt, log)
@@ -267,20 +273,20 @@ class UploadProcessor:
         error = outcome.error
         seconds = round(time.monotonic() - started, 3)
         if error is None:
-            metrics.JOBS.labels("ready").inc()
-            _observe_latency(upload, "ready")
+            metrics.JOBS.labels("ready", attempt.lane).inc()
+            _observe_latency(upload, attempt, "ready")
             log.info("job_ready", seconds=seconds, kind=outcome.kind)
             return DONE
         if isinstance(error, StaleJob):
-            metrics.JOBS.labels("duplicate").inc()
+            metrics.JOBS.labels("duplicate", attempt.lane).inc()
             log.info("job_stale", detail=str(error))
             return DONE
         if isinstance(error, BadMediaError):
             log.info("job_failed_bad_media", reason=str(error), seconds=seconds)
             result = await self._fail(source, str(error), False, outcome, log)
             if result.verdict is Verdict.DONE:
-                metrics.JOBS.labels("failed").inc()
-                _observe_latency(upload, "failed")
+                metrics.JOBS.labels("failed", attempt.lane).inc()
+                _observe_latency(upload, attempt, "failed")
             return result
         return await self._retry_or_give_up(source, error, outcome, attempt, log)
 
@@ -302,7 +308,7 @@ class UploadProcessor:
             cause = str(error) if transient else f"{type(error).__name__}: {error}"
             reason = f"processing failed after {attempt.number} attempts: {cause}"
             await self._fail(source, reason, True, outcome, log)
-        metrics.JOBS.labels("retry" if transient else "error").inc()
+        metrics.JOBS.labels("retry" if transient else "error", attempt.lane).inc()
         if isinstance(error, TransientError):
             return Result(Verdict.RETRY, error.retry_after)
         return ERROR
@@ -347,8 +353,9 @@ class UploadProcessor:
         return DONE
 
 
-def _observe_latency(upload: UploadEvent, outcome: str) -> None:
-    if upload.event_time is not None:
+def _observe_latency(upload: UploadEvent, attempt: Attempt, outcome: str) -> None:
+    # Fresh uploads only: a backfill job redoes an upload made long ago, which nobody waits on.
+    if upload.event_time is not None and attempt.lane == MEDIA:
         elapsed = (utc_now() - upload.event_time).total_seconds()
         metrics.UPLOAD_TO_DONE.labels(outcome).observe(max(0.0, elapsed))
 

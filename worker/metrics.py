@@ -59,10 +59,13 @@ LATENCY_OUTCOMES = ("ready", "failed")
 
 JOBS = Counter(
     "mediamill_jobs_total",
-    "Uploads and messages handled, by outcome (see docs/operations.md).",
-    ["outcome"],
+    "Uploads and messages handled, by outcome and by the lane (media, backfill) they came from "
+    "(see docs/operations.md).",
+    ["outcome", "lane"],
 )
-JOBS_IN_FLIGHT = Gauge("mediamill_jobs_in_flight", "Jobs running now in this worker.")
+JOBS_IN_FLIGHT = Gauge(
+    "mediamill_jobs_in_flight", "Jobs running now in this worker, by lane.", ["lane"]
+)
 JOB_SLOTS = Gauge(
     "mediamill_job_slots", "Jobs this worker runs at once at most (MEDIAMILL_CONCURRENCY)."
 )
@@ -77,14 +80,18 @@ STAGE_SECONDS = Histogram(
     ["stage", "kind", "outcome"],
     buckets=_STAGE_BUCKETS,
 )
+# Fresh uploads only: a backfill job's upload was made long before, and its age says nothing
+# about how long anyone waited.
 UPLOAD_TO_DONE = Histogram(
     "mediamill_upload_to_done_seconds",
-    "From the S3 event time of an upload to its item being READY or FAILED.",
+    "From the S3 event time of a fresh upload (media lane) to its item being READY or FAILED.",
     ["outcome"],
     buckets=_LATENCY_BUCKETS,
 )
-RECEIVES = Counter("mediamill_sqs_receives_total", "ReceiveMessage calls.")
-MESSAGES_RECEIVED = Counter("mediamill_sqs_messages_received_total", "Messages received.")
+RECEIVES = Counter("mediamill_sqs_receives_total", "ReceiveMessage calls, by lane.", ["lane"])
+MESSAGES_RECEIVED = Counter(
+    "mediamill_sqs_messages_received_total", "Messages received, by lane.", ["lane"]
+)
 DELETES = Counter("mediamill_sqs_deletes_total", "Messages deleted after they were handled.")
 VISIBILITY_EXTENSIONS = Counter(
     "mediamill_sqs_visibility_extensions_total",
@@ -161,13 +168,22 @@ SPOOL_DISK_FREE = Gauge(
 )
 
 
-def prepare(stages: Iterable[Stage], *, job_slots: int, cpu_slots: int) -> None:
-    """Set what this worker is, and export every known label value of each counter at 0."""
+def prepare(
+    stages: Iterable[Stage], *, job_slots: int, cpu_slots: int, lanes: Iterable[str] = ("media",)
+) -> None:
+    """Set what this worker is, and export every known label value of each counter at 0.
+
+    ``lanes`` are the queues this worker consumes: a lane it has not is not exported at all.
+    """
     JOB_SLOTS.set(job_slots)
     CPU_SLOTS.set(cpu_slots)
     BUILD.info(build_versions())
-    for outcome in JOB_OUTCOMES:
-        JOBS.labels(outcome)
+    for lane in lanes:
+        JOBS_IN_FLIGHT.labels(lane)
+        RECEIVES.labels(lane)
+        MESSAGES_RECEIVED.labels(lane)
+        for outcome in JOB_OUTCOMES:
+            JOBS.labels(outcome, lane)
     for operation in SQS_OPERATIONS:
         SQS_ERRORS.labels(operation)
     for reason in DLQ_REASONS:

@@ -1,5 +1,11 @@
 """The SQS side of the worker: receive, heartbeat, batched deletes, backoff and release.
 
+The worker consumes one or two lanes: ``media``, the queue S3 announces uploads on, and, when
+``MEDIAMILL_BACKFILL_QUEUE_URL`` is set, ``backfill`` (reprocessing and other bulk work). Which
+lane fills a free job slot is worker.intake's choice; here every in-flight message remembers its
+lane and its queue, and each delete, heartbeat, release, retry and requeue acts on the queue the
+message came from.
+
 A message is *settled* once it is deleted, handed back (visibility 0) or put off for a retry;
 from then on the heartbeat leaves it alone.
 """
@@ -11,7 +17,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,6 +28,23 @@ from worker import metrics
 
 _BATCH = 10  # SQS's limit for DeleteMessageBatch and ChangeMessageVisibilityBatch
 
+LaneName = Literal["media", "backfill"]
+MEDIA: LaneName = "media"
+BACKFILL: LaneName = "backfill"
+
+
+@dataclass(slots=True)
+class Lane:
+    """One queue the worker consumes, with what its redrive policy says."""
+
+    name: LaneName
+    url: str
+    max_receive_count: int
+    dead_letter_url: str | None = None
+    # Since when every ReceiveMessage on it has failed (None: the last one returned), and why.
+    failing_since: float | None = None
+    error: str = ""
+
 
 @dataclass(eq=False, slots=True)
 class InFlight:
@@ -30,53 +53,88 @@ class InFlight:
     message_id: str
     receipt: str
     receive_count: int
+    lane: LaneName
+    queue_url: str
     body: str = ""
     extended_at: float = field(default_factory=time.monotonic)
     scope: anyio.CancelScope | None = None
     settled: bool = False
 
     @classmethod
-    def from_message(cls, message: dict[str, Any]) -> InFlight:
+    def from_message(cls, message: dict[str, Any], lane: Lane) -> InFlight:
         return cls(
             message_id=message.get("MessageId", "?"),
             receipt=message["ReceiptHandle"],
             receive_count=int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+            lane=lane.name,
+            queue_url=lane.url,
             body=message.get("Body", ""),
         )
 
 
+def _by_queue(flights: Sequence[InFlight]) -> dict[str, list[InFlight]]:
+    """Batch calls name one queue: messages grouped by the queue each came from."""
+    grouped: dict[str, list[InFlight]] = {}
+    for flight in flights:
+        grouped.setdefault(flight.queue_url, []).append(flight)
+    return grouped
+
+
 class MediaQueue:
-    """One SQS queue, consumed at least once and never held longer than needed."""
+    """The worker's queues, consumed at least once and never held longer than needed."""
 
     def __init__(self, sqs: Any, settings: Settings, log: FilteringBoundLogger) -> None:
+        settings.require("queue_url")
+        assert settings.queue_url is not None
         self._sqs = sqs
-        self._url = settings.queue_url
         self._settings = settings
         self._log = log
-        self.max_receive_count = settings.max_receive_count
-        self.dead_letter_url: str | None = None
+        # Media first: the order the worker reads, reports and empties them in.
+        self.lanes: dict[LaneName, Lane] = {
+            MEDIA: Lane(MEDIA, settings.queue_url, settings.max_receive_count)
+        }
+        if settings.backfill_queue_url:
+            self.lanes[BACKFILL] = Lane(
+                BACKFILL, settings.backfill_queue_url, settings.max_receive_count
+            )
         self.in_flight: set[InFlight] = set()
         self._pending_deletes: list[tuple[InFlight, anyio.Event]] = []
         self._delete_wanted = anyio.Event()
-        # Since when every ReceiveMessage has failed (None: the last one returned), and why.
-        self._receive_failing_since: float | None = None
-        self._receive_error = ""
+
+    @property
+    def max_receive_count(self) -> int:
+        """The most receives any lane allows: a message with tries left is never given up."""
+        return max(lane.max_receive_count for lane in self.lanes.values())
+
+    @property
+    def dead_letter_urls(self) -> list[str]:
+        """Each lane's dead-letter queue, where the redrive policy names one."""
+        return [lane.dead_letter_url for lane in self.lanes.values() if lane.dead_letter_url]
+
+    def in_flight_on(self, lane: LaneName) -> int:
+        return sum(1 for flight in self.in_flight if flight.lane == lane)
 
     async def read_redrive_policy(self) -> None:
-        """Learn maxReceiveCount from the queue itself (also proves the queue is reachable)."""
-        response = await self._sqs.get_queue_attributes(
-            QueueUrl=self._url, AttributeNames=["RedrivePolicy"]
-        )
-        policy = response.get("Attributes", {}).get("RedrivePolicy")
-        if policy:
-            redrive = json.loads(policy)
-            self.max_receive_count = int(redrive["maxReceiveCount"])
-            self.dead_letter_url = await self._queue_url_of(str(redrive["deadLetterTargetArn"]))
-        else:
-            self._log.warning(
-                "queue_without_dlq",
-                detail="the queue has no redrive policy: a failing message is retried forever",
+        """Learn each lane's maxReceiveCount and DLQ from the queue itself.
+
+        This also proves every queue reachable at start: a task given a wrong URL or role fails
+        there, where a deployment's circuit breaker sees it.
+        """
+        for lane in self.lanes.values():
+            response = await self._sqs.get_queue_attributes(
+                QueueUrl=lane.url, AttributeNames=["RedrivePolicy"]
             )
+            policy = response.get("Attributes", {}).get("RedrivePolicy")
+            if policy:
+                redrive = json.loads(policy)
+                lane.max_receive_count = int(redrive["maxReceiveCount"])
+                lane.dead_letter_url = await self._queue_url_of(str(redrive["deadLetterTargetArn"]))
+            else:
+                self._log.warning(
+                    "queue_without_dlq",
+                    lane=lane.name,
+                    detail="the queue has no redrive policy: a failing message is retried forever",
+                )
 
     async def _queue_url_of(self, arn: str) -> str | None:
         """arn:aws:sqs:REGION:ACCOUNT:NAME to its URL (the sweep peeks at the DLQ)."""
@@ -92,67 +150,92 @@ class MediaQueue:
             return None
         return str(answer["QueueUrl"])
 
-    def is_last_try(self, flight: InFlight) -> bool:
-        return flight.receive_count >= self.max_receive_count
+    def tries(self, flight: InFlight) -> int:
+        """How many receives the message's own queue allows it."""
+        return self.lanes[flight.lane].max_receive_count
 
-    async def receive(self, count: int, stop: anyio.Event) -> list[InFlight]:
-        """Long-poll for up to ``count`` messages (never more than the free job slots)."""
-        metrics.RECEIVES.inc()
+    def is_last_try(self, flight: InFlight) -> bool:
+        return flight.receive_count >= self.tries(flight)
+
+    async def receive(
+        self,
+        count: int,
+        stop: anyio.Event,
+        *,
+        lane: LaneName = MEDIA,
+        wait_seconds: int | None = None,
+    ) -> list[InFlight]:
+        """Poll one lane for up to ``count`` messages (never more than the free job slots).
+
+        ``wait_seconds`` is the long poll's wait (MEDIAMILL_RECEIVE_WAIT_SECONDS by default). A
+        failed receive on the media lane pauses a little, so a broken queue is not called in a
+        tight loop; on the backfill lane the media queue's long poll that follows is the pause.
+        """
+        queue = self.lanes[lane]
+        metrics.RECEIVES.labels(lane).inc()
+        wait = self._settings.receive_wait_seconds if wait_seconds is None else wait_seconds
         try:
             response = await self._sqs.receive_message(
-                QueueUrl=self._url,
+                QueueUrl=queue.url,
                 MaxNumberOfMessages=count,
-                WaitTimeSeconds=self._settings.receive_wait_seconds,
+                WaitTimeSeconds=wait,
                 VisibilityTimeout=self._settings.visibility_timeout,
                 MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             )
         except (ClientError, BotoCoreError) as exc:
             metrics.SQS_ERRORS.labels("receive").inc()
-            self._log.warning("receive_failed", error=str(exc))
-            if self._receive_failing_since is None:
-                self._receive_failing_since = time.monotonic()
-            self._receive_error = str(exc)
-            with anyio.move_on_after(min(5, self._settings.retry_base_seconds)):
-                await stop.wait()
+            self._log.warning("receive_failed", lane=lane, error=str(exc))
+            if queue.failing_since is None:
+                queue.failing_since = time.monotonic()
+            queue.error = str(exc)
+            if lane == MEDIA:
+                with anyio.move_on_after(min(5, self._settings.retry_base_seconds)):
+                    await stop.wait()
             return []
-        self._receive_failing_since = None  # returned, even if with no message: SQS answers us
-        messages = [InFlight.from_message(m) for m in response.get("Messages", [])]
-        metrics.MESSAGES_RECEIVED.inc(len(messages))
+        queue.failing_since = None  # returned, even if with no message: SQS answers us
+        messages = [InFlight.from_message(m, queue) for m in response.get("Messages", [])]
+        metrics.MESSAGES_RECEIVED.labels(lane).inc(len(messages))
         return messages
 
     def health_problems(self) -> list[str]:
-        """Receives failing for MEDIAMILL_HEALTH_RECEIVE_SECONDS: credentials, IAM, the queue.
+        """Media receives failing for MEDIAMILL_HEALTH_RECEIVE_SECONDS: credentials, IAM, the queue.
 
         Counted from the first failure, not the last success: a worker whose slots are all
-        busy does not receive at all, and is not unhealthy for it.
+        busy does not receive at all, and is not unhealthy for it. Only the media lane counts:
+        a task whose backfill queue fails still serves fresh uploads, and replacing it would
+        only interrupt them (the failures are logged and counted in mediamill_sqs_errors_total).
         """
-        if self._receive_failing_since is None:
+        media = self.lanes[MEDIA]
+        if media.failing_since is None:
             return []
-        failing = time.monotonic() - self._receive_failing_since
+        failing = time.monotonic() - media.failing_since
         if failing < self._settings.health_receive_seconds:
             return []
         return [
             f"no SQS receive has succeeded for {failing:.0f} s "
-            f"(limit {self._settings.health_receive_seconds:g} s): {self._receive_error}"
+            f"(limit {self._settings.health_receive_seconds:g} s): {media.error}"
         ]
 
     async def is_empty(self) -> bool:
-        """Nothing visible, in flight or delayed (burst mode's stop condition)."""
-        try:
-            response = await self._sqs.get_queue_attributes(
-                QueueUrl=self._url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                    "ApproximateNumberOfMessagesDelayed",
-                ],
-            )
-        except (ClientError, BotoCoreError) as exc:
-            metrics.SQS_ERRORS.labels("get_queue_attributes").inc()
-            self._log.warning("queue_attributes_failed", error=str(exc))
-            return False
-        counts = response.get("Attributes", {})
-        return all(int(value) == 0 for value in counts.values())
+        """Nothing visible, in flight or delayed on any lane (burst mode's stop condition)."""
+        for lane in self.lanes.values():
+            try:
+                response = await self._sqs.get_queue_attributes(
+                    QueueUrl=lane.url,
+                    AttributeNames=[
+                        "ApproximateNumberOfMessages",
+                        "ApproximateNumberOfMessagesNotVisible",
+                        "ApproximateNumberOfMessagesDelayed",
+                    ],
+                )
+            except (ClientError, BotoCoreError) as exc:
+                metrics.SQS_ERRORS.labels("get_queue_attributes").inc()
+                self._log.warning("queue_attributes_failed", lane=lane.name, error=str(exc))
+                return False
+            counts = response.get("Attributes", {})
+            if any(int(value) != 0 for value in counts.values()):
+                return False
+        return True
 
     def retry_delay(self, receive_count: int, retry_after: float | None) -> int:
         """Exponential in the receive count, with jitter; a stage's retry_after wins."""
@@ -187,13 +270,13 @@ class MediaQueue:
         await done.wait()
 
     async def requeue(self, flight: InFlight, log: FilteringBoundLogger) -> None:
-        """A copy of the message back on the queue, then this one deleted: no try is spent.
+        """A copy of the message back on its own queue, then this one deleted: no try is spent.
 
         Sent before the delete, so a failure between the two leaves a duplicate (which the claim
         recognises), never nothing; a failed send hands the message back as it is instead.
         """
         try:
-            await self._sqs.send_message(QueueUrl=self._url, MessageBody=flight.body)
+            await self._sqs.send_message(QueueUrl=flight.queue_url, MessageBody=flight.body)
         except (ClientError, BotoCoreError) as exc:
             metrics.SQS_ERRORS.labels("send_message").inc()
             log.warning("requeue_failed", error=str(exc), detail="handed back as it is")
@@ -214,8 +297,16 @@ class MediaQueue:
             self._delete_wanted = anyio.Event()
             if len(self._pending_deletes) < _BATCH:
                 await anyio.sleep(0.02)  # let jobs finishing together share the call
-            batch = self._pending_deletes[:_BATCH]
-            del self._pending_deletes[:_BATCH]
+            if not self._pending_deletes:
+                continue
+            # One call deletes from one queue: the oldest pending delete's, up to ten of them.
+            url = self._pending_deletes[0][0].queue_url
+            batch: list[tuple[InFlight, anyio.Event]] = []
+            rest: list[tuple[InFlight, anyio.Event]] = []
+            for pending in self._pending_deletes:
+                fits = pending[0].queue_url == url and len(batch) < _BATCH
+                (batch if fits else rest).append(pending)
+            self._pending_deletes = rest
             if self._pending_deletes:
                 self._delete_wanted.set()
             entries = [
@@ -223,7 +314,7 @@ class MediaQueue:
                 for i, (flight, _) in enumerate(batch)
             ]
             try:
-                response = await self._sqs.delete_message_batch(QueueUrl=self._url, Entries=entries)
+                response = await self._sqs.delete_message_batch(QueueUrl=url, Entries=entries)
                 failed = response.get("Failed", [])
             except (ClientError, BotoCoreError) as exc:
                 failed = [{"Id": entry["Id"], "Code": str(exc)} for entry in entries]
@@ -257,24 +348,27 @@ class MediaQueue:
             metrics.VISIBILITY_EXTENSIONS.inc(len(due))
 
     async def _change_visibility(self, flights: Sequence[InFlight], seconds: int) -> None:
-        for start in range(0, len(flights), _BATCH):
-            chunk = flights[start : start + _BATCH]
-            entries = [
-                {"Id": str(i), "ReceiptHandle": f.receipt, "VisibilityTimeout": seconds}
-                for i, f in enumerate(chunk)
-            ]
-            try:
-                response = await self._sqs.change_message_visibility_batch(
-                    QueueUrl=self._url, Entries=entries
-                )
-            except (ClientError, BotoCoreError) as exc:
-                metrics.SQS_ERRORS.labels("change_visibility").inc()
-                self._log.warning("change_visibility_failed", error=str(exc), count=len(chunk))
-                continue
-            for failure in response.get("Failed", []):
-                metrics.SQS_ERRORS.labels("change_visibility").inc()
-                self._log.warning(
-                    "change_visibility_entry_failed",
-                    message_id=chunk[int(failure["Id"])].message_id,
-                    code=failure.get("Code"),
-                )
+        for url, on_queue in _by_queue(flights).items():
+            for start in range(0, len(on_queue), _BATCH):
+                await self._change_batch(url, on_queue[start : start + _BATCH], seconds)
+
+    async def _change_batch(self, url: str, chunk: Sequence[InFlight], seconds: int) -> None:
+        entries = [
+            {"Id": str(i), "ReceiptHandle": f.receipt, "VisibilityTimeout": seconds}
+            for i, f in enumerate(chunk)
+        ]
+        try:
+            response = await self._sqs.change_message_visibility_batch(
+                QueueUrl=url, Entries=entries
+            )
+        except (ClientError, BotoCoreError) as exc:
+            metrics.SQS_ERRORS.labels("change_visibility").inc()
+            self._log.warning("change_visibility_failed", error=str(exc), count=len(chunk))
+            return
+        for failure in response.get("Failed", []):
+            metrics.SQS_ERRORS.labels("change_visibility").inc()
+            self._log.warning(
+                "change_visibility_entry_failed",
+                message_id=chunk[int(failure["Id"])].message_id,
+                code=failure.get("Code"),
+            )

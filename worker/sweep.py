@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -58,7 +59,7 @@ class Sweeper:
         max_receive_count: int,
         grace_seconds: float,
         sqs: Any = None,
-        dead_letter_url: str | None = None,
+        dead_letter_urls: Sequence[str] = (),
         interval_seconds: float,
         log: FilteringBoundLogger,
     ) -> None:
@@ -68,7 +69,7 @@ class Sweeper:
         self._outbox = outbox
         self._max_receives = max_receive_count
         self._sqs = sqs
-        self._dead_letter_url = dead_letter_url
+        self._dead_letter_urls = tuple(dead_letter_urls)
         self._grace = grace_seconds
         self._interval = interval_seconds
         self._log = log
@@ -102,17 +103,21 @@ class Sweeper:
         return report
 
     async def _peek_dead_letters(self, report: SweepReport) -> None:
-        """Uploads whose message reached the DLQ while their item still says PROCESSING.
+        """Uploads whose message reached a DLQ while their item still says PROCESSING.
 
         The item's count of deliveries can fall short of SQS's (a receive whose answer was lost
-        counts there, not here), so the DLQ itself is looked at too: with visibility 0, so each
+        counts there, not here), so each lane's DLQ is looked at too: with visibility 0, so each
         message stays where it is, for an operator to read and redrive.
         """
-        if self._sqs is None or self._dead_letter_url is None:
+        if self._sqs is None:
             return
+        for url in self._dead_letter_urls:
+            await self._peek_dead_letter_queue(url, report)
+
+    async def _peek_dead_letter_queue(self, url: str, report: SweepReport) -> None:
         for _ in range(_DLQ_PEEKS):
             answer = await self._sqs.receive_message(
-                QueueUrl=self._dead_letter_url,
+                QueueUrl=url,
                 MaxNumberOfMessages=10,
                 VisibilityTimeout=0,
                 WaitTimeSeconds=0,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from worker.queue import MEDIA, LaneName
+
 
 class Verdict(enum.Enum):
     DONE = "done"  # finished, a duplicate, or nothing left to do: delete the message
@@ -30,11 +32,12 @@ REQUEUE = Result(Verdict.REQUEUE)
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """Which delivery of which message this is."""
+    """Which delivery of which message this is, and the lane it came by."""
 
     number: int
     of: int
     message_id: str = "?"
+    lane: LaneName = MEDIA
 
     @property
     def last(self) -> bool:

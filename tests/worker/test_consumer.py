@@ -76,7 +76,7 @@ async def test_upload_becomes_ready_with_renditions_metadata_and_event(
     dynamodb: Any,
     media_events: str,
 ) -> None:
-    ignored_before = metric("mediamill_jobs_total", outcome="ignored")
+    ignored_before = metric("mediamill_jobs_total", outcome="ignored", lane="media")
     resend_test_event(s3, sqs, stack.names.originals_bucket, stack.queue_url)
     uploader = Uploader(settings)
     media_id = uploader.upload(photo)
@@ -103,7 +103,7 @@ async def test_upload_becomes_ready_with_renditions_metadata_and_event(
     assert item["source"]["etag"]
     assert "event_pending" not in item
     # The s3:TestEvent that configuring the notification sent was acknowledged and ignored.
-    assert metric("mediamill_jobs_total", outcome="ignored") >= ignored_before + 1
+    assert metric("mediamill_jobs_total", outcome="ignored", lane="media") >= ignored_before + 1
     assert queue_counts(sqs, stack.queue_url) == (0, 0)
     events = drain_events(sqs, media_events)
     assert [(e["type"], e["media_id"]) for e in events] == [("media.processed", media_id)]
@@ -158,14 +158,14 @@ async def test_finished_upload_delivered_again_is_acknowledged_without_work(
     reg = registry(CopyStage, options={"copy": {"record_to": str(log)}})
     await run_burst(settings, reg)
     first = uploader.get(media_id)
-    duplicates = metric("mediamill_jobs_total", outcome="duplicate")
+    duplicates = metric("mediamill_jobs_total", outcome="duplicate", lane="media")
 
     for body in bodies:
         sqs.send_message(QueueUrl=stack.queue_url, MessageBody=body)
     await run_burst(settings, reg)
 
     assert log.read_text().count("copy ") == 1
-    assert metric("mediamill_jobs_total", outcome="duplicate") == duplicates + 1
+    assert metric("mediamill_jobs_total", outcome="duplicate", lane="media") == duplicates + 1
     assert uploader.get(media_id)["updated_at"] == first["updated_at"]
     assert queue_counts(sqs, stack.queue_url) == (0, 0)
 
@@ -214,14 +214,14 @@ async def test_transient_error_is_retried_then_ready(
 ) -> None:
     uploader = Uploader(settings)
     media_id = uploader.upload(photo)
-    retries = metric("mediamill_jobs_total", outcome="retry")
+    retries = metric("mediamill_jobs_total", outcome="retry", lane="media")
 
     await run_burst(settings, registry(FlakyStage, options={"flaky": {"failures": 1}}))
 
     view = uploader.get(media_id)
     assert view["status"] == "READY"
     assert view["metadata"]["flaky_attempt"] == 2
-    assert metric("mediamill_jobs_total", outcome="retry") == retries + 1
+    assert metric("mediamill_jobs_total", outcome="retry", lane="media") == retries + 1
     assert queue_counts(sqs, stack.queue_url) == (0, 0)
 
 

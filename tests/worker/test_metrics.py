@@ -146,7 +146,7 @@ def test_prepare_exports_every_known_label_value_at_zero() -> None:
         "from stages.tagging.stage import TaggingStage\n"
         "from worker import metrics\n"
         "stages = [ProbeStage(ProbeStage.Options()), TaggingStage(TaggingStage.Options())]\n"
-        "metrics.prepare(stages, job_slots=4, cpu_slots=2)\n"
+        "metrics.prepare(stages, job_slots=4, cpu_slots=2, lanes=['media', 'backfill'])\n"
         "print(generate_latest().decode())\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -158,8 +158,13 @@ def test_prepare_exports_every_known_label_value_at_zero() -> None:
         for family in text_string_to_metric_families(shown)
         for sample in family.samples
     }
-    expected = [("mediamill_jobs_total", "outcome", o) for o in metrics.JOB_OUTCOMES]
-    expected += [("mediamill_sqs_errors_total", "operation", o) for o in metrics.SQS_OPERATIONS]
+    for lane in ("media", "backfill"):
+        for outcome in metrics.JOB_OUTCOMES:
+            assert samples[("mediamill_jobs_total", (("lane", lane), ("outcome", outcome)))] == 0
+        for name in ("mediamill_sqs_receives_total", "mediamill_sqs_messages_received_total"):
+            assert samples[(name, (("lane", lane),))] == 0, name
+        assert samples[("mediamill_jobs_in_flight", (("lane", lane),))] == 0
+    expected = [("mediamill_sqs_errors_total", "operation", o) for o in metrics.SQS_OPERATIONS]
     expected += [
         ("mediamill_messages_left_for_dlq_total", "reason", r) for r in metrics.DLQ_REASONS
     ]
@@ -240,7 +245,9 @@ async def test_a_busy_worker_exports_its_slots_versions_and_spool(
 
     assert busy["mediamill_job_slots"][()] == 3
     assert busy["mediamill_cpu_slots"][()] == 2
-    assert busy["mediamill_jobs_in_flight"][()] == 1
+    # The upload came by the media lane; the backfill lane is there, idle.
+    assert busy["mediamill_jobs_in_flight"][(("lane", "media"),)] == 1
+    assert busy["mediamill_jobs_in_flight"][(("lane", "backfill"),)] == 0
     [build] = busy["mediamill_build_info"]
     assert dict(build) == {
         "version": version("mediamill"),
@@ -258,7 +265,8 @@ async def test_a_busy_worker_exports_its_slots_versions_and_spool(
     assert (("stage", "probe"),) in busy["mediamill_stuck_stage_threads_total"]
     # What the job held is given back when it ends.
     assert REGISTRY.get_sample_value("mediamill_spool_reserved_bytes") == 0
-    assert REGISTRY.get_sample_value("mediamill_jobs_total", {"outcome": "ready"}) >= 1
+    ready = {"outcome": "ready", "lane": "media"}
+    assert (REGISTRY.get_sample_value("mediamill_jobs_total", ready) or 0) >= 1
 
 
 async def test_the_spool_exports_what_it_holds(tmp_path: Path) -> None:

@@ -345,7 +345,7 @@ def sweeper_for(
         grace_seconds=grace_seconds,
         interval_seconds=1,
         sqs=aws.sqs if peek_dlq else None,
-        dead_letter_url=stack.dlq_url if peek_dlq else None,
+        dead_letter_urls=[stack.dlq_url, stack.backfill_dlq_url] if peek_dlq else [],
         log=structlog.get_logger(),
     )
 
@@ -433,7 +433,7 @@ async def test_a_try_that_died_makes_its_next_claim_a_suspect_and_a_retry_does_n
     assert not retried.suspect
 
 
-async def test_the_sweep_reads_the_dlq_when_the_item_missed_a_delivery(
+async def test_the_sweep_reads_both_dlqs_when_the_item_missed_a_delivery(
     store: MediaStore,
     aws: Any,
     dynamodb: Any,
@@ -444,34 +444,43 @@ async def test_the_sweep_reads_the_dlq_when_the_item_missed_a_delivery(
     # A receive whose answer was lost counts for SQS, not for the item: its count stays short.
     now = time.time()
     short = put_processing(dynamodb, settings, lease_expires=now - 5, receives=2)
+    # The same on the backfill lane, whose messages have a DLQ of their own.
+    short_backfill = put_processing(dynamodb, settings, lease_expires=now - 5, receives=2)
     waiting = put_processing(dynamodb, settings, lease_expires=now - 5, receives=2)
-    record = {
-        "eventSource": "aws:s3",
-        "eventName": "ObjectCreated:Post",
-        "s3": {
-            "bucket": {"name": settings.originals_bucket},
-            "object": {
-                "key": f"originals/{short}",
-                "size": OBJ.size,
-                "eTag": OBJ.etag,
-                "sequencer": OBJ.sequencer,
+
+    def record(media_id: str) -> str:
+        created = {
+            "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Post",
+            "s3": {
+                "bucket": {"name": settings.originals_bucket},
+                "object": {
+                    "key": f"originals/{media_id}",
+                    "size": OBJ.size,
+                    "eTag": OBJ.etag,
+                    "sequencer": OBJ.sequencer,
+                },
             },
-        },
-    }
-    sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=json.dumps({"Records": [record]}))
+        }
+        return json.dumps({"Records": [created]})
+
+    sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=record(short))
     sqs.send_message(QueueUrl=stack.dlq_url, MessageBody="not an event")
+    sqs.send_message(QueueUrl=stack.backfill_dlq_url, MessageBody=record(short_backfill))
     sweeper = sweeper_for(aws, settings, store, stack, grace_seconds=3600, peek_dlq=True)
     report = await sweeper.sweep_once()
-    assert report.abandoned == 1
-    failed = raw_item(dynamodb, settings.table, short)
-    assert failed is not None
-    assert failed["status"] == "FAILED"
+    assert report.abandoned == 2
+    for media_id in (short, short_backfill):
+        failed = raw_item(dynamodb, settings.table, media_id)
+        assert failed is not None
+        assert failed["status"] == "FAILED"
     assert (raw_item(dynamodb, settings.table, waiting) or {})["status"] == "PROCESSING"
-    # Both messages are still in the DLQ, for an operator.
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=stack.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
-    )["Attributes"]
-    assert int(attributes["ApproximateNumberOfMessages"]) == 2
+    # Every message is still in its DLQ, for an operator.
+    for url, count in ((stack.dlq_url, 2), (stack.backfill_dlq_url, 1)):
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        assert int(attributes["ApproximateNumberOfMessages"]) == count
 
 
 async def test_a_suspect_sent_elsewhere_stays_a_suspect_and_an_innocent_does_not_become_one(

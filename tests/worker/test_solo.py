@@ -91,7 +91,8 @@ async def test_a_requeued_message_comes_back_as_a_copy_with_no_try_spent(
         queue = MediaQueue(aws.sqs, settings, structlog.get_logger())
         async with anyio.create_task_group() as group:
             group.start_soon(queue.run)
-            await queue.requeue(InFlight.from_message(message), structlog.get_logger())
+            flight = InFlight.from_message(message, queue.lanes["media"])
+            await queue.requeue(flight, structlog.get_logger())
             group.cancel_scope.cancel()
     got = sqs.receive_message(
         QueueUrl=stack.queue_url, AttributeNames=["All"], MaxNumberOfMessages=10, WaitTimeSeconds=1
