@@ -199,33 +199,35 @@ class Worker:
                     self.request_stop()
 
     async def _consume(self, queue: MediaQueue, processor: UploadProcessor) -> None:
-        intake = Intake(queue, reserved_slots=self.settings.backfill_reserved_slots)
         async with anyio.create_task_group() as jobs:
-            while not self._stopping:
-                self.liveness.tick("running")
-                free = self.settings.concurrency - len(queue.in_flight)
-                if processor.solo.active:
-                    # A suspect runs alone (worker.solo): take nothing new meanwhile.
-                    await processor.solo.wait_inactive(1.0)
-                    continue
-                if free <= 0:
-                    await self._wait_for_slot()
-                    continue
-                # A long poll under way is let finish (cancelling the HTTP call could strand
-                # messages invisible until their timeout); what it brings while stopping is
-                # handed straight back.
-                flights = await intake.take(min(10, free), self._stop)
-                if self._stopping:
-                    await queue.release(flights)
-                    break
-                if not flights and self.burst and not queue.in_flight and await queue.is_empty():
-                    self.log.info("queue_empty_burst_done")
-                    break
+
+            def start(flights: list[InFlight]) -> None:
                 for flight in flights:
                     queue.in_flight.add(flight)
                     metrics.JOBS_IN_FLIGHT.labels(flight.lane).inc()
                     self.protection.set_in_flight(len(queue.in_flight))
                     jobs.start_soon(self._run_message, queue, processor, flight)
+
+            # A receive under way is let finish (cancelling the HTTP call could strand messages
+            # invisible until their timeout); what it brings while stopping is handed back.
+            intake = Intake(
+                queue,
+                reserved_slots=self.settings.backfill_reserved_slots,
+                start=start,
+                wake=lambda: self._slot_freed.set(),
+            )
+            while not self._stopping:
+                self.liveness.tick("running")
+                if processor.solo.active:
+                    # A suspect runs alone (worker.solo): take nothing new meanwhile.
+                    await processor.solo.wait_inactive(1.0)
+                    continue
+                if self.burst and intake.idle and not queue.in_flight and await queue.is_empty():
+                    self.log.info("queue_empty_burst_done")
+                    break
+                free = self.settings.concurrency - len(queue.in_flight)
+                if not await intake.fill(free, self._stop, jobs):
+                    await self._wait_for_slot()  # a slot frees, or a receive comes back
             self.liveness.tick("draining")
             await self._drain(queue)
 
