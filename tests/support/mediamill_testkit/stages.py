@@ -28,6 +28,7 @@ def _record(path: str | None, line: str) -> None:
 class SleepyOptions(StageOptions):
     seconds: float = 0.0
     record_to: str | None = None
+    stamp: bool = False  # each record line ends with the wall-clock time, in epoch seconds
 
 
 class SleepyStage(Stage):
@@ -43,12 +44,14 @@ class SleepyStage(Stage):
     def run_sync(self, job: Job) -> StageResult:
         options = self.options
         assert isinstance(options, SleepyOptions)
-        _record(options.record_to, f"start {job.media_id} {job.attempt}")
+        at = f" {time.time():.3f}" if options.stamp else ""
+        _record(options.record_to, f"start {job.media_id} {job.attempt}{at}")
         deadline = time.monotonic() + options.seconds
         while time.monotonic() < deadline:
             job.check_cancelled()
             time.sleep(0.05)
-        _record(options.record_to, f"done {job.media_id} {job.attempt}")
+        at = f" {time.time():.3f}" if options.stamp else ""
+        _record(options.record_to, f"done {job.media_id} {job.attempt}{at}")
         return StageResult(metadata={"slept": options.seconds})
 
 
