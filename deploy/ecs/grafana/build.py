@@ -44,27 +44,30 @@ LATENCY_GOAL_SECONDS = 300
 
 
 def queue_and_fleet() -> list[Json]:
+    both = "FILL(media, 0) + FILL(backfill, 0)"
     return [
         timeseries(
             "Backlog and backlog per task",
-            "Visible messages on the media queue (right axis), and visible ÷ running tasks "
-            "(0 tasks counted as 1) against the scaling target.",
+            "Visible messages on the media and the backfill queue (right axis), and both "
+            "together ÷ running tasks (0 tasks counted as 1) against the scaling target.",
             [
-                sqs("visible", "ApproximateNumberOfMessagesVisible"),
+                sqs("media", "ApproximateNumberOfMessagesVisible"),
+                sqs("backfill", "ApproximateNumberOfMessagesVisible", "$backfill_queue"),
                 tasks("running", "RunningTaskCount"),
-                cw_math("per_task", "IF(running > 0, visible / running, visible)", "per task"),
-                cw_math("target", "visible * 0 + $backlog_target", "target"),
+                cw_math("per_task", f"IF(running > 0, ({both}) / running, {both})", "per task"),
+                cw_math("target", "FILL(media, 0) * 0 + $backlog_target", "target"),
             ],
             hidden=("running",),
-            right=("visible",),
+            right=("media", "backfill"),
         ),
         timeseries(
             "Age of the oldest message",
-            "How long the oldest upload event has waited on the media queue, against the "
-            "latency goal.",
+            "How long the oldest message has waited on each queue; the latency goal is the "
+            "media queue's (fresh uploads).",
             [
-                sqs("age", "ApproximateAgeOfOldestMessage"),
-                cw_math("goal", "age * 0 + $latency_goal", "latency goal"),
+                sqs("media", "ApproximateAgeOfOldestMessage"),
+                sqs("backfill", "ApproximateAgeOfOldestMessage", "$backfill_queue"),
+                cw_math("goal", "FILL(media, 0) * 0 + $latency_goal", "latency goal"),
             ],
             unit="s",
         ),
@@ -78,9 +81,12 @@ def queue_and_fleet() -> list[Json]:
             ],
         ),
         timeseries(
-            "Dead-letter queue",
-            "Messages in the DLQ: each one is a message no worker could finish.",
-            [sqs("dlq", "ApproximateNumberOfMessagesVisible", "$dlq")],
+            "Dead-letter queues",
+            "Messages in each lane's DLQ: each one is a message no worker could finish.",
+            [
+                sqs("media_dlq", "ApproximateNumberOfMessagesVisible", "$dlq"),
+                sqs("backfill_dlq", "ApproximateNumberOfMessagesVisible", "$backfill_dlq"),
+            ],
         ),
     ]
 
@@ -100,16 +106,29 @@ def jobs() -> list[Json]:
             stack=True,
         ),
         timeseries(
+            "Jobs by lane",
+            "Jobs that came to an end (READY or FAILED) per second, by the lane they came by: "
+            "fresh uploads (media) and reprocessing (backfill).",
+            [
+                per_second(
+                    "mediamill_jobs_total", "{{lane}}", "lane", extra=', outcome=~"ready|failed"'
+                )
+            ],
+            unit="ops",
+            stack=True,
+        ),
+        timeseries(
             "Upload to READY",
-            "From the S3 event to READY: p50, p95 and p99, against the latency goal.",
+            "Fresh uploads (the media lane) from the S3 event to READY: p50, p95 and p99, "
+            "against the latency goal.",
             [*quantiles, prom("mediamill:upload_to_done_goal_seconds", "latency goal")],
             unit="s",
         ),
         timeseries(
             "Jobs in flight and slots",
-            "Jobs running across the fleet against the job slots of the running tasks.",
+            "Jobs running across the fleet, by lane, against the job slots of the running tasks.",
             [
-                fleet("mediamill_jobs_in_flight", "in flight"),
+                prom(f"sum by (lane) (mediamill_jobs_in_flight{{{SEL}}})", "in flight: {{lane}}"),
                 fleet("mediamill_job_slots", "slots"),
             ],
         ),
@@ -197,10 +216,12 @@ def sqs_calls() -> list[Json]:
         ),
         timeseries(
             "SQS calls",
-            "Receives, messages received, deletes and heartbeat visibility extensions.",
+            "Receives and messages received by lane, deletes and heartbeat visibility extensions.",
             [
-                per_second("mediamill_sqs_receives_total", "receive calls"),
-                per_second("mediamill_sqs_messages_received_total", "messages received"),
+                per_second("mediamill_sqs_receives_total", "receive calls: {{lane}}", "lane"),
+                per_second(
+                    "mediamill_sqs_messages_received_total", "messages received: {{lane}}", "lane"
+                ),
                 per_second("mediamill_sqs_deletes_total", "deletes"),
                 per_second("mediamill_sqs_visibility_extensions_total", "visibility extensions"),
             ],
@@ -260,6 +281,8 @@ def variables() -> list[Json]:
         textbox("region", "Region", "default"),
         textbox("queue", "Media queue", f"{STACK}-media-jobs"),
         textbox("dlq", "Dead-letter queue", f"{STACK}-media-jobs-dlq"),
+        textbox("backfill_queue", "Backfill queue", f"{STACK}-backfill-jobs"),
+        textbox("backfill_dlq", "Backfill dead-letter queue", f"{STACK}-backfill-jobs-dlq"),
         textbox("cluster", "ECS cluster", STACK),
         textbox("service", "ECS service", f"{STACK}-worker"),
         textbox("backlog_target", "Backlog per task target", str(BACKLOG_TARGET)),
