@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+import structlog
 from botocore.config import Config
 
 from mediamill_core.settings import Settings, load_settings
@@ -31,6 +32,13 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     use_dev_credentials()
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """A test that configures structlog (a level, a format) leaves the next one its defaults."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")
