@@ -184,7 +184,10 @@ def test_each_action_is_on_this_stacks_own_resources(template: Any) -> None:
         {"Fn::Sub": "${RenditionsBucket.Arn}/*"},
     ]
     assert worker["s3:PutObject"] == [{"Fn::Sub": "${RenditionsBucket.Arn}/*"}]
-    assert worker["dynamodb:Query"] == [{"Fn::Sub": "${MediaTable.Arn}/index/owed"}]
+    assert worker["dynamodb:Query"] == [
+        {"Fn::Sub": "${MediaTable.Arn}/index/owed"},
+        {"Fn::Sub": "${MediaTable.Arn}/index/by-owner"},
+    ]
     assert worker["sns:Publish"] == [{"Ref": "MediaEventsTopic"}]
     assert template.resolve(worker["ecs:UpdateTaskProtection"][0]) == (
         "arn:aws:ecs:eu-west-1:123456789012:task/<Cluster>/*"
