@@ -118,7 +118,8 @@ def test_a_plugin_installed_later_reaches_every_item_and_nothing_else_changes(
     after = {media_id: raw_item(dynamodb, table, media_id) for media_id in [*photos, video]}
     for media_id in photos:
         new, old = after[media_id], before[media_id]
-        assert new is not None and old is not None
+        assert new is not None
+        assert old is not None
         added = {k: v for k, v in new["metadata"].items() if k not in old["metadata"]}
         preview = s3.get_object(Bucket=bucket, Key=old["renditions"]["preview"]["key"])
         assert added["preview_sha256"] == hashlib.sha256(preview["Body"].read()).hexdigest()
@@ -133,8 +134,10 @@ def test_a_plugin_installed_later_reaches_every_item_and_nothing_else_changes(
             old["metadata"]
         )
         digest = record(new, "previewdigest")
-        assert digest is not None and digest["outcome"] == "ok"
-        assert digest["version"] == "1.0.0" and digest["reprocessed_at"] == new["reprocessed_at"]
+        assert digest is not None
+        assert digest["outcome"] == "ok"
+        assert digest["version"] == "1.0.0"
+        assert digest["reprocessed_at"] == new["reprocessed_at"]
         assert [r for r in new["stages"] if r["name"] != "previewdigest"] == old["stages"]
         assert new["stages"][-1]["name"] == "publish"  # the new record goes before publish
         # Everything else as it was: renditions, location, warnings, source, owner, status.
@@ -190,6 +193,7 @@ def test_outdated_picks_only_items_done_by_an_older_version(
     process(settings, "previewdigest")
     for media_id in old:
         item = raw_item(dynamodb, table, media_id)
-        assert item is not None and item["metadata"]["digest_version"] == "2.0.0"
+        assert item is not None
+        assert item["metadata"]["digest_version"] == "2.0.0"
         assert (record(item, "previewdigest") or {})["version"] == "2.0.0"
     assert raw_item(dynamodb, table, new) == current

@@ -174,9 +174,13 @@ class ReprocessWrites(TableWrites):
             if not is_conditional_failure(exc):
                 raise
         current = await self.get(media_id)
-        ours = current is not None and (lease_of(current) or {}).get("token") == lease.token
-        if ours and current is not None and current.get("rev") != item.get("rev"):
-            # Our own merge, whose answer was lost and whose retry then failed its condition:
-            # only we write while our lease stands.
+        if (
+            current is not None
+            and (lease_of(current) or {}).get("token") == lease.token
+            and current.get("reprocessed_at") == stamp
+            and current.get("status") == MediaStatus.READY.value
+            and (current.get("source") or {}).get("tag") == (item.get("source") or {}).get("tag")
+        ):
+            # Our own merge, whose answer was lost and whose retry then failed its condition.
             return current
         raise StaleJob(f"item {media_id} moved on while it was reprocessed")
