@@ -76,21 +76,31 @@ def test_requests_for_items_gone_not_ready_or_satisfied_are_acknowledged_and_ign
     fake.write_bytes(b"<html><body>not a picture</body></html>")
     failed = uploader.upload(fake)
     deleted = ready_photo(settings, tmp_path, "deleted")
+    busy = ready_photo(settings, tmp_path, "busy")
     process(settings, "previewdigest")
     table = stack.names.table
     dynamodb.delete_item(TableName=table, Key={"media_id": {"S": deleted}})
-    before = {m: raw_item(dynamodb, table, m) for m in (done, failed)}
+    # A re-upload's claim took it: its own job runs every stage.
+    dynamodb.update_item(
+        TableName=table,
+        Key={"media_id": {"S": busy}},
+        UpdateExpression="SET #s = :p REMOVE stages",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":p": {"S": "PROCESSING"}},
+    )
+    before = {m: raw_item(dynamodb, table, m) for m in (done, failed, busy)}
     assert before[failed] is not None
     assert before[failed]["status"] == "FAILED"
 
     ask(sqs, stack, done, "previewdigest")  # done at the installed version already
     ask(sqs, stack, failed, "previewdigest")
     ask(sqs, stack, deleted, "previewdigest")
+    ask(sqs, stack, busy, "previewdigest")
     logged = names(process(settings, "previewdigest"))
 
     assert logged.count("reprocess_satisfied") == 1
-    assert logged.count("reprocess_ignored") == 2
-    assert {m: raw_item(dynamodb, table, m) for m in (done, failed)} == before
+    assert logged.count("reprocess_ignored") == 3
+    assert {m: raw_item(dynamodb, table, m) for m in (done, failed, busy)} == before
     assert queue_counts(sqs, stack.queue_url) == (0, 0)
     assert queue_counts(sqs, stack.dlq_url) == (0, 0)
 
@@ -187,7 +197,9 @@ def test_a_required_stage_that_fails_is_recorded_and_the_item_stays_ready(
     process(settings)
     before = raw_item(dynamodb, stack.names.table, media_id)
     ask(sqs, stack, media_id, "strict")
-    process(settings, "strict")
+    logged = names(process(settings, "strict"))
+
+    assert logged.count("reprocess_started") == 1  # the media's doing: never retried
 
     item = raw_item(dynamodb, stack.names.table, media_id)
     assert item is not None
