@@ -114,10 +114,12 @@ def test_a_duplicate_request_runs_the_stage_once_and_all_asks_again_only_when_ol
     ask(sqs, stack, media_id, "previewdigest", request_id="run-2")
     logged = names(process(settings, "previewdigest"))
     assert logged.count("reprocess_done") == 1
-    # Received together, the second meets the first's lease; later, its result.
+    # Received together, the second meets the first's lease; later, its result. Neither
+    # costs it a retry.
     assert (
         logged.count("reprocess_duplicate_while_running") + logged.count("reprocess_satisfied") == 1
     )
+    assert "retry_scheduled" not in logged
     item = raw_item(dynamodb, stack.names.table, media_id)
     assert item is not None
     assert [r["name"] for r in item["stages"]].count("previewdigest") == 1
