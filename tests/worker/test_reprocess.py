@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from mediamill_core.settings import Settings
 from mediamill_testkit.backfill_stages import ENTRY_POINTS, UPGRADES
 from mediamill_testkit.client import Uploader, drain_events, queue_counts, raw_item
 from mediamill_testkit.plugin_dist import install_plugin
+from mediamill_testkit.rekognition import THROTTLED, RekognitionServer, Reply
 from worker.cli import main
 from worker.consumer import Worker
 from worker.dev import samples
@@ -197,3 +199,62 @@ def test_outdated_picks_only_items_done_by_an_older_version(
         assert item["metadata"]["digest_version"] == "2.0.0"
         assert (record(item, "previewdigest") or {})["version"] == "2.0.0"
     assert raw_item(dynamodb, table, new) == current
+
+
+@pytest.fixture
+def rekognition() -> Iterator[RekognitionServer]:
+    server = RekognitionServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_deferred_tagging_is_done_later_from_the_stored_preview(
+    settings: Settings,
+    stack: Stack,
+    stack_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rekognition: RekognitionServer,
+    s3: Any,
+    dynamodb: Any,
+) -> None:
+    monkeypatch.setenv("MEDIAMILL_REKOGNITION_ENDPOINT_URL", rekognition.endpoint)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    settings = settings.model_copy(update={"rekognition_endpoint_url": rekognition.endpoint})
+    rekognition.answer("DetectLabels", THROTTLED)
+    media_id = Uploader(settings).upload(
+        samples.write_jpeg(tmp_path / "cat.jpg", 800, 600), "image/jpeg"
+    )
+    registry = StageRegistry.from_settings(
+        (*BUILT_IN, "tagging"), {"tagging": {"retry": {"attempts": 1}}}
+    )
+    anyio.run(Worker(settings, registry, burst=True).run)
+    table, bucket = stack.names.table, stack.names.renditions_bucket
+    before = raw_item(dynamodb, table, media_id)
+    assert before is not None
+    assert before["status"] == "READY"
+    assert (record(before, "tagging") or {})["outcome"] == "deferred"
+    assert before["metadata"]["moderation"]["status"] == "deferred"
+
+    rekognition.requests.clear()
+    rekognition.answer(
+        "DetectLabels", Reply(body={"Labels": [{"Name": "Cat", "Confidence": 97.5}]})
+    )
+    rekognition.answer("DetectModerationLabels", Reply(body={"ModerationLabels": []}))
+    assert reprocess(monkeypatch, stack, "--stage", "tagging", stages=("tagging",)) == 0
+    thumbnails = stage_runs("thumbnail")
+    process(settings, "tagging")
+
+    item = raw_item(dynamodb, table, media_id)
+    assert item is not None
+    assert item["status"] == "READY"
+    assert [tag["name"] for tag in item["metadata"]["tags"]] == ["Cat"]
+    assert item["metadata"]["moderation"] == {"status": "done", "labels": [], "needs_review": False}
+    assert (record(item, "tagging") or {})["outcome"] == "ok"
+    assert item["warnings"] == []  # the deferral's warning went with it
+    # Tagged from the preview stored in S3; thumbnail never ran again.
+    preview = s3.get_object(Bucket=bucket, Key=before["renditions"]["preview"]["key"])
+    assert [call.image for call in rekognition.calls("DetectLabels")] == [preview["Body"].read()]
+    assert stage_runs("thumbnail") == thumbnails
+    assert item["renditions"] == before["renditions"]

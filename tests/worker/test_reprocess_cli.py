@@ -97,7 +97,10 @@ def test_missing_picks_no_record_deferred_failed_and_skipped_and_says_why_not_th
 
     assert cli() == 0
     assert sorted(received(sqs, stack.queue_url)) == sorted(wanted)
-    assert "found 4, sent 4, skipped 4" in capsys.readouterr().out
+    shown = capsys.readouterr()
+    assert "found 4, sent 4, skipped 4" in shown.out
+    # Not a terminal: plain progress lines on stderr, the last one at the end.
+    assert shown.err.splitlines()[-1] == "scanned 8 of about 8, found 4, sent 4"
 
 
 def test_outdated_all_and_the_filters(
