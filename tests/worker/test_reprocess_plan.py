@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from mediamill_testkit.pipeline import make_pipeline, run_job
 from stages import Job, MediaKind, Rendition, Stage, StageRecord, StageResult
 from worker.registry import LoadedStage, StageRegistry, instantiate
 from worker.reprocess.plan import is_older, merged, owed, plan, satisfied
+from worker.reprocess.progress import PlainProgress, RichProgress, progress_view
 
 MEDIA_ID = "a" * 32
 WHEN = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
@@ -217,3 +219,13 @@ async def test_an_upload_job_hands_a_stage_only_the_renditions_it_declares(
     assert outcome.error is None
     assert outcome.metadata["handed"] == ["preview"]
     assert outcome.metadata["final_handed"] == ["preview", "video"]  # None: every one
+
+
+def test_the_progress_bar_says_how_far_the_run_has_got() -> None:
+    out = io.StringIO()
+    bar = RichProgress(out, 10, "sent")
+    bar.update(scanned=5, found=3, sent=2)
+    bar.close()
+    assert "5/10 found 3, sent 2" in out.getvalue()
+    # Not a terminal: plain lines, whatever is installed.
+    assert isinstance(progress_view(io.StringIO(), None, "sent"), PlainProgress)

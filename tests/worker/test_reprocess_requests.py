@@ -215,6 +215,23 @@ def test_a_required_stage_that_fails_is_recorded_and_the_item_stays_ready(
     assert queue_counts(sqs, stack.dlq_url) == (0, 0)
 
 
+def test_a_rendition_that_fails_its_check_is_never_published_and_the_try_is_ours(
+    plugin: Path, settings: Settings, stack: Stack, tmp_path: Path, s3: Any, sqs: Any, dynamodb: Any
+) -> None:
+    media_id = ready_photo(settings, tmp_path)
+    process(settings)
+    before = raw_item(dynamodb, stack.names.table, media_id)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=stack.names.renditions_bucket)["Contents"]}
+    ask(sqs, stack, media_id, "liar")
+    logged = names(process(settings, "liar"))
+
+    assert logged.count("reprocess_rendition_invalid") == 3  # every try, then the DLQ
+    assert raw_item(dynamodb, stack.names.table, media_id) == before
+    listed = s3.list_objects_v2(Bucket=stack.names.renditions_bucket)["Contents"]
+    assert {o["Key"] for o in listed} == keys
+    assert queue_counts(sqs, stack.dlq_url)[0] == 1
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [

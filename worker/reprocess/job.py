@@ -24,7 +24,7 @@ from structlog.typing import FilteringBoundLogger
 from mediamill_core.items import iso
 from mediamill_core.keys import original_key
 from mediamill_core.reprocess import InvalidRequest, ReprocessRequest, parse_request
-from stages.contract import BadMediaError, MediaSource, TransientError
+from stages.contract import BadMediaError, MediaSource, RenditionInvalid, TransientError
 from worker import metrics
 from worker.events import MalformedMessage
 from worker.notify import Outbox
@@ -307,6 +307,11 @@ class ReprocessJobs:
             log.warning("reprocess_retry", error=str(exc))
             metrics.JOBS.labels("retry").inc()
             return Result(Verdict.RETRY, exc.retry_after), False
+        except RenditionInvalid as exc:
+            # A file a stage made is not what it claims: never published, our fault.
+            log.error("reprocess_rendition_invalid", error=str(exc))
+            metrics.JOBS.labels("error").inc()
+            return ERROR, False
         if not written:
             metrics.JOBS.labels("superseded").inc()
             return DONE, False

@@ -2,7 +2,8 @@
 
 ``previewdigest`` reads only the stored ``preview`` (and says what it was handed); ``mono`` makes
 a rendition of its own from it; ``meddler`` changes the item under the job, as a re-upload or a
-delete would while it runs; ``strict`` is a required stage that refuses every upload.
+delete would while it runs; ``liar`` makes a file that is not what it claims; ``strict`` is a
+required stage that refuses every upload.
 """
 
 from __future__ import annotations
@@ -126,6 +127,21 @@ class MeddlerStage(MonoStage):
         return result
 
 
+class LiarStage(Stage):
+    """A rendition that is not what it claims: a JPEG that is not one."""
+
+    name = "liar"
+    version = "1.0.0"
+    requires = ("probe",)
+    reads_renditions = frozenset()
+    optional = True
+
+    async def run(self, job: Job) -> StageResult:
+        target = job.workdir / "liar.jpg"
+        target.write_bytes(b"\xff\xd8\xff not a JPEG at all")
+        return StageResult(renditions=[Rendition("liar", target, "image/jpeg", 10, 10)])
+
+
 class StrictStage(Stage):
     """A required stage that refuses every upload it is given."""
 
@@ -143,5 +159,6 @@ ENTRY_POINTS = {
     "mono": MonoStage,
     "meddler": MeddlerStage,
     "strict": StrictStage,
+    "liar": LiarStage,
 }
 UPGRADES = {"previewdigest": PreviewDigestV2, "mono": MonoV2}
