@@ -232,6 +232,20 @@ def test_a_rendition_that_fails_its_check_is_never_published_and_the_try_is_ours
     assert queue_counts(sqs, stack.dlq_url)[0] == 1
 
 
+def test_a_request_for_a_stage_this_worker_lacks_is_left_for_one_that_has_it(
+    plugin: Path, settings: Settings, stack: Stack, tmp_path: Path, sqs: Any, dynamodb: Any
+) -> None:
+    media_id = ready_photo(settings, tmp_path)
+    process(settings)
+    before = raw_item(dynamodb, stack.names.table, media_id)
+    ask(sqs, stack, media_id, "previewdigest")
+    logged = names(process(settings))  # a worker of the deploy before the plugin
+
+    assert logged.count("reprocess_stage_not_installed") == 3  # every try, then the DLQ
+    assert raw_item(dynamodb, stack.names.table, media_id) == before
+    assert queue_counts(sqs, stack.dlq_url)[0] == 1
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [

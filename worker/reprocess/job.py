@@ -82,24 +82,20 @@ class ReprocessJobs:
             raise MalformedMessage(str(exc)) from None
         if request is None:
             return None
-        if request.stage not in self._registry.loaded:
-            # Sent by a newer deploy than this worker, or a stage disabled here: another worker
-            # may have it; the DLQ holds it after its tries.
-            log.warning(
-                "reprocess_stage_not_installed",
-                stage=request.stage,
-                installed=sorted(self._registry.loaded),
-            )
-            metrics.JOBS.labels("retry").inc()
-            return RETRY
-        if self._registry[request.stage].final:
-            raise MalformedMessage(f"stage {request.stage!r} is final: it runs only with an upload")
         log = log.bind(
             media_id=request.media_id,
             stage=request.stage,
             mode=request.mode,
             request_id=request.request_id,
         )
+        if request.stage not in self._registry.loaded:
+            # Sent by a newer deploy than this worker, or a stage disabled here: another worker
+            # may have it; the DLQ holds it after its tries.
+            log.warning("reprocess_stage_not_installed", installed=sorted(self._registry.loaded))
+            metrics.JOBS.labels("retry").inc()
+            return RETRY
+        if self._registry[request.stage].final:
+            raise MalformedMessage(f"stage {request.stage!r} is final: it runs only with an upload")
         with structlog.contextvars.bound_contextvars(media_id=request.media_id):
             return await self._requested(request, attempt, log)
 
