@@ -35,10 +35,12 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _structlog_defaults() -> Iterator[None]:
-    """A test that configures structlog (a level, a format) leaves the next one its defaults."""
+def _structlog_restored() -> Iterator[None]:
+    """A test that configures structlog (a level filter, say) leaves it as it found it: later
+    tests in the same process read the logs with ``capture_logs``."""
+    saved = structlog.get_config()
     yield
-    structlog.reset_defaults()
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="session")

@@ -28,11 +28,13 @@ from worker.notify import MediaEvents, Outbox
 from worker.pipeline import Pipeline
 from worker.queue import InFlight, MediaQueue
 from worker.registry import StageRegistry
+from worker.reprocess.job import ReprocessJobs
+from worker.reprocess.writes import ReprocessWrites
 from worker.spool import Spool
 from worker.store import MediaStore
 from worker.sweep import Sweeper
 from worker.task_protection import TaskProtection, protection_minutes
-from worker.verdicts import Attempt, Verdict
+from worker.verdicts import Attempt, Result, Verdict
 
 
 def check_timing(settings: Settings, registry: StageRegistry) -> None:
@@ -74,6 +76,8 @@ class Worker:
         self._stop = anyio.Event()
         self._slot_freed = anyio.Event()
         self._jobs_done = 0
+        # Offered every body that is not an upload event (set once the clients are open).
+        self._reprocess: ReprocessJobs | None = None
         # Only on ECS, whose agent URI the CLI passes on: elsewhere this does nothing.
         self.protection = TaskProtection(
             ecs_agent_uri,
@@ -123,6 +127,21 @@ class Worker:
                     lease_seconds=self.settings.visibility_timeout,
                     spool_wait_seconds=self.settings.spool_wait_seconds,
                 )
+                reprocess = ReprocessJobs(
+                    s3=aws.s3,
+                    writes=ReprocessWrites(
+                        aws.dynamodb, self.settings.table, event_lock_seconds=lock_seconds
+                    ),
+                    outbox=outbox,
+                    pipeline=pipeline,
+                    originals_bucket=self.settings.originals_bucket,
+                    renditions_bucket=self.settings.renditions_bucket,
+                    spool=spool,
+                    solo=processor.solo,
+                    lease_seconds=self.settings.visibility_timeout,
+                    event_grace_seconds=self.settings.event_grace_seconds,
+                    spool_wait_seconds=self.settings.spool_wait_seconds,
+                )
                 sweeper = Sweeper(
                     dynamodb=aws.dynamodb,
                     table=self.settings.table,
@@ -163,6 +182,7 @@ class Worker:
                         services.start_soon(queue.run)
                         services.start_soon(self.protection.run)
                         services.start_soon(sweeper.run)
+                        self._reprocess = reprocess
                         await self._consume(queue, processor)
                         services.cancel_scope.cancel()
                 finally:
@@ -271,11 +291,22 @@ class Worker:
         log: FilteringBoundLogger,
     ) -> None:
         last_try = queue.is_last_try(flight)
+        attempt = Attempt(flight.receive_count, queue.max_receive_count, flight.message_id)
         try:
             parsed = parse_message(flight.body)
         except MalformedMessage as exc:
+            reason = str(exc)
+            offered = None
+            try:
+                if self._reprocess is not None:
+                    offered = await self._reprocess.offer(flight.body, attempt, log)
+            except MalformedMessage as refused:  # a reprocess request it cannot read
+                reason = str(refused)
+            if offered is not None:
+                await self._settle(queue, flight, [offered], last_try, log)
+                return
             metrics.MALFORMED.inc()
-            log.error("malformed_message", reason=str(exc), last_try=last_try)
+            log.error("malformed_message", reason=reason, last_try=last_try)
             if last_try:
                 metrics.DLQ_BOUND.labels("malformed").inc()
             # Never deleted: SQS moves it to the DLQ after maxReceiveCount, for a person to see.
@@ -287,8 +318,18 @@ class Worker:
             await queue.delete(flight)
             return
 
-        attempt = Attempt(flight.receive_count, queue.max_receive_count, flight.message_id)
         results = [await processor.process(upload, attempt, log) for upload in parsed.uploads]
+        await self._settle(queue, flight, results, last_try, log)
+
+    async def _settle(
+        self,
+        queue: MediaQueue,
+        flight: InFlight,
+        results: list[Result],
+        last_try: bool,
+        log: FilteringBoundLogger,
+    ) -> None:
+        """Delete, retry later, requeue or leave for the DLQ, as the message's results say."""
         verdicts = {result.verdict for result in results}
         if Verdict.REQUEUE in verdicts:
             await queue.requeue(flight, log)
