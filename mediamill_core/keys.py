@@ -63,6 +63,13 @@ def rendition_prefix(media_id: str, tag: str) -> str:
     return f"{media_id}/{tag}/"
 
 
-def rendition_key(media_id: str, tag: str, name: str, content_type: str) -> str:
+def rendition_key(
+    media_id: str, tag: str, name: str, content_type: str, revision: str | None = None
+) -> str:
+    """``revision`` names a rendition that replaces one of the same name under the same tag (a
+    reprocess): a new key, since the old one may be cached for a year as immutable."""
     ext = EXTENSIONS.get(content_type.split(";")[0].strip().lower(), "bin")
-    return f"{rendition_prefix(media_id, tag)}{check_rendition_name(name)}.{ext}"
+    name = check_rendition_name(name)
+    if revision is not None:
+        name = f"{name}.{check_rendition_name(revision)}"
+    return f"{rendition_prefix(media_id, tag)}{name}.{ext}"

@@ -25,7 +25,8 @@ def media_event(item: dict[str, Any]) -> dict[str, Any]:
     failed = item.get("status") == MediaStatus.FAILED.value
     kind = "media.failed" if failed else "media.processed"
     tag = (item.get("source") or {}).get("tag")
-    occurred = item.get("processed_at") or iso(utc_now())
+    # A reprocess that merged new results into a READY item is a fact of its own.
+    occurred = item.get("reprocessed_at") or item.get("processed_at") or iso(utc_now())
     event: dict[str, Any] = {
         "type": kind,
         "version": EVENT_VERSION,

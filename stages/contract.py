@@ -227,6 +227,9 @@ class Stage:
     version: ClassVar[str]
     kinds: ClassVar[frozenset[MediaKind]] = ALL_KINDS
     requires: ClassVar[tuple[str, ...]] = ()
+    # The renditions of its requirements it reads (None: every one). Its jobs get only these,
+    # and a reprocess downloads only these of the item's stored renditions.
+    reads_renditions: ClassVar[frozenset[str] | None] = None
     optional: ClassVar[bool] = False
     timeout: ClassVar[float] = 300.0
     cpu_bound: ClassVar[bool] = False

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+import structlog
 from botocore.config import Config
 
 from mediamill_core.settings import Settings, load_settings
@@ -31,6 +32,15 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     use_dev_credentials()
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+@pytest.fixture(autouse=True)
+def _structlog_restored() -> Iterator[None]:
+    """A test that configures structlog (a level filter, say) leaves it as it found it: later
+    tests in the same process read the logs with ``capture_logs``."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="session")

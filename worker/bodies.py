@@ -2,8 +2,9 @@
 
 The consumer reads every body as an upload event first (worker.events): an S3 or SNS
 notification is an upload on either lane, handled the same way. A body that is not one is
-offered to the handlers in turn, and the first that accepts it runs it; only a body that no
-handler accepts is malformed (logged, counted and left for the dead-letter queue).
+offered to the handlers in turn, and the first that takes it gives the message its verdict;
+only a body that no handler takes is malformed (logged, counted and left for the dead-letter
+queue). A reprocess request (worker.reprocess) is such a body.
 
 A handler is made once per worker, when the worker starts, by a factory given the worker's
 shared parts (:class:`HandlerContext`). ``BUILT_IN`` lists the factories every worker uses;
@@ -13,10 +14,9 @@ done deletes the message, retry and error put it off, requeue sends it on as a c
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from structlog.typing import FilteringBoundLogger
 
@@ -25,6 +25,8 @@ from worker.aws import AwsClients
 from worker.jobs import UploadProcessor
 from worker.notify import Outbox
 from worker.pipeline import Pipeline
+from worker.reprocess.job import ReprocessJobs
+from worker.reprocess.writes import ReprocessWrites
 from worker.spool import Spool
 from worker.store import MediaStore
 from worker.verdicts import Attempt, Result
@@ -33,15 +35,12 @@ from worker.verdicts import Attempt, Result
 class BodyHandler(Protocol):
     """One kind of message body that is not an upload event."""
 
-    def accepts(self, document: Mapping[str, Any]) -> bool:
-        """Whether this JSON object is this handler's kind; cheap, no I/O."""
-        ...
+    async def offer(self, body: str, attempt: Attempt, log: FilteringBoundLogger) -> Result | None:
+        """The verdict on a body of this handler's kind; None when it is not of that kind.
 
-    async def handle(
-        self, document: Mapping[str, Any], attempt: Attempt, log: FilteringBoundLogger
-    ) -> Result:
-        """Do what the body asks. Raise worker.events.MalformedMessage for a body of this kind
-        that cannot be acted on (it is then left for the DLQ, with the reason logged)."""
+        Raises worker.events.MalformedMessage for a body of its kind that cannot be acted on:
+        it is then left for the DLQ, with the reason logged.
+        """
         ...
 
 
@@ -56,13 +55,35 @@ class HandlerContext:
     pipeline: Pipeline
     processor: UploadProcessor
     spool: Spool
-    log: FilteringBoundLogger
+    # How long an event's sender holds it (the sweep waits longer before it sends instead).
+    event_lock_seconds: float
 
 
 HandlerFactory = Callable[[HandlerContext], BodyHandler]
 
+
+def reprocess_requests(context: HandlerContext) -> BodyHandler:
+    """`mediamill reprocess`'s requests: run one stage on a READY item again."""
+    settings = context.settings
+    return ReprocessJobs(
+        s3=context.aws.s3,
+        writes=ReprocessWrites(
+            context.aws.dynamodb, settings.table, event_lock_seconds=context.event_lock_seconds
+        ),
+        outbox=context.outbox,
+        pipeline=context.pipeline,
+        originals_bucket=settings.originals_bucket,
+        renditions_bucket=settings.renditions_bucket,
+        spool=context.spool,
+        solo=context.processor.solo,
+        lease_seconds=settings.visibility_timeout,
+        event_grace_seconds=settings.event_grace_seconds,
+        spool_wait_seconds=settings.spool_wait_seconds,
+    )
+
+
 # The kinds of body every worker handles besides upload events.
-BUILT_IN: tuple[HandlerFactory, ...] = ()
+BUILT_IN: tuple[HandlerFactory, ...] = (reprocess_requests,)
 
 
 class BodyHandlers:
@@ -71,17 +92,10 @@ class BodyHandlers:
     def __init__(self, handlers: Sequence[BodyHandler]) -> None:
         self._handlers = tuple(handlers)
 
-    def find(self, body: str) -> tuple[BodyHandler, dict[str, Any]] | None:
-        """The handler that accepts this body, with the body as JSON; None: nobody's."""
-        if not self._handlers:
-            return None
-        try:
-            document = json.loads(body)
-        except (ValueError, RecursionError):
-            return None
-        if not isinstance(document, dict):
-            return None
+    async def offer(self, body: str, attempt: Attempt, log: FilteringBoundLogger) -> Result | None:
+        """The first verdict a handler gives the body; None: no handler's kind."""
         for handler in self._handlers:
-            if handler.accepts(document):
-                return handler, document
+            verdict = await handler.offer(body, attempt, log)
+            if verdict is not None:
+                return verdict
         return None

@@ -143,7 +143,7 @@ class Worker:
                     log=self.log,
                 )
                 shared = HandlerContext(
-                    self.settings, aws, store, outbox, pipeline, processor, spool, self.log
+                    self.settings, aws, store, outbox, pipeline, processor, spool, lock_seconds
                 )
                 self._handlers = BodyHandlers([make(shared) for make in self._handler_factories])
                 context = StageContext(settings=self.settings, resources={"aws": aws}, log=self.log)
@@ -297,17 +297,15 @@ class Worker:
         try:
             parsed = parse_message(flight.body)
         except MalformedMessage as not_an_upload:
-            found = self._handlers.find(flight.body)
-            if found is None:
-                await self._malformed(queue, flight, str(not_an_upload), last_try, log)
-                return
-            handler, document = found
             try:
-                result = await handler.handle(document, attempt, log)
-            except MalformedMessage as exc:
-                await self._malformed(queue, flight, str(exc), last_try, log)
+                offered = await self._handlers.offer(flight.body, attempt, log)
+            except MalformedMessage as refused:  # of a handler's kind, but unusable
+                await self._malformed(queue, flight, str(refused), last_try, log)
                 return
-            await self._settle(queue, flight, [result], last_try, log)
+            if offered is None:
+                await self._malformed(queue, flight, str(not_an_upload), last_try, log)
+            else:
+                await self._settle(queue, flight, [offered], last_try, log)
             return
         if parsed.ignored:
             log.info("message_ignored", reason=parsed.ignored)
@@ -340,7 +338,7 @@ class Worker:
         last_try: bool,
         log: FilteringBoundLogger,
     ) -> None:
-        """The message's end from its jobs' verdicts: a copy sent on, a retry, or a delete."""
+        """Delete, retry later, requeue or leave for the DLQ, as the message's results say."""
         verdicts = {result.verdict for result in results}
         if Verdict.REQUEUE in verdicts:
             await queue.requeue(flight, log)

@@ -43,6 +43,9 @@ JOB_OUTCOMES = (
     "outdated",
     "superseded",
     "ignored",
+    # A reprocess request: results merged into the READY item, or it asked for nothing more.
+    "reprocessed",
+    "satisfied",
     # The message comes back: another job holds the object, a suspect has the worker, the job
     # meets a transient fault or a bug, or the worker stopped first.
     "leased",

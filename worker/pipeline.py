@@ -50,12 +50,22 @@ class JobState:
     not_for_kind: set[str] = field(default_factory=set)
     # What optional stages that ended without a result gave through unfinished_metadata.
     unfinished: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    # What an earlier job stored for stages this one does not run again (a reprocess): handed
+    # to the stages that depend on them, never part of this job's outcome.
+    stored: dict[str, StageResult] = field(default_factory=dict)
+
+    def has_result(self, name: str) -> bool:
+        return name in self.results or name in self.stored
+
+    def _result(self, name: str) -> StageResult | None:
+        return self.results.get(name) or self.stored.get(name)
 
     def renditions(self, names: frozenset[str], order: tuple[Stage, ...]) -> dict[str, Rendition]:
         merged: dict[str, Rendition] = {}
         for stage in order:
-            if stage.name in names and stage.name in self.results:
-                for rendition in self.results[stage.name].renditions:
+            result = self._result(stage.name) if stage.name in names else None
+            if result is not None:
+                for rendition in result.renditions:
                     merged[rendition.name] = rendition
         return merged
 
@@ -64,8 +74,9 @@ class JobState:
         for stage in order:
             if stage.name not in names:
                 continue
-            if stage.name in self.results:
-                merged.update(self.results[stage.name].metadata)
+            result = self._result(stage.name)
+            if result is not None:
+                merged.update(result.metadata)
             elif stage.name in self.unfinished:
                 merged.update(self.unfinished[stage.name])
         return merged
@@ -146,21 +157,36 @@ class Pipeline:
         attempt: int,
         max_attempts: int,
         log: FilteringBoundLogger,
+        only: frozenset[str] | None = None,
+        state: JobState | None = None,
     ) -> JobOutcome:
         """Run every stage, final ones (publish) last; a failure stops the rest of the job.
 
         The outcome's ``error`` is a BadMediaError (permanent), a TransientError (retry later) or
         any other exception (a bug); cancellation (shutdown) propagates as usual. Either way it
         returns only once every stage thread of the job has returned or been found stuck.
+
+        A reprocess runs ``only`` some stages, on a ``state`` that holds what the item stored for
+        the others they depend on; the outcome is then of those stages alone.
         """
         with self._watched(source.media_id):
-            state = JobState()
+            state = state or JobState()
+            running = tuple(
+                stage for stage in self.registry.order if only is None or stage.name in only
+            )
             error: BaseException | None = None
-            done = {stage.name: anyio.Event() for stage in self.registry.order}
+            done = {stage.name: anyio.Event() for stage in running}
 
             def make_job(stage: Stage) -> Job:
                 ancestors = self.registry.ancestors[stage.name]
                 order = self.registry.order
+                renditions = state.renditions(ancestors, order)
+                if stage.reads_renditions is not None:
+                    renditions = {
+                        name: rendition
+                        for name, rendition in renditions.items()
+                        if name in stage.reads_renditions
+                    }
                 return Job(
                     source=source,
                     original=original,
@@ -168,7 +194,7 @@ class Pipeline:
                     kind=state.kind,
                     attempt=attempt,
                     max_attempts=max_attempts,
-                    renditions=state.renditions(ancestors, order),
+                    renditions=renditions,
                     metadata=state.metadata(ancestors, order),
                     options=stage.options,
                     log=log.bind(stage=stage.name),
@@ -179,27 +205,29 @@ class Pipeline:
             async def run_one(stage: Stage) -> None:
                 try:
                     for dep in self.registry.ancestors[stage.name]:
-                        await done[dep].wait()
+                        if dep in done:  # not run again: what it stored is in the state
+                            await done[dep].wait()
                     await self._run_stage(stage, state, make_job)
                 finally:
                     done[stage.name].set()
 
             try:
                 async with anyio.create_task_group() as group:
-                    for stage in self.registry.order:
+                    for stage in running:
                         group.start_soon(run_one, stage)
             except Exception as group_error:
                 # One stage's failure cancelled the others; keep the one that caused it.
                 error = first_cause(group_error)
 
             order = self.registry.order
-            everything = frozenset(state.results) | frozenset(state.unfinished)
+            ran = frozenset(done)
+            everything = (frozenset(state.results) | frozenset(state.unfinished)) & ran
             return JobOutcome(
                 kind=state.kind,
                 metadata=state.metadata(everything, order),
                 renditions=state.renditions(everything, order),
-                records=state.ordered_records(order),
-                warnings=state.warnings(),
+                records=[r for r in state.ordered_records(order) if r.name in ran],
+                warnings=state.warnings(ran),
                 error=error,
             )
 
@@ -218,7 +246,7 @@ class Pipeline:
             if dep in state.records
             and (
                 state.records[dep].outcome == "failed"
-                or (dep in needed and dep not in state.results and dep not in state.not_for_kind)
+                or (dep in needed and not state.has_result(dep) and dep not in state.not_for_kind)
             )
         ]
         if failed_deps:

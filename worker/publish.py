@@ -29,8 +29,8 @@ from stages.contract import (
     StageResult,
     TransientError,
 )
-from stages.photo.verify import verify_rendition
 from worker.notify import MediaEvents, Outbox
+from worker.rendition_store import RenditionStore
 from worker.store import MediaStore, StaleJob
 
 
@@ -46,15 +46,13 @@ class PublishStage(Stage):
     timeout = 900.0
     Options = PublishOptions
 
-    _s3: Any
-    _bucket: str
+    _renditions: RenditionStore
     _store: MediaStore
     _outbox: Outbox
 
     async def start(self, context: StageContext) -> None:
         aws = context.resources["aws"]
-        self._s3 = aws.s3
-        self._bucket = context.settings.renditions_bucket
+        self._renditions = RenditionStore(aws.s3, context.settings.renditions_bucket)
         # An event's sender holds it for half the grace, as the worker's own store does.
         lock_seconds = context.settings.event_grace_seconds / 2
         self._store = MediaStore(
@@ -69,15 +67,17 @@ class PublishStage(Stage):
         limiter = anyio.CapacityLimiter(options.parallel_uploads)
         published: dict[str, dict[str, Any]] = {}
 
-        # A file is never published unchecked (renditions are cached for a year), and nothing
-        # is uploaded when one fails its check.
-        unchecked = [r for r in job.renditions.values() if not r.checked]
-        if unchecked:
-            await anyio.to_thread.run_sync(_verify_all, unchecked)
+        # Nothing is uploaded when one fails its check.
+        await self._renditions.check(job.renditions.values())
 
         async def upload(rendition: Rendition) -> None:
+            key = rendition_key(
+                job.media_id, job.source.tag, rendition.name, rendition.content_type
+            )
             async with limiter:
-                published[rendition.name] = await self._upload(job, rendition, options)
+                published[rendition.name] = await self._renditions.upload(
+                    job.media_id, rendition, key, options.cache_control
+                )
 
         async with anyio.create_task_group() as group:
             for rendition in job.renditions.values():
@@ -110,7 +110,7 @@ class PublishStage(Stage):
                 or current.get("status") == MediaStatus.DELETING.value
                 or (current.get("source") or {}).get("tag") != job.source.tag
             ):
-                await self._remove([entry["key"] for entry in published.values()])
+                await self._renditions.remove(entry["key"] for entry in published.values())
             raise
         await self._remove_superseded(job)
         try:
@@ -124,62 +124,14 @@ class PublishStage(Stage):
     async def _remove_superseded(self, job: Job) -> None:
         """Delete renditions of earlier objects of this id: the item no longer points at them."""
         current = rendition_prefix(job.media_id, job.source.tag)
-        stale: list[str] = []
         try:
-            paginator = self._s3.get_paginator("list_objects_v2")
-            async for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{job.media_id}/"):
-                stale.extend(
-                    entry["Key"]
-                    for entry in page.get("Contents", [])
-                    if not entry["Key"].startswith(current)
-                )
+            keys = await self._renditions.keys_under(f"{job.media_id}/")
         except (ClientError, BotoCoreError) as exc:
             # The item is READY and points at the new set; the old one is only clutter now,
             # and the next publish or the owner's DELETE removes it.
             job.log.warning("superseded_renditions_not_listed", error=str(exc))
             return
+        stale = [key for key in keys if not key.startswith(current)]
         if stale:
             job.log.info("superseded_renditions_removed", count=len(stale))
-            await self._remove(stale)
-
-    async def _remove(self, keys: list[str]) -> None:
-        try:
-            if keys:
-                await self._s3.delete_objects(
-                    Bucket=self._bucket,
-                    Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
-                )
-        except (ClientError, BotoCoreError) as exc:
-            raise TransientError(f"could not remove renditions nobody points at: {exc}") from exc
-
-    async def _upload(
-        self, job: Job, rendition: Rendition, options: PublishOptions
-    ) -> dict[str, Any]:
-        key = rendition_key(job.media_id, job.source.tag, rendition.name, rendition.content_type)
-        size = rendition.path.stat().st_size
-        try:
-            # upload_file streams from disk and switches to multipart for large renditions.
-            await self._s3.upload_file(
-                str(rendition.path),
-                self._bucket,
-                key,
-                ExtraArgs={
-                    "ContentType": rendition.content_type,
-                    "CacheControl": options.cache_control,
-                    "Metadata": {"media-id": job.media_id, "rendition": rendition.name},
-                },
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise TransientError(f"could not upload rendition {rendition.name!r}: {exc}") from exc
-        entry: dict[str, Any] = {"key": key, "content_type": rendition.content_type, "bytes": size}
-        if rendition.width is not None:
-            entry["width"] = rendition.width
-        if rendition.height is not None:
-            entry["height"] = rendition.height
-        entry.update(rendition.extra)
-        return entry
-
-
-def _verify_all(renditions: list[Rendition]) -> None:
-    for rendition in renditions:
-        verify_rendition(rendition)
+            await self._renditions.remove(stale)

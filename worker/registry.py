@@ -58,6 +58,14 @@ def _check_class(obj: object, origin: str) -> type[Stage]:
         )
     if not obj.kinds or not obj.kinds <= ALL_KINDS:
         raise RegistryError(f"{origin}: stage {obj.name!r} declares no valid media kinds")
+    reads = obj.reads_renditions
+    if reads is not None and not (
+        isinstance(reads, frozenset) and all(isinstance(name, str) for name in reads)
+    ):
+        raise RegistryError(
+            f"{origin}: stage {obj.name!r} reads_renditions must be None or a frozenset of "
+            f"rendition names (got {reads!r})"
+        )
     return obj
 
 

@@ -48,6 +48,9 @@ DERIVED = (
     "processed_at",
     "event_pending",
     "event_lock",
+    # A reprocess of the old object (worker/reprocess/): its lease, and when it last merged.
+    "reprocess_lease",
+    "reprocessed_at",
 )
 # upload_expires_at is the table's TTL for abandoned uploads: with its bytes in, the item stays.
 _CLAIM_REMOVES = (*DERIVED, "upload_expires_at")

@@ -75,6 +75,8 @@ class TaggingStage(Stage):
     # thumbnail makes a photo's preview, transcode a video's poster; the one not for the kind
     # counts as done.
     requires = ("probe", "thumbnail", "transcode")
+    # A photo's preview or a video's poster; a video's keyframes come from the original.
+    reads_renditions = frozenset({"preview"})
     optional = True
     timeout = 120.0
     Options = TaggingOptions

@@ -179,9 +179,15 @@ def test_only_unscopable_actions_are_granted_on_every_resource(template: Any) ->
 
 def test_each_action_is_on_this_stacks_own_resources(template: Any) -> None:
     worker = _granted(template, "TaskRole", "worker")
-    assert worker["s3:GetObject"] == [{"Fn::Sub": "${OriginalsBucket.Arn}/originals/*"}]
+    assert worker["s3:GetObject"] == [
+        {"Fn::Sub": "${OriginalsBucket.Arn}/originals/*"},
+        {"Fn::Sub": "${RenditionsBucket.Arn}/*"},
+    ]
     assert worker["s3:PutObject"] == [{"Fn::Sub": "${RenditionsBucket.Arn}/*"}]
-    assert worker["dynamodb:Query"] == [{"Fn::Sub": "${MediaTable.Arn}/index/owed"}]
+    assert worker["dynamodb:Query"] == [
+        {"Fn::Sub": "${MediaTable.Arn}/index/owed"},
+        {"Fn::Sub": "${MediaTable.Arn}/index/by-owner"},
+    ]
     assert worker["sns:Publish"] == [{"Ref": "MediaEventsTopic"}]
     # Both lanes are consumed alike: a requeued backfill message goes back to the backfill queue.
     lanes = [{"Fn::GetAtt": [queue, "Arn"]} for queue in ("MediaQueue", "BackfillQueue")]

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import pytest
+import structlog
 from prometheus_client import REGISTRY
 from structlog.typing import FilteringBoundLogger
 
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import queue_counts
 from stages.probe.stage import ProbeStage
-from worker.bodies import BodyHandler, BodyHandlers, HandlerContext
+from worker.bodies import BodyHandlers, HandlerContext
 from worker.consumer import Worker
 from worker.dev.devstack import Stack
 from worker.events import MalformedMessage
 from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
-from worker.verdicts import DONE, Attempt, Result
+from worker.verdicts import DONE, RETRY, Attempt, Result
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -38,12 +38,13 @@ class Echoes:
     def __init__(self, context: HandlerContext) -> None:
         Echoes.contexts.append(context)
 
-    def accepts(self, document: Mapping[str, Any]) -> bool:
-        return document.get("request") == "echo"
-
-    async def handle(
-        self, document: Mapping[str, Any], attempt: Attempt, log: FilteringBoundLogger
-    ) -> Result:
+    async def offer(self, body: str, attempt: Attempt, log: FilteringBoundLogger) -> Result | None:
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(document, dict) or document.get("request") != "echo":
+            return None
         if not isinstance(document.get("say"), str):
             raise MalformedMessage("an echo request says nothing")
         Echoes.heard.append((document["say"], attempt.lane, attempt.number))
@@ -100,23 +101,26 @@ async def test_without_a_handler_every_such_body_is_malformed(
     assert dead_letters(sqs, stack.dlq_url) == [asked]
 
 
-def test_handlers_are_asked_in_order_and_only_with_json_objects() -> None:
+async def test_handlers_are_asked_in_order_until_one_takes_the_body() -> None:
+    asked: list[str] = []
+
     class Takes:
         def __init__(self, kind: str) -> None:
             self.kind = kind
 
-        def accepts(self, document: Mapping[str, Any]) -> bool:
-            return document.get("request") in (self.kind, "either")
+        async def offer(
+            self, body: str, attempt: Attempt, log: FilteringBoundLogger
+        ) -> Result | None:
+            asked.append(self.kind)
+            return RETRY if body in (self.kind, "either") else None
 
-        async def handle(
-            self, document: Mapping[str, Any], attempt: Attempt, log: FilteringBoundLogger
-        ) -> Result:
-            return DONE
-
-    first: BodyHandler = Takes("a")
-    second: BodyHandler = Takes("b")
-    handlers = BodyHandlers([first, second])
-    assert handlers.find('{"request": "b"}') == (second, {"request": "b"})
-    assert handlers.find('{"request": "either"}') == (first, {"request": "either"})
-    for body in ('{"request": "c"}', "[1]", "not json", "", '"text"', "[" * 100_000):
-        assert handlers.find(body) is None, body[:20]
+    handlers = BodyHandlers([Takes("a"), Takes("b")])
+    attempt = Attempt(1, 3, "m-1", "backfill")
+    log = structlog.get_logger()
+    assert await handlers.offer("b", attempt, log) is RETRY
+    assert asked == ["a", "b"]
+    asked.clear()
+    assert await handlers.offer("either", attempt, log) is RETRY
+    assert asked == ["a"]  # the first that takes it decides
+    assert await handlers.offer("c", attempt, log) is None
+    assert await BodyHandlers([]).offer("a", attempt, log) is None

@@ -21,7 +21,7 @@ def test_help_has_no_restructuredtext_markup() -> None:
     texts = [root.format_help()]
     for action in root._subparsers._group_actions if root._subparsers else []:
         texts.extend(sub.format_help() for sub in getattr(action, "choices", {}).values())
-    assert len(texts) == 6  # the root and its five commands
+    assert len(texts) == 7  # the root and its six commands
     for text in texts:
         for markup in ("``", ":mod:", ":class:"):
             assert markup not in text

@@ -90,7 +90,7 @@ def test_latency_buckets_reach_the_longest_a_message_may_be_held() -> None:
 def counted_labels() -> dict[str, set[str]]:
     """Each counter's label values the worker's code counts under, found in its source."""
     found: dict[str, set[str]] = {}
-    for path in (ROOT / "worker").glob("*.py"):
+    for path in (ROOT / "worker").rglob("*.py"):  # its packages too (worker/reprocess/)
         for function in ast.walk(ast.parse(path.read_text())):
             if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
                 continue

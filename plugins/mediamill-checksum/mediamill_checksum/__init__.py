@@ -25,6 +25,7 @@ class ChecksumStage(Stage):
     version = "1.0.0"
     kinds = ALL_KINDS
     requires = ()
+    reads_renditions: ClassVar[frozenset[str] | None] = frozenset()  # the original only
     optional = True
     cpu_bound = True
     timeout = 300.0

@@ -1,10 +1,15 @@
-"""Make test stages discoverable by a subprocess worker, as an installed plugin would be."""
+"""Make test stages discoverable, in-process or by a subprocess worker, as an installed plugin
+would be: a ``.dist-info`` with entry points in a directory on the path."""
 
 from __future__ import annotations
 
+import importlib
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from mediamill_testkit.stages import ALL
+from stages import Stage
 
 SUPPORT = Path(__file__).resolve().parent.parent
 
@@ -14,14 +19,27 @@ def install_test_stages(site: Path) -> Path:
 
     Returns the directory to put on PYTHONPATH (with tests/support, where the stages live).
     """
-    dist = site / "mediamill_teststages-1.0.dist-info"
-    dist.mkdir(parents=True, exist_ok=True)
+    return install_plugin(site, "mediamill-teststages", "1.0", {cls.name: cls for cls in ALL})
+
+
+def install_plugin(
+    site: Path, distribution: str, version: str, stages: Mapping[str, type[Stage]]
+) -> Path:
+    """Install (or upgrade, replacing any other version) a distribution registering ``stages``
+    in the ``mediamill.stages`` group; the classes must be importable from tests/support."""
+    site.mkdir(parents=True, exist_ok=True)
+    stem = distribution.replace("-", "_")
+    for old in site.glob(f"{stem}-*.dist-info"):
+        shutil.rmtree(old)
+    dist = site / f"{stem}-{version}.dist-info"
+    dist.mkdir()
     (dist / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: mediamill-teststages\nVersion: 1.0\n"
+        f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n"
     )
     lines = ["[mediamill.stages]"]
-    lines += [f"{cls.name} = mediamill_testkit.stages:{cls.__name__}" for cls in ALL]
+    lines += [f"{name} = {cls.__module__}:{cls.__name__}" for name, cls in stages.items()]
     (dist / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    importlib.invalidate_caches()
     return site
 
 

@@ -1,0 +1,101 @@
+"""The renditions bucket as publish and a reprocess use it: check, upload, list, fetch, remove."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from botocore.exceptions import BotoCoreError, ClientError
+
+from stages.contract import Rendition, TransientError
+from stages.photo.verify import verify_rendition
+
+_DELETE_BATCH = 1000  # DeleteObjects takes at most this many keys
+_CHUNK = 1024 * 1024
+
+
+class RenditionStore:
+    """Renditions in S3 through an aiobotocore client; every failure is ours: TransientError."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self._s3 = s3
+        self.bucket = bucket
+
+    @staticmethod
+    async def check(renditions: Iterable[Rendition]) -> None:
+        """A file is never published unchecked (renditions are cached for a year): those the
+        stage that made them did not check are checked here, in a thread."""
+        unchecked = [rendition for rendition in renditions if not rendition.checked]
+        if unchecked:
+            await anyio.to_thread.run_sync(_verify_all, unchecked)
+
+    async def upload(
+        self, media_id: str, rendition: Rendition, key: str, cache_control: str
+    ) -> dict[str, Any]:
+        """Upload one rendition under ``key``; the item's entry for it."""
+        size = rendition.path.stat().st_size
+        try:
+            # upload_file streams from disk and switches to multipart for large renditions.
+            await self._s3.upload_file(
+                str(rendition.path),
+                self.bucket,
+                key,
+                ExtraArgs={
+                    "ContentType": rendition.content_type,
+                    "CacheControl": cache_control,
+                    "Metadata": {"media-id": media_id, "rendition": rendition.name},
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise TransientError(f"could not upload rendition {rendition.name!r}: {exc}") from exc
+        entry: dict[str, Any] = {"key": key, "content_type": rendition.content_type, "bytes": size}
+        if rendition.width is not None:
+            entry["width"] = rendition.width
+        if rendition.height is not None:
+            entry["height"] = rendition.height
+        entry.update(rendition.extra)
+        return entry
+
+    async def keys_under(self, prefix: str) -> list[str]:
+        """Every key under ``prefix``; raises ClientError or BotoCoreError."""
+        keys: list[str] = []
+        paginator = self._s3.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            keys.extend(entry["Key"] for entry in page.get("Contents", []))
+        return keys
+
+    async def fetch(self, key: str, path: Path) -> None:
+        """Stream one stored rendition to ``path`` (a reprocess hands it to a stage)."""
+        try:
+            response = await self._s3.get_object(Bucket=self.bucket, Key=key)
+            body = response["Body"]
+            try:
+                async with await anyio.open_file(path, "wb") as out:
+                    async for chunk in body.iter_chunks(_CHUNK):
+                        await out.write(chunk)
+            finally:
+                body.close()
+        except (ClientError, BotoCoreError, OSError) as exc:
+            # Missing too: the item points at it, so it is ours to have kept.
+            raise TransientError(f"could not download rendition {key}: {exc}") from exc
+
+    async def remove(self, keys: Iterable[str]) -> None:
+        wanted = list(keys)
+        try:
+            for start in range(0, len(wanted), _DELETE_BATCH):
+                await self._s3.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={
+                        "Objects": [{"Key": key} for key in wanted[start : start + _DELETE_BATCH]],
+                        "Quiet": True,
+                    },
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise TransientError(f"could not remove renditions nobody points at: {exc}") from exc
+
+
+def _verify_all(renditions: list[Rendition]) -> None:
+    for rendition in renditions:
+        verify_rendition(rendition)
