@@ -1,11 +1,12 @@
 """One reprocess request, start to finish: the worker's side of ``mediamill reprocess``.
 
 ``ReprocessJobs.offer`` is the one entry point: the consumer offers it each message body that
-is not an upload event (it is one of worker.bodies' handlers). A request for an item that is gone, not READY or already satisfied is
-acknowledged and ignored. Otherwise the item is leased (it stays READY), the original spooled,
-and only the named stage runs, with the stages it requires that the item lacks; the others'
-stored results (kind, metadata, the renditions the stage reads) are handed on instead. What
-ran is merged into the item, and announced when it brought new results.
+is not an upload event (it is one of worker.bodies' handlers). A request for an item that is
+gone, not READY or already satisfied is acknowledged and ignored. Otherwise the item is leased
+(it stays READY), the original spooled, and only the named stage runs, with the stages it
+requires that the item lacks; the others' stored results (kind, metadata, the renditions the
+stage reads) are handed on instead. What ran is merged into the item, and announced when it
+brought new results.
 """
 
 from __future__ import annotations
