@@ -179,12 +179,18 @@ def test_an_interrupted_run_goes_on_with_no_duplicates_and_none_missed(
 
 
 def test_refusals_name_the_problem(
-    cli: Any, stack: Stack, dynamodb: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli: Any,
+    stack: Stack,
+    dynamodb: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert main(["reprocess", "--stage", "nope", "--dry-run"]) == 2
     assert "stage 'nope' is not installed or not enabled here" in capsys.readouterr().err
     assert main(["reprocess", "--stage", "publish", "--dry-run"]) == 2
     assert "is final" in capsys.readouterr().err
+    monkeypatch.delenv("MEDIAMILL_BACKFILL_QUEUE_URL")  # a stack without a backfill queue
     assert main(["reprocess", "--stage", "checksum"]) == 2
     assert "MEDIAMILL_BACKFILL_QUEUE_URL" in capsys.readouterr().err
     with pytest.raises(SystemExit):
