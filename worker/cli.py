@@ -205,8 +205,11 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--version", action="version", version=f"mediamill {__version__}")
     commands = root.add_subparsers(dest="command", required=True)
 
-    worker = commands.add_parser("worker", help="consume the media queue (the ECS service)")
-    worker.add_argument("--burst", action="store_true", help="stop once the queue is empty")
+    worker = commands.add_parser(
+        "worker",
+        help="consume the media queue, then the backfill with what it leaves (the ECS service)",
+    )
+    worker.add_argument("--burst", action="store_true", help="stop once the queues are empty")
     worker.set_defaults(run=_worker)
 
     stages = commands.add_parser("stages", help="list the stages that load, with versions")
