@@ -30,6 +30,7 @@ from worker.queue import InFlight, MediaQueue
 from worker.registry import StageRegistry
 from worker.spool import Spool
 from worker.store import MediaStore
+from worker.stuck import StuckCheck, stuck_after_seconds
 from worker.sweep import Sweeper
 from worker.task_protection import TaskProtection, protection_minutes
 from worker.verdicts import Attempt, Verdict
@@ -135,6 +136,13 @@ class Worker:
                     interval_seconds=self.settings.sweep_interval_seconds,
                     log=self.log,
                 )
+                stuck = StuckCheck(
+                    dynamodb=aws.dynamodb,
+                    table=self.settings.table,
+                    stuck_after_seconds=stuck_after_seconds(self.settings, self.registry),
+                    interval_seconds=self.settings.sweep_interval_seconds,
+                    log=self.log,
+                )
                 context = StageContext(settings=self.settings, resources={"aws": aws}, log=self.log)
                 await self.registry.start(context)
                 metrics.prepare(
@@ -163,6 +171,7 @@ class Worker:
                         services.start_soon(queue.run)
                         services.start_soon(self.protection.run)
                         services.start_soon(sweeper.run)
+                        services.start_soon(stuck.run)
                         await self._consume(queue, processor)
                         services.cancel_scope.cancel()
                 finally:
