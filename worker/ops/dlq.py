@@ -166,9 +166,9 @@ def _start_move_task(
     approximate = _approximate_count(clients, lane.dlq_url)
     try:
         if destination is None:  # SQS sends each message back to the queue it came from
-            answer = clients.sqs_once.start_message_move_task(SourceArn=lane.dlq_arn)
+            answer = clients.one_try.sqs.start_message_move_task(SourceArn=lane.dlq_arn)
         else:
-            answer = clients.sqs_once.start_message_move_task(
+            answer = clients.one_try.sqs.start_message_move_task(
                 SourceArn=lane.dlq_arn, DestinationArn=destination.queue_arn
             )
     except ClientError as exc:

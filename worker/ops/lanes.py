@@ -31,12 +31,19 @@ class OpsError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class OneTry:
+    """Clients for calls whose failure has a fallback (StartMessageMoveTask): no retries, so a
+    service that lacks the call (moto answers HTTP 500) is told apart at once."""
+
+    sqs: SQSClient
+
+
+@dataclass(frozen=True, slots=True)
 class OpsClients:
     sqs: SQSClient
     s3: S3Client
     dynamodb: DynamoDBClient
-    # For a call whose failure has a fallback (StartMessageMoveTask): one try, no backoff.
-    sqs_once: SQSClient
+    one_try: OneTry
 
 
 def ops_clients(settings: Settings) -> OpsClients:
@@ -53,7 +60,7 @@ def ops_clients(settings: Settings) -> OpsClients:
         sqs=cast("SQSClient", client("sqs")),
         s3=cast("S3Client", client("s3")),
         dynamodb=cast("DynamoDBClient", client("dynamodb")),
-        sqs_once=cast("SQSClient", client("sqs", once)),
+        one_try=OneTry(sqs=cast("SQSClient", client("sqs", once))),
     )
 
 
