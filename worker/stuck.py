@@ -26,12 +26,13 @@ import anyio
 from botocore.exceptions import BotoCoreError, ClientError
 from structlog.typing import FilteringBoundLogger
 
-from mediamill_core.items import OWED_INDEX, MediaStatus, is_conditional_failure, iso, utc_now
+from mediamill_core.items import MediaStatus, is_conditional_failure, iso, utc_now
 from mediamill_core.items import encode as _encode
 from mediamill_core.settings import Settings
 from worker import metrics
 from worker.registry import StageRegistry
 from worker.store import OWED_SHARDS
+from worker.sweep import owed_entries
 
 # The check's lease and last result live here; it is not a media id (32 hex digits).
 CHECK_KEY = "#check:stuck-items"
@@ -172,30 +173,11 @@ class StuckCheck:
 
     async def _stuck_items(self) -> set[str]:
         cutoff = iso(utc_now() - timedelta(seconds=max(0.0, self.stuck_after)))
-        found: set[str] = set()
-        for shard in range(OWED_SHARDS):
-            start: dict[str, Any] | None = None
-            while True:
-                query: dict[str, Any] = {
-                    "TableName": self._table,
-                    "IndexName": OWED_INDEX,
-                    "KeyConditionExpression": "owed_shard = :shard AND owed_since < :cutoff",
-                    "FilterExpression": "#status = :processing",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": _encode(
-                        {
-                            ":shard": str(shard),
-                            ":cutoff": cutoff,
-                            ":processing": MediaStatus.PROCESSING.value,
-                        }
-                    ),
-                    "ProjectionExpression": "media_id",
-                }
-                if start is not None:
-                    query["ExclusiveStartKey"] = start
-                page = await self._ddb.query(**query)
-                found |= {raw["media_id"]["S"] for raw in page.get("Items", [])}
-                start = page.get("LastEvaluatedKey")
-                if not start:
-                    break
-        return found
+        processing = MediaStatus.PROCESSING.value
+        return {
+            str(entry["media_id"])
+            for shard in range(OWED_SHARDS)
+            async for entry in owed_entries(
+                self._ddb, self._table, str(shard), cutoff, status=processing
+            )
+        }

@@ -238,7 +238,7 @@ async def test_redrive_to_the_backfill_queue(
     assert "the backfill queue has no redrive policy" in out
 
 
-async def test_purge_deletes_only_what_is_older_than_the_age(
+def test_purge_deletes_only_what_is_older_than_the_age(
     stack: Stack,
     sqs: Any,
     monkeypatch: pytest.MonkeyPatch,

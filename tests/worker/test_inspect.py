@@ -4,10 +4,10 @@ and whose message is in the DLQ, and ids that have no item."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from mediamill_core.keys import new_media_id, original_key
@@ -51,6 +51,7 @@ async def test_a_ready_item_with_its_stages_original_renditions_and_a_leftover(
 
     status, found = inspect_json(capsys, media_id)
 
+    size = (await anyio.Path(photo).stat()).st_size
     assert status == 0
     assert found["found"] is True
     assert found["status"] == "READY"
@@ -63,12 +64,12 @@ async def test_a_ready_item_with_its_stages_original_renditions_and_a_leftover(
     assert all(s["seconds"] >= 0 for s in found["stages"])
     original = found["original"]
     assert original["key"] == original_key(media_id)
-    assert original["size"] == photo.stat().st_size
+    assert original["size"] == size
     assert original["etag"] == found["item"]["source"]["etag"]
     objects = {o["key"]: o for o in found["objects"]}
     current = found["item"]["renditions"]["copy"]["key"]
     assert objects[current]["belongs"] == "current"
-    assert objects[current]["size"] == photo.stat().st_size
+    assert objects[current]["size"] == size
     assert objects[leftover]["belongs"] == "leftover of an earlier object"
     assert objects[leftover]["size"] == 10
     assert found["queues"] == [{"queue": "media", "visible": 0, "in_flight": 0, "delayed": 0}]
@@ -99,7 +100,7 @@ async def test_a_stuck_item_whose_worker_died_and_whose_message_is_dead(
     media_id = await claim_and_die(settings, message, lease_seconds=1)
     # Its worker never comes back; the message is received until SQS gives up on it.
     exhaust(sqs, stack.queue_url, stack.dlq_url, expected=1)
-    time.sleep(1.2)  # the dead job's lease lapses
+    await anyio.sleep(1.2)  # the dead job's lease lapses
 
     found = inspect_media(ops_clients(settings), settings, media_id, stuck_after=0.5)
 

@@ -7,16 +7,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mediamill_core.keys import media_id_from_key, object_tag
+from mediamill_core.keys import media_id_from_key
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, queue_counts
 from mediamill_testkit.stages import CopyStage, FlakyStage
 from stages import Stage
 from stages.probe.stage import ProbeStage
 from worker.aws import open_clients
-from worker.claims import ClaimOutcome, Lease, StoredObject
+from worker.claims import ClaimOutcome, Lease
 from worker.consumer import Worker
 from worker.events import parse_message
+from worker.jobs import stored_object
 from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
 from worker.store import MediaStore
@@ -69,14 +70,7 @@ async def claim_and_die(settings: Settings, message: dict[str, Any], lease_secon
     [upload] = parse_message(message["Body"]).uploads
     media_id = media_id_from_key(upload.key)
     assert media_id is not None
-    obj = StoredObject(
-        etag=upload.etag,
-        size=upload.size,
-        version_id=upload.version_id,
-        sequencer=upload.sequencer,
-        order=upload.order,
-        tag=object_tag(upload.etag, upload.order, upload.version_id),
-    )
+    obj = stored_object(upload)
     lease = Lease(secrets.token_hex(8), message["MessageId"], lease_seconds)
 
     async def etag() -> str:
