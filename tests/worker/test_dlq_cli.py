@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import queue_counts, raw_item
 from mediamill_testkit.dead_letters import bury, failed_retryable_upload, process
+from mediamill_testkit.move_tasks import MoveTaskEndpoint, refused
 from worker.cli import main
 from worker.dev.devstack import Stack
 from worker.dev.samples import write_png
@@ -282,3 +284,51 @@ def test_an_age_is_given_in_units(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["dlq", "purge", "--older-than", "soon"])
     assert "is not an age like 7d" in capsys.readouterr().err
+
+
+@pytest.fixture
+def move_tasks(
+    aws_endpoint: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[MoveTaskEndpoint]:
+    """SQS with message move tasks, as AWS has them: the commands' endpoint points here."""
+    endpoint = MoveTaskEndpoint(aws_endpoint)
+    monkeypatch.setenv("MEDIAMILL_ENDPOINT_URL", endpoint.start())
+    yield endpoint
+    endpoint.stop()
+
+
+def test_redrive_all_starts_sqs_own_move_task_where_there_is_one(
+    move_tasks: MoveTaskEndpoint, stack: Stack, sqs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bury(sqs, stack.queue_url, stack.dlq_url, GARBAGE[:3])
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+
+    status, out, _ = run(capsys, "dlq", "redrive", "--all", "--json")
+
+    assert status == 0
+    [report] = lines(out)
+    assert move_tasks.requests == [{"SourceArn": dlq_arn}]  # back where each came from
+    [task] = report["tasks"]
+    assert task["task_handle"].startswith("task-")
+    assert task["approximate_messages"] == 3
+    assert report["moved"] == report["notes"] == []
+    assert queue_counts(sqs, stack.dlq_url) == (3, 0)  # SQS moves them, not the command
+
+    run(capsys, "dlq", "redrive", "--all", "--to", "media")
+    assert move_tasks.requests[-1] == {"SourceArn": dlq_arn, "DestinationArn": stack.queue_arn}
+
+
+def test_a_move_task_refused_for_a_reason_of_ours_is_reported_not_worked_around(
+    move_tasks: MoveTaskEndpoint, stack: Stack, sqs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bury(sqs, stack.queue_url, stack.dlq_url, GARBAGE[:2])
+    move_tasks.reply = refused("AccessDenied", "not authorized to perform sqs:StartMessageMoveTask")
+
+    status, _, err = run(capsys, "dlq", "redrive", "--all")
+
+    assert status == 1
+    assert "StartMessageMoveTask on the media DLQ failed: AccessDenied" in err
+    assert "--id" in err
+    assert queue_counts(sqs, stack.dlq_url) == (2, 0)
