@@ -332,3 +332,32 @@ def test_a_move_task_refused_for_a_reason_of_ours_is_reported_not_worked_around(
     assert "StartMessageMoveTask on the media DLQ failed: AccessDenied" in err
     assert "--id" in err
     assert queue_counts(sqs, stack.dlq_url) == (2, 0)
+
+
+def test_a_message_the_destination_refuses_stays_in_the_dlq(
+    settings: Settings,
+    stack: Stack,
+    sqs: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A destination that takes messages of 1 KiB at most refuses this one: sent first, deleted
+    # only once sent, it is still there afterwards.
+    small = sqs.create_queue(
+        QueueName=f"{stack.names.prefix}-backfill-jobs", Attributes={"MaximumMessageSize": "1024"}
+    )["QueueUrl"]
+    monkeypatch.setenv("MEDIAMILL_BACKFILL_QUEUE_URL", small)
+    bury(sqs, stack.queue_url, stack.dlq_url, ["x" * 2048, "fits"])
+    _, out, _ = run(capsys, "dlq", "list", "--json")
+    ids = [entry["message_id"] for entry in lines(out)]
+
+    status, out, _ = run(capsys, "dlq", "redrive", "--id", *ids, "--to", "backfill", "--json")
+
+    assert status == 1
+    [report] = lines(out)
+    assert len(report["moved"]) == 1
+    [failure] = report["failed"]
+    assert failure["error"].startswith("not sent:")
+    assert queue_counts(sqs, small) == (1, 0)
+    with HeldMessages(sqs, stack.dlq_url) as held:
+        assert [m["Body"] for page in held.pages() for m in page] == ["x" * 2048]
