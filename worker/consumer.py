@@ -114,6 +114,13 @@ class Worker:
                     grace_seconds=self.settings.stage_grace_seconds,
                 )
                 self.liveness.watch(queue, pipeline)
+                stuck = StuckCheck(
+                    dynamodb=aws.dynamodb,
+                    table=self.settings.table,
+                    stuck_after_seconds=stuck_after_seconds(self.settings, self.registry),
+                    interval_seconds=self.settings.sweep_interval_seconds,
+                    log=self.log,
+                )
                 processor = UploadProcessor(
                     s3=aws.s3,
                     store=store,
@@ -133,13 +140,6 @@ class Worker:
                     grace_seconds=self.settings.event_grace_seconds,
                     sqs=aws.sqs,
                     dead_letter_url=queue.dead_letter_url,
-                    interval_seconds=self.settings.sweep_interval_seconds,
-                    log=self.log,
-                )
-                stuck = StuckCheck(
-                    dynamodb=aws.dynamodb,
-                    table=self.settings.table,
-                    stuck_after_seconds=stuck_after_seconds(self.settings, self.registry),
                     interval_seconds=self.settings.sweep_interval_seconds,
                     log=self.log,
                 )

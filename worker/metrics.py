@@ -131,46 +131,6 @@ KILLERS = Counter(
     "Uploads ended FAILED because each of their tries died with its worker (out of memory, a "
     "crashing decoder), whether the claim or the sweep found it.",
 )
-STUCK_THREADS = Counter(
-    "mediamill_stuck_stage_threads_total",
-    "Stage threads still running a grace after their stage was cancelled or timed out.",
-    ["stage"],
-)
-STUCK_THREADS_NOW = Gauge(
-    "mediamill_stage_threads_stuck",
-    "Stage threads stuck now (each holds a CPU slot; /healthz fails while there is one).",
-)
-OPTIONAL_STAGE_RETRIES = Counter(
-    "mediamill_optional_stage_retries_total",
-    "In-process retries of an optional stage after a TransientError, within its retry budget.",
-    ["stage"],
-)
-TASK_PROTECTED = Gauge(
-    "mediamill_task_protected",
-    "1 while the ECS agent has confirmed this task's scale-in protection, else 0.",
-)
-TASK_PROTECTION_ERRORS = Counter(
-    "mediamill_task_protection_errors_total",
-    "Calls to the ECS agent's task protection endpoint that failed (retried), by action "
-    "(protect, release).",
-    ["action"],
-)
-
-
-SPOOL_BUDGET = Gauge(
-    "mediamill_spool_budget_bytes",
-    "Scratch space jobs may reserve: MEDIAMILL_SPOOL_BUDGET_BYTES, capped by free disk at start.",
-)
-SPOOL_RESERVED = Gauge(
-    "mediamill_spool_reserved_bytes",
-    "Scratch space reserved by running jobs; a job waits while its share does not fit.",
-)
-SPOOL_USED = Gauge(
-    "mediamill_spool_used_bytes", "Bytes on disk in this worker's spool directory now."
-)
-SPOOL_DISK_FREE = Gauge(
-    "mediamill_spool_disk_free_bytes", "Free bytes on the file system under the spool now."
-)
 
 
 class HeldGauge(Collector):
@@ -215,6 +175,48 @@ STUCK_ITEMS = HeldGauge(
     "mediamill_stuck_items",
     "Items PROCESSING longer than a try and the wait for the next may take, as counted by the "
     "one worker holding the stuck-items check (the others export no sample).",
+)
+
+
+STUCK_THREADS = Counter(
+    "mediamill_stuck_stage_threads_total",
+    "Stage threads still running a grace after their stage was cancelled or timed out.",
+    ["stage"],
+)
+STUCK_THREADS_NOW = Gauge(
+    "mediamill_stage_threads_stuck",
+    "Stage threads stuck now (each holds a CPU slot; /healthz fails while there is one).",
+)
+OPTIONAL_STAGE_RETRIES = Counter(
+    "mediamill_optional_stage_retries_total",
+    "In-process retries of an optional stage after a TransientError, within its retry budget.",
+    ["stage"],
+)
+TASK_PROTECTED = Gauge(
+    "mediamill_task_protected",
+    "1 while the ECS agent has confirmed this task's scale-in protection, else 0.",
+)
+TASK_PROTECTION_ERRORS = Counter(
+    "mediamill_task_protection_errors_total",
+    "Calls to the ECS agent's task protection endpoint that failed (retried), by action "
+    "(protect, release).",
+    ["action"],
+)
+
+
+SPOOL_BUDGET = Gauge(
+    "mediamill_spool_budget_bytes",
+    "Scratch space jobs may reserve: MEDIAMILL_SPOOL_BUDGET_BYTES, capped by free disk at start.",
+)
+SPOOL_RESERVED = Gauge(
+    "mediamill_spool_reserved_bytes",
+    "Scratch space reserved by running jobs; a job waits while its share does not fit.",
+)
+SPOOL_USED = Gauge(
+    "mediamill_spool_used_bytes", "Bytes on disk in this worker's spool directory now."
+)
+SPOOL_DISK_FREE = Gauge(
+    "mediamill_spool_disk_free_bytes", "Free bytes on the file system under the spool now."
 )
 
 
