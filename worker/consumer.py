@@ -169,9 +169,9 @@ class Worker:
                         if handle_signals:
                             services.start_soon(self._watch_signals, queue)
                         services.start_soon(queue.run)
+                        services.start_soon(stuck.run)
                         services.start_soon(self.protection.run)
                         services.start_soon(sweeper.run)
-                        services.start_soon(stuck.run)
                         await self._consume(queue, processor)
                         services.cancel_scope.cancel()
                 finally:
