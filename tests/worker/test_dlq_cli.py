@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mediamill_core.settings import Settings
-from mediamill_testkit.client import queue_counts, raw_item
+from mediamill_testkit.client import Uploader, queue_counts, raw_item
 from mediamill_testkit.dead_letters import bury, failed_retryable_upload, process
 from mediamill_testkit.move_tasks import MoveTaskEndpoint, refused
 from worker.cli import main
@@ -219,11 +219,13 @@ async def test_redrive_to_the_backfill_queue(
     capsys: pytest.CaptureFixture[str],
     settings: Settings,
 ) -> None:
+    monkeypatch.delenv("MEDIAMILL_BACKFILL_QUEUE_URL", raising=False)
     status, _, err = run(capsys, "dlq", "redrive", "--all", "--to", "backfill")
     assert status == 1
     assert "MEDIAMILL_BACKFILL_QUEUE_URL is not set" in err
 
-    backfill = sqs.create_queue(QueueName=f"{stack.names.prefix}-backfill-jobs")["QueueUrl"]
+    # A backfill queue of its own, with no redrive policy.
+    backfill = sqs.create_queue(QueueName=f"{stack.names.prefix}-plain-lane")["QueueUrl"]
     monkeypatch.setenv("MEDIAMILL_BACKFILL_QUEUE_URL", backfill)
     bury(sqs, stack.queue_url, stack.dlq_url, GARBAGE[:3])
 
@@ -344,7 +346,7 @@ def test_a_message_the_destination_refuses_stays_in_the_dlq(
     # A destination that takes messages of 1 KiB at most refuses this one: sent first, deleted
     # only once sent, it is still there afterwards.
     small = sqs.create_queue(
-        QueueName=f"{stack.names.prefix}-backfill-jobs", Attributes={"MaximumMessageSize": "1024"}
+        QueueName=f"{stack.names.prefix}-small-lane", Attributes={"MaximumMessageSize": "1024"}
     )["QueueUrl"]
     monkeypatch.setenv("MEDIAMILL_BACKFILL_QUEUE_URL", small)
     bury(sqs, stack.queue_url, stack.dlq_url, ["x" * 2048, "fits"])
@@ -361,3 +363,28 @@ def test_a_message_the_destination_refuses_stays_in_the_dlq(
     assert queue_counts(sqs, small) == (1, 0)
     with HeldMessages(sqs, stack.dlq_url) as held:
         assert [m["Body"] for page in held.pages() for m in page] == ["x" * 2048]
+
+
+def test_a_reprocess_request_is_listed_with_its_item(
+    settings: Settings, stack: Stack, sqs: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    media_id = Uploader(settings).create(write_png(tmp_path / "p.png", 8, 8))["media_id"]
+    request = {
+        "type": "mediamill.reprocess",
+        "version": 1,
+        "media_id": media_id,
+        "stage": "tagging",
+        "mode": "missing",
+        "requested_at": "2026-01-01T00:00:00Z",
+        "request_id": "r1",
+    }
+    bury(sqs, stack.queue_url, stack.dlq_url, [json.dumps(request)])
+
+    status, out, _ = run(capsys, "dlq", "list", "--json")
+
+    assert status == 0
+    [letter] = lines(out)
+    assert letter["shape"] == "reprocess"
+    assert letter["media_ids"] == [media_id]
+    assert letter["request"]["stage"] == "tagging"
+    assert letter["items"][media_id]["status"] == "PENDING_UPLOAD"

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 _GET_BATCH = 100  # BatchGetItem's limit
+# What `mediamill reprocess` names its requests (their "type" field).
+REPROCESS_TYPE = "mediamill.reprocess"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +122,16 @@ def _classify(
 
 
 def _reprocess_request(body: str) -> dict[str, Any] | None:
-    """A backfill message (``mediamill reprocess``): a JSON object naming one media id."""
+    """A backfill message (`mediamill reprocess`): ``type`` mediamill.reprocess, one media id."""
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    if isinstance(document, dict) and is_media_id(str(document.get("media_id", ""))):
+    if (
+        isinstance(document, dict)
+        and document.get("type") == REPROCESS_TYPE
+        and is_media_id(str(document.get("media_id", "")))
+    ):
         return document
     return None
 
@@ -199,7 +205,7 @@ def letter_outlook(letter: DeadLetter, items: dict[str, dict[str, Any] | None]) 
     if letter.shape == "ignored":
         return [f"acknowledged and ignored ({letter.problem})"]
     if letter.shape == "reprocess":
-        return ["a reprocess request: the worker runs it again"]
+        return ["a reprocess request: run again, or ignored if the item has it done by then"]
     return [on_redrive(items.get(u.media_id or ""), u) for u in letter.uploads]
 
 
