@@ -307,7 +307,7 @@ def test_redrive_all_starts_sqs_own_move_task_where_there_is_one(
         "Attributes"
     ]["QueueArn"]
 
-    status, out, _ = run(capsys, "dlq", "redrive", "--all", "--json")
+    status, out, _ = run(capsys, "dlq", "redrive", "--all", "--queue", "media", "--json")
 
     assert status == 0
     [report] = lines(out)
@@ -318,7 +318,7 @@ def test_redrive_all_starts_sqs_own_move_task_where_there_is_one(
     assert report["moved"] == report["notes"] == []
     assert queue_counts(sqs, stack.dlq_url) == (3, 0)  # SQS moves them, not the command
 
-    run(capsys, "dlq", "redrive", "--all", "--to", "media")
+    run(capsys, "dlq", "redrive", "--all", "--queue", "media", "--to", "media")
     assert move_tasks.requests[-1] == {"SourceArn": dlq_arn, "DestinationArn": stack.queue_arn}
 
 
@@ -328,7 +328,7 @@ def test_a_move_task_refused_for_a_reason_of_ours_is_reported_not_worked_around(
     bury(sqs, stack.queue_url, stack.dlq_url, GARBAGE[:2])
     move_tasks.reply = refused("AccessDenied", "not authorized to perform sqs:StartMessageMoveTask")
 
-    status, _, err = run(capsys, "dlq", "redrive", "--all")
+    status, _, err = run(capsys, "dlq", "redrive", "--all", "--queue", "media")
 
     assert status == 1
     assert "StartMessageMoveTask on the media DLQ failed: AccessDenied" in err
