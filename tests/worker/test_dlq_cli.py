@@ -326,14 +326,18 @@ def test_a_move_task_refused_for_a_reason_of_ours_is_reported_not_worked_around(
     move_tasks: MoveTaskEndpoint, stack: Stack, sqs: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bury(sqs, stack.queue_url, stack.dlq_url, GARBAGE[:2])
-    move_tasks.reply = refused("AccessDenied", "not authorized to perform sqs:StartMessageMoveTask")
+    for code, why in (
+        ("AccessDenied", "not authorized to perform sqs:StartMessageMoveTask"),
+        ("UnsupportedOperation", "a message movement task is already running on the queue"),
+    ):
+        move_tasks.reply = refused(code, why)
 
-    status, _, err = run(capsys, "dlq", "redrive", "--all", "--queue", "media")
+        status, _, err = run(capsys, "dlq", "redrive", "--all", "--queue", "media")
 
-    assert status == 1
-    assert "StartMessageMoveTask on the media DLQ failed: AccessDenied" in err
-    assert "--id" in err
-    assert queue_counts(sqs, stack.dlq_url) == (2, 0)
+        assert status == 1
+        assert f"StartMessageMoveTask on the media DLQ failed: {code}: {why}" in err
+        assert "--id" in err
+        assert queue_counts(sqs, stack.dlq_url) == (2, 0)
 
 
 def test_a_message_the_destination_refuses_stays_in_the_dlq(

@@ -36,7 +36,9 @@ Items = dict[str, dict[str, Any] | None]
 # What a service answers for an action it does not have. moto's server answers an HTTP 500 with
 # an HTML page ("The start_message_move_task action has not been implemented", in its log), so
 # botocore can only report the status code as the error code; AWS itself always names its error.
-_NOT_AVAILABLE = {"500", "501", "NotImplemented", "InvalidAction", "UnsupportedOperation"}
+# SQS's own refusals (UnsupportedOperation: a task already running on the queue, a FIFO queue)
+# are reported instead: moving one by one beside a running task would only duplicate its work.
+_NOT_AVAILABLE = {"500", "501", "NotImplemented", "InvalidAction"}
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+)([smhdw])")
 
@@ -174,7 +176,7 @@ def _start_move_task(
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
-        if code in _NOT_AVAILABLE or code.endswith(".UnsupportedOperation"):
+        if code in _NOT_AVAILABLE:
             return f"{code} from StartMessageMoveTask"
         raise OpsError(
             f"StartMessageMoveTask on the {lane.name} DLQ failed: {code}: {error.get('Message')}"
