@@ -115,6 +115,18 @@ def test_a_page_of_held_messages_is_not_received_again(stack: Stack, sqs: Any) -
     assert queue_counts(sqs, stack.dlq_url) == (12, 0)
 
 
+def test_a_long_walk_keeps_what_it_holds_hidden(stack: Stack, sqs: Any) -> None:
+    bury(sqs, stack.queue_url, stack.dlq_url, [f"letter {n}" for n in range(25)])
+    with HeldMessages(sqs, stack.dlq_url, hold_seconds=2) as held:
+        pages = held.pages()
+        next(pages)
+        time.sleep(1.2)
+        next(pages)  # half the hold has passed: the first page is hidden for longer
+        time.sleep(1.2)  # past the first page's own hold
+        assert queue_counts(sqs, stack.dlq_url) == (5, 20)
+    assert queue_counts(sqs, stack.dlq_url) == (25, 0)
+
+
 async def test_show_prints_one_message_in_full_with_its_item(
     dead: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -59,6 +59,8 @@ class DeadLetters:
     items: Items
     # Lanes whose queue has no redrive policy: nothing of theirs is ever dead-lettered.
     without_dlq: list[Lane]
+    # Messages SQS did not let the walk hand back at once: hidden until their hold lapses.
+    not_handed_back: int = 0
 
     @property
     def letters(self) -> list[DeadLetter]:
@@ -71,16 +73,19 @@ def read_dead_letters(
     """Every message of the DLQ(s), each once, with the items they name."""
     lanes = find_lanes(clients.sqs, settings, queue)
     queues = []
+    refused = 0
     for lane in dead_letter_lanes(lanes):
         assert lane.dlq_url is not None
         approximate = _approximate_count(clients, lane.dlq_url)
         with HeldMessages(clients.sqs, lane.dlq_url) as held:
             letters = [read_letter(lane.name, m) for page in held.pages(limit) for m in page]
+        refused += held.visibility_failures
         truncated = limit is not None and len(letters) >= limit
         queues.append(LaneLetters(lane, approximate, letters, truncated))
     ids = {media_id for q in queues for letter in q.letters for media_id in letter.media_ids}
     items = fetch_items(clients.dynamodb, settings.table, ids)
-    return DeadLetters(queues, items, [lane for lane in lanes if lane.dlq_url is None])
+    without = [lane for lane in lanes if lane.dlq_url is None]
+    return DeadLetters(queues, items, without, not_handed_back=refused)
 
 
 def find_dead_letter(
@@ -149,14 +154,21 @@ def redrive(
                 f"StartMessageMoveTask is not available here ({unavailable}): moving the "
                 f"{lane.name} DLQ's messages one by one (receive, send, delete)"
             )
-        _move_one_by_one(clients, lane, destination or lane, ids, report)
+        wanted = None if ids is None else _not_seen(ids, report)
+        if wanted == []:
+            break  # every one named is found: the other DLQs need no reading
+        _move_one_by_one(clients, lane, destination or lane, wanted, report)
     if ids is not None:
-        seen = {moved.letter.message_id for moved in report.moved}
-        seen |= {message_id for message_id, _ in report.failed}
-        report.missing = [message_id for message_id in ids if message_id not in seen]
+        report.missing = _not_seen(ids, report)
     media_ids = {m for moved in report.moved for m in moved.letter.media_ids}
     report.items = fetch_items(clients.dynamodb, settings.table, media_ids)
     return report
+
+
+def _not_seen(ids: list[str], report: RedriveReport) -> list[str]:
+    seen = {moved.letter.message_id for moved in report.moved}
+    seen |= {message_id for message_id, _ in report.failed}
+    return [message_id for message_id in ids if message_id not in seen]
 
 
 def _start_move_task(

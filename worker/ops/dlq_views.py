@@ -8,6 +8,7 @@ import time
 from typing import Any, TextIO
 
 from worker.ops.dlq import DeadLetters, Items, PurgeReport, RedriveReport
+from worker.ops.hold import HOLD_SECONDS
 from worker.ops.letters import DeadLetter, item_summary, letter_json, letter_outlook
 from worker.ops.tables import clip, moment, print_table, size, span
 
@@ -94,6 +95,11 @@ def print_dead_letters(found: DeadLetters, *, as_json: bool, out: TextIO | None 
         out.write(
             "receives: SQS's count, reads of the DLQ included; an item's own count of worker "
             "tries is in `mediamill dlq show ID`\n"
+        )
+    if found.not_handed_back:
+        out.write(
+            f"note: SQS refused to hand back {found.not_handed_back} message(s) at once: they "
+            f"reappear within {HOLD_SECONDS} s\n"
         )
 
 

@@ -43,9 +43,10 @@ class HeldMessages:
     sqs: SQSClient
     queue_url: str
     hold_seconds: int = HOLD_SECONDS
-    _held: dict[str, _Held] = field(default_factory=dict)
-    _renewed_at: float = field(default_factory=time.monotonic)
-    visibility_failures: int = 0
+    # Receipts SQS refused to hide longer or hand back: those reappear when their hold lapses.
+    visibility_failures: int = field(default=0, init=False)
+    _held: dict[str, _Held] = field(default_factory=dict, init=False)
+    _renewed_at: float = field(default_factory=time.monotonic, init=False)
 
     def __enter__(self) -> HeldMessages:
         return self
