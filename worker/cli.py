@@ -170,7 +170,9 @@ def _dlq_parser(commands: Any) -> None:
         "list", help="every message in the DLQ(s), with its item; nothing is moved"
     )
     listing.add_argument("--queue", choices=lanes, help="one lane's DLQ (default: every lane's)")
-    listing.add_argument("--limit", type=int, default=1000, help="messages per DLQ at most")
+    listing.add_argument(
+        "--limit", type=int, default=1000, metavar="N", help="messages per DLQ at most (1000)"
+    )
     listing.add_argument("--json", action="store_true", help="one JSON object per message")
     show = actions.add_parser("show", help="one message in full: body, attributes, item")
     show.add_argument("message_id", metavar="ID", help="the SQS message id, as `dlq list` shows")
@@ -277,7 +279,7 @@ def parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser(
         "inspect", help="one upload: item, stages, S3 objects, and where its message may be"
     )
-    inspect.add_argument("media_id", metavar="MEDIA_ID")
+    inspect.add_argument("media_id", metavar="MEDIA_ID", help="32 hexadecimal digits")
     inspect.add_argument("--json", action="store_true", help="one JSON object")
     inspect.set_defaults(run=_inspect)
 
