@@ -160,6 +160,16 @@ def _age(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
 def _dlq_parser(commands: Any) -> None:
     lanes = ("media", "backfill")
     dlq = commands.add_parser(
@@ -171,7 +181,11 @@ def _dlq_parser(commands: Any) -> None:
     )
     listing.add_argument("--queue", choices=lanes, help="one lane's DLQ (default: every lane's)")
     listing.add_argument(
-        "--limit", type=int, default=1000, metavar="N", help="messages per DLQ at most (1000)"
+        "--limit",
+        type=_at_least_one,
+        default=1000,
+        metavar="N",
+        help="messages per DLQ at most (1000)",
     )
     listing.add_argument("--json", action="store_true", help="one JSON object per message")
     show = actions.add_parser("show", help="one message in full: body, attributes, item")
