@@ -404,3 +404,9 @@ def test_a_reprocess_request_is_listed_with_its_item(
     assert letter["media_ids"] == [media_id]
     assert letter["request"]["stage"] == "tagging"
     assert letter["items"][media_id]["status"] == "PENDING_UPLOAD"
+
+
+def test_a_limit_below_one_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["dlq", "list", "--limit", "0"])
+    assert "argument --limit: 0 is not 1 or more" in capsys.readouterr().err
