@@ -39,6 +39,7 @@ CHECK_KEY = "#check:stuck-items"
 # The holder keeps the check while it renews within this many intervals.
 _LEASE_INTERVALS = 3
 _EXAMPLES = 10  # media ids named in the log line and the check's record
+_GIVE_UP_SECONDS = 5.0
 
 
 def stuck_after_seconds(settings: Settings, registry: StageRegistry) -> float:
@@ -85,7 +86,8 @@ class StuckCheck:
                 # Under half the lease at most, so the holder always renews in time.
                 await anyio.sleep(self._interval * random.uniform(0.5, 1.5))
         finally:
-            with anyio.CancelScope(shield=True):
+            # Bounded: a stopping worker must not wait on it (the lease lapses by itself).
+            with anyio.move_on_after(_GIVE_UP_SECONDS, shield=True):
                 await self.give_up()
 
     async def check_once(self) -> int | None:
