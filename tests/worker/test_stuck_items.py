@@ -171,7 +171,11 @@ async def test_one_worker_holds_the_check_and_only_it_exports_the_count(
 
 
 async def test_the_worker_runs_the_check_and_exports_what_it_found(
-    stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    stack_env: dict[str, str],
+    stack: Stack,
+    dynamodb: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     quick = {
         "MEDIAMILL_VISIBILITY_TIMEOUT": "2",
@@ -203,3 +207,7 @@ async def test_the_worker_runs_the_check_and_exports_what_it_found(
         worker.request_stop()
     # Stopped: it exports nothing any more, and the check is free for another worker.
     assert metrics.STUCK_ITEMS.value() is None
+    record = raw_item(dynamodb, stack.names.table, CHECK_KEY)
+    assert record is not None
+    assert record["examples"] == [media_id]
+    assert "holder" not in record
