@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     renditions_bucket: str = "mediamill-renditions"
     table: str = "mediamill-media"
     queue_url: str | None = None
-    # Where backfill work waits (`mediamill reprocess` sends its requests there).
+    # The backfill lane (reprocessing: `mediamill reprocess` sends its requests there), with its
+    # own DLQ; unset: the media queue is the only one.
     backfill_queue_url: str | None = None
     media_topic_arn: str | None = None
     aws_max_attempts: int = Field(default=5, ge=1, le=20)

@@ -32,6 +32,7 @@ from worker.reprocess.job import ReprocessJobs
 from worker.reprocess.writes import ReprocessWrites
 from worker.spool import Spool
 from worker.store import MediaStore
+from worker.stuck import StuckCheck, stuck_after_seconds
 from worker.sweep import Sweeper
 from worker.task_protection import TaskProtection, protection_minutes
 from worker.verdicts import Attempt, Result, Verdict
@@ -117,6 +118,13 @@ class Worker:
                     grace_seconds=self.settings.stage_grace_seconds,
                 )
                 self.liveness.watch(queue, pipeline)
+                stuck = StuckCheck(
+                    dynamodb=aws.dynamodb,
+                    table=self.settings.table,
+                    stuck_after_seconds=stuck_after_seconds(self.settings, self.registry),
+                    interval_seconds=self.settings.sweep_interval_seconds,
+                    log=self.log,
+                )
                 processor = UploadProcessor(
                     s3=aws.s3,
                     store=store,
@@ -180,6 +188,7 @@ class Worker:
                         if handle_signals:
                             services.start_soon(self._watch_signals, queue)
                         services.start_soon(queue.run)
+                        services.start_soon(stuck.run)
                         services.start_soon(self.protection.run)
                         services.start_soon(sweeper.run)
                         self._reprocess = reprocess
