@@ -71,9 +71,9 @@ class Settings(BaseSettings):
     renditions_bucket: str = "mediamill-renditions"
     table: str = "mediamill-media"
     queue_url: str | None = None
-    # The backfill lane, where `mediamill reprocess` sends its requests: the worker takes from
-    # it only when the media queue has nothing visible, but for the reserved slots below.
-    # Unset: the worker has one lane.
+    # The backfill lane, with its own DLQ, where `mediamill reprocess` sends its requests: the
+    # worker takes from it only when the media queue has nothing visible, but for the reserved
+    # slots below. Unset: the media queue is the only one.
     backfill_queue_url: str | None = None
     media_topic_arn: str | None = None
     aws_max_attempts: int = Field(default=5, ge=1, le=20)

@@ -1,4 +1,4 @@
-"""The ``mediamill`` command: worker, stages, health, reprocess, dev and demo."""
+"""The ``mediamill`` command: worker, stages, health, reprocess, dlq, inspect, dev and demo."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ import argparse
 import json
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.ops.arguments import add_ops_parsers
+from worker.reprocess.arguments import add_reprocess_parser
+
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    pass
 
 # The worker's own modules (settings, registry, logging) are imported by the commands that use
 # them: `mediamill health` runs as the container health check, on a busy task, and must answer
@@ -53,7 +55,8 @@ def _stages(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row))
         return 0
-    title = "mediamill stages (entry-point group mediamill.stages)"
+    from worker.ops.tables import print_table
+
     columns = ("name", "version", "distribution", "kinds", "requires", "flags", "timeout")
     cells = []
     for row in rows:
@@ -69,21 +72,7 @@ def _stages(args: argparse.Namespace) -> int:
                 f"{row['timeout']:g}s",
             )
         )
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:  # rich comes with the dev extra; a production install prints plain text
-        widths = [max(len(c) for c in column) for column in zip(columns, *cells, strict=True)]
-        print(title)
-        for line in (columns, *cells):
-            print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
-        return 0
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for line in cells:
-        table.add_row(*line)
-    Console().print(table)
+    print_table("mediamill stages (entry-point group mediamill.stages)", columns, cells)
     return 0
 
 
@@ -98,54 +87,6 @@ def _health(args: argparse.Namespace) -> int:
     answer = check(url, timeout=args.timeout)
     print(answer.describe())
     return 0 if answer.healthy else 1
-
-
-def _reprocess(args: argparse.Namespace) -> int:
-    from mediamill_core.settings import load_settings
-    from stages.contract import MediaKind
-    from worker.registry import StageRegistry
-    from worker.reprocess.command import ReprocessOptions, ReprocessRun
-
-    settings = load_settings()
-    registry = StageRegistry.from_settings(settings.stages, settings.stage_options)
-    options = ReprocessOptions(
-        stage=args.stage,
-        mode=args.mode,
-        kind=MediaKind(args.kind) if args.kind else None,
-        owner=args.owner,
-        since=args.since,
-        dry_run=args.dry_run,
-        rate=args.rate,
-        segments=args.segments,
-        checkpoint=Path(args.checkpoint) if args.checkpoint else None,
-        queue_url=args.queue_url,
-    )
-    run = ReprocessRun(settings, registry, options, out=sys.stdout, err=sys.stderr)
-    return anyio.run(run.run)
-
-
-def _since(value: str) -> datetime:
-    """A date (midnight UTC) or an ISO 8601 time (UTC unless it names its offset)."""
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a date like 2025-01-31 or a time like 2025-01-31T12:00:00Z"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            number = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-        if number <= 0:
-            raise argparse.ArgumentTypeError(f"{value} must be more than 0")
-        return number
-
-    return parse
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -200,7 +141,9 @@ def parser() -> argparse.ArgumentParser:
 
     root = argparse.ArgumentParser(
         prog="mediamill",
-        description="The mediamill command: worker, stages, health, reprocess, dev and demo.",
+        description=(
+            "The mediamill command: worker, stages, health, reprocess, dlq, inspect, dev and demo."
+        ),
     )
     root.add_argument("--version", action="version", version=f"mediamill {__version__}")
     commands = root.add_subparsers(dest="command", required=True)
@@ -228,60 +171,9 @@ def parser() -> argparse.ArgumentParser:
     )
     health.set_defaults(run=_health)
 
-    reprocess = commands.add_parser(
-        "reprocess",
-        help="send one backfill request per item that a stage has not run on (or ran older)",
-        description="Find the READY items a stage owes and send each a reprocess request on "
-        "the backfill queue; the workers run only that stage (and what it needs) on each.",
-    )
-    reprocess.add_argument("--stage", required=True, help="the installed stage to run again")
-    modes = reprocess.add_mutually_exclusive_group()
-    modes.add_argument(
-        "--missing",
-        dest="mode",
-        action="store_const",
-        const="missing",
-        help="(default) items with no record of the stage, or recorded deferred or failed",
-    )
-    modes.add_argument(
-        "--outdated",
-        dest="mode",
-        action="store_const",
-        const="outdated",
-        help="items whose record is of an older version than the installed stage's",
-    )
-    modes.add_argument(
-        "--all", dest="mode", action="store_const", const="all", help="every READY item"
-    )
-    reprocess.set_defaults(mode="missing")
-    reprocess.add_argument("--kind", choices=("image", "video"), help="only items of this kind")
-    reprocess.add_argument("--owner", help="only this owner's items (read from by-owner)")
-    reprocess.add_argument(
-        "--since", type=_since, help="only items created at or after this date or time (UTC)"
-    )
-    reprocess.add_argument(
-        "--dry-run", action="store_true", help="list the items it would send, send nothing"
-    )
-    reprocess.add_argument(
-        "--rate",
-        type=_positive(float),
-        default=100.0,
-        help="messages sent per second at most (default: 100)",
-    )
-    reprocess.add_argument(
-        "--segments",
-        type=_positive(int),
-        default=4,
-        help="parallel Scan segments (default: 4; ignored with --owner)",
-    )
-    reprocess.add_argument(
-        "--checkpoint",
-        help="where to keep the run's progress (default: ~/.cache/mediamill/reprocess-*.json)",
-    )
-    reprocess.add_argument(
-        "--queue-url", help="the queue to send to (default: MEDIAMILL_BACKFILL_QUEUE_URL)"
-    )
-    reprocess.set_defaults(run=_reprocess)
+    add_reprocess_parser(commands)
+
+    add_ops_parsers(commands)
 
     dev = commands.add_parser("dev", help="embedded AWS + API + worker on loopback")
     dev.add_argument("--api-port", type=int, default=0, help="local API port (default: any)")
@@ -320,10 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         # Named here, not in the clause: importing them up front would slow `mediamill health`.
         from mediamill_core.settings import SettingsError
+        from worker.ops.lanes import OpsError
         from worker.registry import RegistryError
         from worker.reprocess.checkpoint import CheckpointError
         from worker.reprocess.command import ReprocessError
 
+        if isinstance(exc, OpsError):
+            print(f"mediamill: {exc}", file=sys.stderr)
+            return 1
         if not isinstance(exc, SettingsError | RegistryError | ReprocessError | CheckpointError):
             raise
         print(f"mediamill: {exc}", file=sys.stderr)

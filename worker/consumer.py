@@ -34,6 +34,7 @@ from worker.queue import InFlight, MediaQueue
 from worker.registry import StageRegistry
 from worker.spool import Spool
 from worker.store import MediaStore
+from worker.stuck import StuckCheck, stuck_after_seconds
 from worker.sweep import Sweeper
 from worker.task_protection import TaskProtection, protection_minutes
 from worker.verdicts import Attempt, Result, Verdict
@@ -120,6 +121,13 @@ class Worker:
                     grace_seconds=self.settings.stage_grace_seconds,
                 )
                 self.liveness.watch(queue, pipeline)
+                stuck = StuckCheck(
+                    dynamodb=aws.dynamodb,
+                    table=self.settings.table,
+                    stuck_after_seconds=stuck_after_seconds(self.settings, self.registry),
+                    interval_seconds=self.settings.sweep_interval_seconds,
+                    log=self.log,
+                )
                 processor = UploadProcessor(
                     s3=aws.s3,
                     store=store,
@@ -175,6 +183,7 @@ class Worker:
                         if handle_signals:
                             services.start_soon(self._watch_signals, queue)
                         services.start_soon(queue.run)
+                        services.start_soon(stuck.run)
                         services.start_soon(self.protection.run)
                         services.start_soon(sweeper.run)
                         await self._consume(queue, processor)

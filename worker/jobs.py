@@ -82,14 +82,7 @@ class UploadProcessor:
             # its tries each time it shares a receive with the suspect; a copy spends none.
             metrics.JOBS.labels("requeued", attempt.lane).inc()
             return REQUEUE
-        obj = StoredObject(
-            etag=upload.etag,
-            size=upload.size,
-            version_id=upload.version_id,
-            sequencer=upload.sequencer,
-            order=upload.order,
-            tag=object_tag(upload.etag, upload.order, upload.version_id),
-        )
+        obj = stored_object(upload)
         lease = Lease(secrets.token_hex(8), attempt.message_id, self._lease_seconds)
 
         async def current_etag() -> str | None:
@@ -358,6 +351,18 @@ def _observe_latency(upload: UploadEvent, attempt: Attempt, outcome: str) -> Non
     if upload.event_time is not None and attempt.lane == MEDIA:
         elapsed = (utc_now() - upload.event_time).total_seconds()
         metrics.UPLOAD_TO_DONE.labels(outcome).observe(max(0.0, elapsed))
+
+
+def stored_object(upload: UploadEvent) -> StoredObject:
+    """The object an upload event announces, as a claim records it."""
+    return StoredObject(
+        etag=upload.etag,
+        size=upload.size,
+        version_id=upload.version_id,
+        sequencer=upload.sequencer,
+        order=upload.order,
+        tag=object_tag(upload.etag, upload.order, upload.version_id),
+    )
 
 
 def source_of(

@@ -8,10 +8,22 @@ every labelled counter its known label values, so each is exported at 0 before i
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from importlib.metadata import version
 
-from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from stages.contract import Stage
 
@@ -129,6 +141,53 @@ KILLERS = Counter(
     "Uploads ended FAILED because each of their tries died with its worker (out of memory, a "
     "crashing decoder), whether the claim or the sweep found it.",
 )
+
+
+class HeldGauge(Collector):
+    """A gauge that only the worker holding a check exports, and only while its value is fresh.
+
+    Every other worker exports the family with no sample, so a fleet-wide ``max`` reads the
+    holder's value and never a copy left over from a worker that held the check before.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, registry: CollectorRegistry | None = REGISTRY
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._value: float | None = None
+        self._until = 0.0
+        if registry is not None:
+            registry.register(self)
+
+    def set(self, value: float, *, for_seconds: float) -> None:
+        self._value = value
+        self._until = time.monotonic() + for_seconds
+
+    def clear(self) -> None:
+        self._value = None
+
+    def value(self) -> float | None:
+        return self._value if time.monotonic() < self._until else None
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation)
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation)
+        current = self.value()
+        if current is not None:
+            family.add_metric([], current)
+        yield family
+
+
+STUCK_ITEMS = HeldGauge(
+    "mediamill_stuck_items",
+    "Items PROCESSING longer than a try and the wait for the next may take, as counted by the "
+    "one worker holding the stuck-items check (the others export no sample).",
+)
+
+
 STUCK_THREADS = Counter(
     "mediamill_stuck_stage_threads_total",
     "Stage threads still running a grace after their stage was cancelled or timed out.",

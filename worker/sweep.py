@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -146,24 +146,8 @@ class Sweeper:
         except TransientError as exc:
             log.warning("sweep_item_failed", error=str(exc))
 
-    async def _owed(self, shard: str, cutoff: str) -> Any:
-        start: dict[str, Any] | None = None
-        while True:
-            query: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": OWED_INDEX,
-                "KeyConditionExpression": "owed_shard = :shard AND owed_since < :cutoff",
-                "ExpressionAttributeValues": _encode({":shard": shard, ":cutoff": cutoff}),
-                "Limit": _PAGE,
-            }
-            if start is not None:
-                query["ExclusiveStartKey"] = start
-            page = await self._ddb.query(**query)
-            for raw in page.get("Items", []):
-                yield _decode(raw)
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return
+    def _owed(self, shard: str, cutoff: str) -> AsyncIterator[dict[str, Any]]:
+        return owed_entries(self._ddb, self._table, shard, cutoff)
 
     def _worth_a_look(self, entry: dict[str, Any]) -> bool:
         """From the index alone: a job still holds it, or its message has tries left."""
@@ -226,6 +210,34 @@ class Sweeper:
         metrics.KILLERS.inc()
         log.warning("abandoned_upload_failed", reason=reason)
         await self._outbox.announce(failed, self._token, log)
+
+
+async def owed_entries(
+    dynamodb: Any, table: str, shard: str, cutoff: str, *, status: str | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """The owed index's entries of one shard owed since before ``cutoff`` (of one status)."""
+    start: dict[str, Any] | None = None
+    values = {":shard": shard, ":cutoff": cutoff}
+    query: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": OWED_INDEX,
+        "KeyConditionExpression": "owed_shard = :shard AND owed_since < :cutoff",
+        "Limit": _PAGE,
+    }
+    if status is not None:
+        query["FilterExpression"] = "#status = :status"
+        query["ExpressionAttributeNames"] = {"#status": "status"}
+        values[":status"] = status
+    query["ExpressionAttributeValues"] = _encode(values)
+    while True:
+        if start is not None:
+            query["ExclusiveStartKey"] = start
+        page = await dynamodb.query(**query)
+        for raw in page.get("Items", []):
+            yield _decode(raw)
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return
 
 
 def _uploads_in(body: str) -> tuple[UploadEvent, ...]:

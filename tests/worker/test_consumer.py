@@ -18,14 +18,12 @@ from mediamill_testkit.client import (
     raw_item,
     resend_test_event,
 )
+from mediamill_testkit.dead_letters import registry
 from mediamill_testkit.stages import BuggyStage, CopyStage, FlakyStage, RejectStage, SleepyStage
-from stages import Stage
-from stages.probe.stage import ProbeStage
 from worker.consumer import Worker
 from worker.dev.devstack import Stack
 from worker.dev.samples import write_png
-from worker.publish import PublishStage
-from worker.registry import LoadedStage, StageRegistry, instantiate
+from worker.registry import StageRegistry
 
 pytestmark = pytest.mark.anyio
 
@@ -33,18 +31,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def registry(
-    *classes: type[Stage], options: dict[str, dict[str, Any]] | None = None
-) -> StageRegistry:
-    options = options or {}
-    return StageRegistry(
-        [
-            LoadedStage(stage=instantiate(cls, options.get(cls.name), cls.name))
-            for cls in (ProbeStage, PublishStage, *classes)
-        ]
-    )
 
 
 def metric(name: str, **labels: str) -> float:

@@ -161,6 +161,13 @@ def jobs() -> list[Json]:
             [increase("mediamill_sweep_settled_total", "{{action}}", "action")],
             bars=True,
         ),
+        timeseries(
+            "Stuck uploads",
+            "Items PROCESSING longer than a try and the wait for the next may take. One task "
+            "holds the check and exports the count; the others export nothing, so the max "
+            "across tasks is the count.",
+            [prom(f"max(mediamill_stuck_items{{{SEL}}})", "stuck")],
+        ),
     ]
 
 
