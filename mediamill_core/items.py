@@ -19,6 +19,9 @@ OWNER_INDEX = "by-owner"  # HASH owner, RANGE created_at: a user's media, newest
 OWED_INDEX = "owed"
 # What the owed index carries besides its keys: enough for the sweep to pass over the rest.
 OWED_PROJECTION = ("status", "lease", "receive_count", "deaths", "event_pending")
+# Keys of the table's few records that are not media (the worker's check leases): a media id is
+# 32 hex digits, so no media id starts with it. Whatever scans the table passes these over.
+RESERVED_KEY_PREFIX = "#"
 
 
 class MediaStatus(enum.StrEnum):

@@ -26,7 +26,13 @@ import anyio
 from botocore.exceptions import BotoCoreError, ClientError
 from structlog.typing import FilteringBoundLogger
 
-from mediamill_core.items import MediaStatus, is_conditional_failure, iso, utc_now
+from mediamill_core.items import (
+    RESERVED_KEY_PREFIX,
+    MediaStatus,
+    is_conditional_failure,
+    iso,
+    utc_now,
+)
 from mediamill_core.items import encode as _encode
 from mediamill_core.settings import Settings
 from worker import metrics
@@ -35,7 +41,7 @@ from worker.store import OWED_SHARDS
 from worker.sweep import owed_entries
 
 # The check's lease and last result live here; it is not a media id (32 hex digits).
-CHECK_KEY = "#check:stuck-items"
+CHECK_KEY = f"{RESERVED_KEY_PREFIX}check:stuck-items"
 # The holder keeps the check while it renews within this many intervals.
 _LEASE_INTERVALS = 3
 _EXAMPLES = 10  # media ids named in the log line and the check's record

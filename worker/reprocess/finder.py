@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from mediamill_core.items import OWNER_INDEX
+from mediamill_core.items import OWNER_INDEX, RESERVED_KEY_PREFIX
 from mediamill_core.items import decode as _decode
 from mediamill_core.items import encode as _encode
 from mediamill_core.reprocess import Mode
@@ -101,6 +101,9 @@ class ItemPages:
             else:
                 answer = await self._ddb.scan(**request)
             position = answer.get("LastEvaluatedKey") or None
-            yield [_decode(raw) for raw in answer.get("Items", [])], position
+            items = [_decode(raw) for raw in answer.get("Items", [])]
+            # The table's records that are not media (the stuck check's lease) are no items.
+            media = [i for i in items if not str(i["media_id"]).startswith(RESERVED_KEY_PREFIX)]
+            yield media, position
             if position is None:
                 return
