@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -290,6 +291,19 @@ def test_only_the_planned_services_are_faulted_and_scripts_come_first() -> None:
     assert decider.decide(update, b'{"S": "PROCESSING"}') is None
     assert decider.decide(update, b'{":v0": {"S": "READY"}}') == Fault(FaultKind.LOST_ANSWER)
     assert decider.decide(update, b'{":v0": {"S": "READY"}}') is None
+
+
+def test_a_slowed_call_is_held_then_answered_as_usual(target: Target, proxy: FaultProxy) -> None:
+    proxy.slow("sqs", 0.5, operation="SendMessage")
+    started = time.monotonic()
+    sent = target.write("sqs")
+    assert time.monotonic() - started >= 0.5
+    assert sent["MessageId"]
+    assert target.applied("sqs")
+    started = time.monotonic()
+    target.write("sqs")  # the next one goes straight on
+    assert time.monotonic() - started < 0.5
+    assert proxy.stats()["total_faults"] == 0  # slow is not a fault
 
 
 def test_counters_by_service_kind_and_operation(target: Target, proxy: FaultProxy) -> None:
