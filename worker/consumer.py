@@ -208,6 +208,8 @@ class Worker:
                     break
                 for flight in flights:
                     queue.in_flight.add(flight)
+                    # Held from now: a suspect waits until the message is settled.
+                    processor.solo.hold(flight.message_id)
                     metrics.JOBS_IN_FLIGHT.inc()
                     self.protection.set_in_flight(len(queue.in_flight))
                     jobs.start_soon(self._run_message, queue, processor, flight)
@@ -258,6 +260,7 @@ class Worker:
                 await queue.release([flight])
         finally:
             queue.in_flight.discard(flight)
+            processor.solo.let_go(flight.message_id)
             metrics.JOBS_IN_FLIGHT.dec()
             self.protection.set_in_flight(len(queue.in_flight))
             self._jobs_done += 1

@@ -144,7 +144,7 @@ class UploadProcessor:
         result = RETRY
         try:
             async with (
-                self.solo.alone() if claim.suspect else self.solo.shared(),
+                self.solo.alone(attempt.message_id) if claim.suspect else self.solo.shared(),
                 self._scratch.reserve(upload.size, wait_seconds=self._spool_wait),
             ):
                 job_dir = self._scratch.job_dir(media_id)
