@@ -200,10 +200,12 @@ def test_the_dlq_holding_an_uploads_message_or_missing_a_malformed_body(
 ) -> None:
     def misplaced(seen: Observation) -> None:
         seen.dlq_bodies = [seen.dlq_bodies[0], notification(GOOD.key), notification(KILLER.key)]
+        seen.items[GOOD.media_id] |= {"attempts": 2, "deaths": 1}
 
     assert broken(clean, misplaced) == {
         "dlq_holds_only_malformed": [
-            f"{GOOD.media_id} (photo.jpg, READY): its message is in the DLQ",
+            f"{GOOD.media_id} (photo.jpg, READY; the item counts 2 tries, 1 died): "
+            "its message is in the DLQ",
             f"malformed body never reached the DLQ: {clean.malformed_bodies[1][:80]!r}",
         ]
     }
