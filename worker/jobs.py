@@ -168,7 +168,7 @@ class UploadProcessor:
         metrics.JOBS.labels("requeued").inc()
         try:
             if suspect:
-                await self._store.expire_lease(media_id, lease)
+                await self._store.send_on_lease(media_id, lease)
             else:
                 await self._store.release_lease(media_id, lease)
         except (ClientError, BotoCoreError) as exc:

@@ -29,7 +29,9 @@ from worker.claims import (
     Lease,
     StoredObject,
     decide,
+    died,
     lease_left,
+    sent_on,
 )
 from worker.event_lock import EventLockWrites
 
@@ -114,11 +116,12 @@ class MediaStore(EventLockWrites):
                 # Our own claim, whose answer was lost and whose retry failed its condition.
                 return Claim(ClaimOutcome.CLAIMED, item)
             reclaim = decision is Decision.RECLAIM
-            # A lease is given up when a try ends in any way but death: one left to lapse was not.
-            died = item.get("status") == MediaStatus.PROCESSING.value and bool(item.get("lease"))
+            death = reclaim and died(item)
             attempts = int(item.get("attempts") or 0) + 1 if reclaim else 1
-            # Tries that killed their worker, whatever message carried them (copies included).
-            deaths = int(item.get("deaths") or 0) + int(died) if reclaim else 0
+            # Tries that killed their worker, whatever message carried them (copies included);
+            # a suspect sent on as a copy stays one without dying again.
+            deaths = int(item.get("deaths") or 0) + int(death) if reclaim else 0
+            suspect = death or (reclaim and sent_on(item))
             sets = self._claim_sets(
                 media_id, obj, lease, now, receive_count, uploaded_at, first=not reclaim
             )
@@ -144,7 +147,7 @@ class MediaStore(EventLockWrites):
                 ClaimOutcome.CLAIMED,
                 item,
                 replaced=decision is Decision.NEWER,
-                suspect=reclaim and died,
+                suspect=suspect,
             )
         raise ClaimContended(f"item {media_id} kept changing during the claim")
 
@@ -206,12 +209,14 @@ class MediaStore(EventLockWrites):
             if not is_conditional_failure(exc):
                 raise
 
-    async def expire_lease(self, media_id: str, lease: Lease) -> None:
-        """Let our lease lapse now, so that the next claim takes over at once, as a suspect."""
+    async def send_on_lease(self, media_id: str, lease: Lease) -> None:
+        """Let our lease lapse now, marked sent on: the next claim takes over at once, as a
+        suspect, and counts no death for this try (it never ran)."""
+        now = time.time()
         try:
             await self._update(
                 media_id,
-                sets={"lease": {**_lease_item(lease, time.time()), "expires": time.time() - 1}},
+                sets={"lease": {**_lease_item(lease, now), "expires": now - 1, "sent_on": True}},
                 condition="#lease.#token = :token",
                 names={"#lease": "lease", "#token": "token"},
                 values={":token": lease.token},
@@ -260,12 +265,14 @@ class MediaStore(EventLockWrites):
             ":zero": 0,
         }
         if abandoned_after is not None:
-            # Only while nobody holds it and its message has had its last delivery.
+            # Only while nobody holds it and its message has had its last delivery; never one
+            # sent on as a copy, which is on its way to a claim.
             condition += (
                 " AND (attribute_not_exists(#lease) OR #lease.#expires < :now)"
+                " AND attribute_not_exists(#lease.#sent_on)"
                 " AND (receive_count >= :max_receives OR deaths >= :max_deaths)"
             )
-            names.update({"#lease": "lease", "#expires": "expires"})
+            names.update({"#lease": "lease", "#expires": "expires", "#sent_on": "sent_on"})
             values.update(
                 {":now": now, ":max_receives": abandoned_after, ":max_deaths": abandoned_after - 1}
             )
