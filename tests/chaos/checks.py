@@ -163,11 +163,11 @@ def dlq_holds_only_malformed(seen: Observation) -> list[str]:
         named = [uploads_by_key[k] for k in sorted(keys) if k in uploads_by_key]
         for upload in named:
             item = seen.items.get(upload.media_id) or {}
-            # Tries the item counts against the queue's: fewer means tries spent outside a
-            # claim (a crash while the message was still to be deleted or sent on).
+            # Claims the item counts against the queue's tries: fewer means tries spent outside
+            # a claim (a crash while the message was still to be deleted or sent on).
             found.append(
                 f"{upload.media_id} ({upload.sample}, {item.get('status')}; the item counts "
-                f"{item.get('attempts', 0)} tries, {item.get('deaths', 0)} died): "
+                f"{item.get('attempts', 0)} claims, {item.get('deaths', 0)} died): "
                 "its message is in the DLQ"
             )
         if named:

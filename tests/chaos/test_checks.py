@@ -204,7 +204,7 @@ def test_the_dlq_holding_an_uploads_message_or_missing_a_malformed_body(
 
     assert broken(clean, misplaced) == {
         "dlq_holds_only_malformed": [
-            f"{GOOD.media_id} (photo.jpg, READY; the item counts 2 tries, 1 died): "
+            f"{GOOD.media_id} (photo.jpg, READY; the item counts 2 claims, 1 died): "
             "its message is in the DLQ",
             f"malformed body never reached the DLQ: {clean.malformed_bodies[1][:80]!r}",
         ]
