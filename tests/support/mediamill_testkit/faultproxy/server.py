@@ -91,9 +91,18 @@ class _Scripted:
 
 
 @dataclass(frozen=True, slots=True)
+class Delay:
+    """A slow call: held ``seconds`` before it goes on, or (``answer``) applied at once and its
+    answer held, so that what it did is done while the caller still waits."""
+
+    seconds: float
+    answer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class _Slowed:
     target: _Target
-    seconds: float
+    delay: Delay
 
 
 class FaultDecider:
@@ -114,20 +123,21 @@ class FaultDecider:
         operation: str | None = None,
         count: int = 1,
         match: bytes | None = None,
+        answer: bool = False,
     ) -> None:
         with self._lock:
             target = _Target(service, operation, match)
-            self._slowed.extend(_Slowed(target, seconds) for _ in range(count))
+            self._slowed.extend(_Slowed(target, Delay(seconds, answer)) for _ in range(count))
 
-    def delay(self, call: Call, body: bytes = b"") -> float:
-        """How long to hold this call before it goes on (0: not at all); apart from faults,
-        and drawing nothing from the random streams."""
+    def delay(self, call: Call, body: bytes = b"") -> Delay | None:
+        """How this call is slowed, if it is; apart from faults, and drawing nothing from the
+        random streams."""
         with self._lock:
             for index, slowed in enumerate(self._slowed):
                 if slowed.target.matches(call, body):
                     del self._slowed[index]
-                    return slowed.seconds
-        return 0.0
+                    return slowed.delay
+        return None
 
     def script(
         self,
@@ -239,10 +249,12 @@ class FaultProxy:
         operation: str | None = None,
         count: int = 1,
         match: bytes | None = None,
+        answer: bool = False,
     ) -> None:
-        """Hold the next ``count`` matching calls for ``seconds`` before they go on (a slow
-        answer, as AWS sometimes gives): a test knows a call is under way meanwhile."""
-        self._decider.slow(service, seconds, operation, count, match)
+        """Hold the next ``count`` matching calls for ``seconds`` before they go on, or with
+        ``answer`` hold their answers once applied (slow calls, as AWS sometimes makes): a test
+        knows a call is under way meanwhile."""
+        self._decider.slow(service, seconds, operation, count, match, answer)
 
     def stats(self) -> dict[str, Any]:
         """Calls per service and faults per service and kind (and per operation)."""
@@ -303,8 +315,8 @@ class FaultProxy:
             return web.Response(status=499)
         call = identify(request.method, request.headers, request.query, body)
         delay = self._decider.delay(call, body)
-        if delay:
-            await asyncio.sleep(delay)
+        if delay is not None and not delay.answer:
+            await asyncio.sleep(delay.seconds)
         fault = self._decider.decide(call, body)
         with self._counts_lock:
             self._calls[call.service] += 1
@@ -313,6 +325,8 @@ class FaultProxy:
         if fault is not None and not fault.kind.applied:
             return _response(render(call, error_for(call, fault.kind, alternate=fault.alternate)))
         answer = await self._forward(request, body)
+        if delay is not None and delay.answer:
+            await asyncio.sleep(delay.seconds)
         if fault is None:
             return answer
         # Applied upstream; the answer is lost on the way back.
