@@ -89,7 +89,7 @@ class MediaStore(EventLockWrites):
             fresh = await self._update(
                 media_id,
                 sets={**sets, "attempts": 1, "deaths": 0, "rev": 1},
-                removes=_CLAIM_REMOVES,
+                removes=(*_CLAIM_REMOVES, "suspect_token"),
                 condition="#status = :pending AND attribute_not_exists(#source.#tag)",
                 names={"#status": "status", "#source": "source", "#tag": "tag"},
                 values={":pending": MediaStatus.PENDING_UPLOAD.value},
@@ -113,8 +113,10 @@ class MediaStore(EventLockWrites):
                 retry = lease_left(item, now) + 1.0 if decision is ClaimOutcome.LEASED else None
                 return Claim(decision, item, retry_after=retry)
             if decision is Decision.MINE:
-                # Our own claim, whose answer was lost and whose retry failed its condition.
-                return Claim(ClaimOutcome.CLAIMED, item)
+                # Our own claim, whose answer was lost and whose retry failed its condition: a
+                # suspect still if it was one (a killer taken for innocent kills its batch-mates).
+                mine = item.get("suspect_token") == lease.token
+                return Claim(ClaimOutcome.CLAIMED, item, suspect=mine)
             reclaim = decision is Decision.RECLAIM
             death = reclaim and died(item)
             attempts = int(item.get("attempts") or 0) + 1 if reclaim else 1
@@ -126,11 +128,14 @@ class MediaStore(EventLockWrites):
                 media_id, obj, lease, now, receive_count, uploaded_at, first=not reclaim
             )
             rev = item.get("rev")
+            sets |= {"attempts": attempts, "deaths": deaths, "rev": int(rev or 0) + 1}
+            if suspect:
+                sets["suspect_token"] = lease.token  # for the retry of a lost answer (MINE)
             try:
                 item = await self._update(
                     media_id,
-                    sets={**sets, "attempts": attempts, "deaths": deaths, "rev": int(rev or 0) + 1},
-                    removes=_CLAIM_REMOVES,
+                    sets=sets,
+                    removes=(*_CLAIM_REMOVES, *(() if suspect else ("suspect_token",))),
                     condition=(
                         "#status <> :deleting AND "
                         + ("#rev = :rev" if rev is not None else "attribute_not_exists(#rev)")

@@ -95,6 +95,23 @@ async def test_a_claim_whose_answer_was_lost_is_still_ours(
     assert again.item["attempts"] == 1
 
 
+async def test_a_suspects_claim_whose_answer_was_lost_is_still_a_suspect(
+    store: MediaStore, dynamodb: Any, settings: Settings
+) -> None:
+    media_id = pending_item(dynamodb, settings)
+    await claim(store, media_id, OBJ, Lease("job-1", "message-1", 0.3))
+    await anyio.sleep(0.4)  # its worker died with it
+    lease = Lease("job-2", "message-1", 60)
+    assert (await claim(store, media_id, OBJ, lease, 2)).suspect
+    again = await claim(store, media_id, OBJ, lease, 2)  # botocore's retry of the same request
+    assert again.outcome is ClaimOutcome.CLAIMED
+    assert again.suspect  # else it would run beside other jobs, and kill them too
+    await store.release_lease(media_id, lease)  # that try ended with a word
+    innocent = Lease("job-3", "message-1", 60)
+    assert not (await claim(store, media_id, OBJ, innocent, 3)).suspect
+    assert not (await claim(store, media_id, OBJ, innocent, 3)).suspect
+
+
 async def test_a_second_delivery_waits_for_the_lease_and_takes_over_once_it_lapses(
     store: MediaStore, dynamodb: Any, settings: Settings
 ) -> None:
