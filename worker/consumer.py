@@ -198,21 +198,22 @@ class Worker:
                     continue
                 # A long poll under way is let finish (cancelling the HTTP call could strand
                 # messages invisible until their timeout); what it brings while stopping is
-                # handed straight back.
-                flights = await queue.receive(min(10, free), self._stop)
-                if self._stopping:
-                    await queue.release(flights)
-                    break
+                # handed straight back. A suspect waits for it: each message it brings is held
+                # from here until settled.
+                with processor.solo.receiving():
+                    flights = await queue.receive(min(10, free), self._stop)
+                    if self._stopping:
+                        await queue.release(flights)
+                        break
+                    for flight in flights:
+                        queue.in_flight.add(flight)
+                        processor.solo.hold(flight.message_id)
+                        metrics.JOBS_IN_FLIGHT.inc()
+                        self.protection.set_in_flight(len(queue.in_flight))
+                        jobs.start_soon(self._run_message, queue, processor, flight)
                 if not flights and self.burst and not queue.in_flight and await queue.is_empty():
                     self.log.info("queue_empty_burst_done")
                     break
-                for flight in flights:
-                    queue.in_flight.add(flight)
-                    # Held from now: a suspect waits until the message is settled.
-                    processor.solo.hold(flight.message_id)
-                    metrics.JOBS_IN_FLIGHT.inc()
-                    self.protection.set_in_flight(len(queue.in_flight))
-                    jobs.start_soon(self._run_message, queue, processor, flight)
             self.liveness.tick("draining")
             await self._drain(queue)
 

@@ -10,17 +10,18 @@ once each and pass.
 
 Settled, not only out of the pipeline: a job that has finished its stages still has its message
 to delete, a duplicate still announces and deletes, a message received with the suspect is still
-being sent on as a copy. A crash before that ends costs the message a try that nothing counts
-(its item is READY already, or was never claimed), and since a dead worker's messages all come
-back together, the same batch-mates meet the suspect again on each of its tries: an innocent
-upload could end READY with its message in the dead-letter queue.
+being sent on as a copy, and a receive under way brings messages SQS has counted a try for
+already (so a suspect may wait for one long poll). A crash before that ends costs each message a
+try that nothing counts (its item is READY already, or was never claimed), and since a dead
+worker's messages all come back together, the same batch-mates meet the suspect again on each
+of its tries: an innocent upload could end READY with its message in the dead-letter queue.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import anyio
 
@@ -32,6 +33,7 @@ class SoloGate:
         self._running = 0
         # Messages the consumer holds, from their receive until they are settled.
         self._held: Counter[str] = Counter()
+        self._receiving = 0
         self._solo = False
         self._changed = anyio.Event()
 
@@ -58,8 +60,19 @@ class SoloGate:
             del self._held[message_id]
         self._notify()
 
+    @contextmanager
+    def receiving(self) -> Iterator[None]:
+        """For the receive loop: a receive under way; what it brings is held before it ends."""
+        self._receiving += 1
+        try:
+            yield
+        finally:
+            self._receiving -= 1
+            self._notify()
+
     def _alone_with(self, message_id: str) -> bool:
-        return self._running == 0 and all(held == message_id for held in self._held)
+        others = any(held != message_id for held in self._held)
+        return self._running == 0 and self._receiving == 0 and not others
 
     async def wait_inactive(self, seconds: float) -> None:
         """For the receive loop: wait (at most ``seconds``) until no suspect is running."""

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 import structlog
 
-from mediamill_core.keys import media_id_from_key, object_tag
 from mediamill_core.settings import Settings
-from mediamill_testkit.client import Uploader, queue_counts
-from mediamill_testkit.faultproxy import FaultProxy
-from mediamill_testkit.stages import SleepyStage
-from stages.probe.stage import ProbeStage
 from worker.aws import open_clients
-from worker.claims import Lease, StoredObject
-from worker.consumer import Worker
 from worker.dev.devstack import Stack
-from worker.dev.samples import write_png
-from worker.events import parse_message
-from worker.publish import PublishStage
 from worker.queue import InFlight, MediaQueue
-from worker.registry import LoadedStage, StageRegistry, instantiate
 from worker.solo import SoloGate
-from worker.store import MediaStore
 
 pytestmark = pytest.mark.anyio
 
@@ -137,84 +124,23 @@ async def test_a_suspect_waits_until_every_other_message_it_shares_the_worker_wi
     assert not gate.active
 
 
-async def test_a_suspect_starts_only_once_a_finished_batch_mate_is_deleted(
-    settings: Settings, stack: Stack, sqs: Any, tmp_path: Path, aws_endpoint: str
-) -> None:
-    """The chaos run's story: an upload killing its worker again on each try, as a suspect,
-    must not take down a batch-mate whose job is done but whose message is not yet deleted:
-    that costs the batch-mate a try, on every try of the suspect, until its message reaches
-    the DLQ although its upload is READY."""
-    sqs.purge_queue(QueueUrl=stack.queue_url)
-    uploader = Uploader(settings)
-    innocent = uploader.upload(write_png(tmp_path / "innocent.png", 64, 48))
-    suspect = uploader.upload(write_png(tmp_path / "suspect.png", 48, 64))
-    got = sqs.receive_message(QueueUrl=stack.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-    messages = got["Messages"]
-    assert len(messages) == 2
-    async with open_clients(settings) as aws:
-        store = MediaStore(aws.dynamodb, settings.table, event_lock_seconds=30)
-        for message in messages:
-            [upload] = parse_message(message["Body"]).uploads
-            if media_id_from_key(upload.key) != suspect:
-                continue
-            # A try that died with its worker: claimed, and its lease left to lapse.
-            obj = StoredObject(
-                upload.etag,
-                upload.size,
-                upload.version_id,
-                upload.sequencer,
-                upload.order,
-                object_tag(upload.etag, upload.order, upload.version_id),
-            )
-            lease = Lease("dead-worker", message["MessageId"], 0.1)
-            await store.claim(
-                suspect, obj, lease, receive_count=1, uploaded_at=None, current_etag=no_head
-            )
-    await anyio.sleep(0.2)
-    for message in messages:
-        sqs.change_message_visibility(
-            QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-        )
-    record = tmp_path / "runs.txt"
-    reg = StageRegistry(
-        [
-            LoadedStage(stage=instantiate(ProbeStage, None, "probe")),
-            LoadedStage(stage=instantiate(SleepyStage, {"record_to": str(record)}, "sleepy")),
-            LoadedStage(stage=instantiate(PublishStage, None, "publish")),
-        ]
-    )
-    in_flight_when_suspect_started: list[int] = []
+async def test_a_suspect_waits_for_a_receive_under_way_and_what_it_brings() -> None:
+    gate = SoloGate()
+    gate.hold("its-own")
+    entered = anyio.Event()
 
-    async def watch() -> None:
-        """The moment the suspect's stage starts: how many messages are in flight then."""
-        for _ in range(3000):
-            if f"start {suspect}" in (record.read_text() if record.exists() else ""):
-                _, in_flight = await anyio.to_thread.run_sync(queue_counts, sqs, stack.queue_url)
-                in_flight_when_suspect_started.append(in_flight)
-                return
-            await anyio.sleep(0.01)
+    async def suspect() -> None:
+        async with gate.alone("its-own"):
+            entered.set()
 
-    with FaultProxy(aws_endpoint) as proxy:
-        # The first delete is the innocent's (the suspect's comes after it has run): slow, as
-        # AWS's answers sometimes are, so that it is surely under way when the suspect could go.
-        proxy.slow("sqs", 1.5, operation="DeleteMessageBatch")
-        proxied = settings.model_copy(update={"endpoint_url": proxy.endpoint})
-        async with anyio.create_task_group() as group:
-            group.start_soon(watch)
-            await Worker(proxied, reg, burst=True).run()
-
-    # Only its own message was in flight: the innocent's was deleted (or sent on as a copy).
-    assert in_flight_when_suspect_started == [1]
-    for media_id in (innocent, suspect):
-        assert uploader.get(media_id)["status"] == "READY"
-    assert queue_counts(sqs, stack.queue_url) == (0, 0)
-    assert dlq_bodies(sqs, stack) == []
-
-
-async def no_head() -> str | None:
-    raise AssertionError("the sequencer orders the objects: S3 need not be asked")
-
-
-def dlq_bodies(sqs: Any, stack: Stack) -> list[str]:
-    got = sqs.receive_message(QueueUrl=stack.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-    return [m["Body"] for m in got.get("Messages", [])]
+    async with anyio.create_task_group() as group:
+        with gate.receiving():  # SQS has counted a try for whatever this brings
+            group.start_soon(suspect)
+            await anyio.sleep(0.2)
+            assert not entered.is_set()
+            gate.hold("brought")  # held before the receive counts as over
+        await anyio.sleep(0.1)
+        assert not entered.is_set()
+        gate.let_go("brought")
+        with anyio.fail_after(1):
+            await entered.wait()
