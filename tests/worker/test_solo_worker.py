@@ -11,6 +11,7 @@ messages are in flight while the suspect's stage runs: only its own may be.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,98 +107,98 @@ def make_visible(sqs: Any, stack: Stack, message: dict[str, Any]) -> None:
     )
 
 
-async def sample_in_flight(
-    record: Path, media_id: str, sqs: Any, stack: Stack, samples: list[int]
-) -> None:
+@dataclass(slots=True)
+class Scene:
+    """An innocent upload and a suspect (its last try died), each received once already."""
+
+    uploader: Uploader
+    messages: dict[str, dict[str, Any]]
+    innocent: str
+    suspect: str
+    record: Path  # where the stage notes each start and end
+    samples: list[int] = field(default_factory=list)
+
+
+@pytest.fixture
+async def scene(settings: Settings, stack: Stack, sqs: Any, tmp_path: Path) -> Scene:
+    uploader = Uploader(settings)
+    paths = [write_png(tmp_path / "innocent.png", 64, 48), write_png(tmp_path / "s.png", 48, 64)]
+    messages = uploads(uploader, sqs, stack, paths)
+    innocent, suspect = list(messages)
+    await leave_for_dead(settings, suspect, messages[suspect])
+    return Scene(uploader, messages, innocent, suspect, tmp_path / "runs.txt")
+
+
+async def sample_in_flight(scene: Scene, sqs: Any, stack: Stack) -> None:
     """How many messages are in flight as the suspect's stage starts, and as it ends."""
-    notes = anyio.Path(record)
+    notes = anyio.Path(scene.record)
     for mark in ("start", "done"):
         for _ in range(3000):
-            if f"{mark} {media_id} " in (await notes.read_text() if await notes.exists() else ""):
+            text = await notes.read_text() if await notes.exists() else ""
+            if f"{mark} {scene.suspect} " in text:
                 _, in_flight = await anyio.to_thread.run_sync(queue_counts, sqs, stack.queue_url)
-                samples.append(in_flight)
+                scene.samples.append(in_flight)
                 break
             await anyio.sleep(0.01)
 
 
-async def run_worker(settings: Settings, proxy: FaultProxy, record: Path, *also: Any) -> None:
+async def run_worker(
+    settings: Settings, proxy: FaultProxy, scene: Scene, sqs: Any, stack: Stack, *also: Any
+) -> None:
+    """A worker in burst mode through the proxy, the sampler and ``also`` beside it."""
     proxied = settings.model_copy(update={"endpoint_url": proxy.endpoint})
     async with anyio.create_task_group() as group:
+        group.start_soon(sample_in_flight, scene, sqs, stack)
         for task in also:
             group.start_soon(task)
-        await Worker(proxied, pipeline(record), burst=True).run()
+        await Worker(proxied, pipeline(scene.record), burst=True).run()
 
 
-def all_settled(uploader: Uploader, sqs: Any, stack: Stack, media_ids: list[str]) -> None:
-    for media_id in media_ids:
-        assert uploader.get(media_id)["status"] == "READY"
+def all_settled(scene: Scene, sqs: Any, stack: Stack) -> None:
+    for media_id in (scene.innocent, scene.suspect):
+        assert scene.uploader.get(media_id)["status"] == "READY"
     assert queue_counts(sqs, stack.queue_url) == (0, 0)
     dead = sqs.receive_message(QueueUrl=stack.dlq_url, WaitTimeSeconds=0)
     assert dead.get("Messages", []) == []
 
 
 async def test_a_suspect_starts_only_once_a_finished_batch_mates_message_is_deleted(
-    settings: Settings, stack: Stack, sqs: Any, tmp_path: Path, aws_endpoint: str
+    scene: Scene, settings: Settings, stack: Stack, sqs: Any, aws_endpoint: str
 ) -> None:
-    uploader = Uploader(settings)
-    paths = [write_png(tmp_path / "innocent.png", 64, 48), write_png(tmp_path / "s.png", 48, 64)]
-    messages = uploads(uploader, sqs, stack, paths)
-    innocent, suspect = list(messages)
-    await leave_for_dead(settings, suspect, messages[suspect])
-    for message in messages.values():
+    for message in scene.messages.values():
         make_visible(sqs, stack, message)  # both in the worker's first receive
-    record = tmp_path / "runs.txt"
-    samples: list[int] = []
-
-    async def sample() -> None:
-        await sample_in_flight(record, suspect, sqs, stack, samples)
-
     with FaultProxy(aws_endpoint) as proxy:
         # The first delete is the innocent's, once its job is done (the suspect's comes after).
         proxy.slow("sqs", 1.5, operation="DeleteMessageBatch")
-        await run_worker(settings, proxy, record, sample)
+        await run_worker(settings, proxy, scene, sqs, stack)
 
-    assert samples == [1, 1]  # only its own: the innocent's was deleted (or sent on as a copy)
-    all_settled(uploader, sqs, stack, [innocent, suspect])
+    assert scene.samples == [1, 1]  # only its own: the innocent's was deleted (or sent on)
+    all_settled(scene, sqs, stack)
 
 
 async def test_a_suspect_starts_only_once_a_receive_under_way_has_answered(
-    settings: Settings,
-    stack: Stack,
-    sqs: Any,
-    dynamodb: Any,
-    tmp_path: Path,
-    aws_endpoint: str,
+    scene: Scene, settings: Settings, stack: Stack, sqs: Any, dynamodb: Any, aws_endpoint: str
 ) -> None:
-    uploader = Uploader(settings)
-    paths = [write_png(tmp_path / "innocent.png", 64, 48), write_png(tmp_path / "s.png", 48, 64)]
-    messages = uploads(uploader, sqs, stack, paths)
-    innocent, suspect = list(messages)
-    await leave_for_dead(settings, suspect, messages[suspect])
-    make_visible(sqs, stack, messages[suspect])
+    make_visible(sqs, stack, scene.messages[scene.suspect])
     # The innocent's notification comes again once the suspect is claimed: the receive the
     # worker has under way then brings it.
-    sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=messages[innocent]["ReceiptHandle"])
-    record = tmp_path / "runs.txt"
-    samples: list[int] = []
+    innocent = scene.messages[scene.innocent]
+    sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=innocent["ReceiptHandle"])
 
     async def send_once_the_suspect_is_claimed() -> None:
         for _ in range(3000):
-            item = await anyio.to_thread.run_sync(raw_item, dynamodb, settings.table, suspect)
+            item = await anyio.to_thread.run_sync(raw_item, dynamodb, settings.table, scene.suspect)
             if item is not None and (item.get("lease") or {}).get("token") not in (DEAD, None):
-                sqs.send_message(QueueUrl=stack.queue_url, MessageBody=messages[innocent]["Body"])
+                sqs.send_message(QueueUrl=stack.queue_url, MessageBody=innocent["Body"])
                 return
             await anyio.sleep(0.01)
-
-    async def sample() -> None:
-        await sample_in_flight(record, suspect, sqs, stack, samples)
 
     with FaultProxy(aws_endpoint) as proxy:
         # Every receive answers 2 s after SQS has handed its messages out: the first brings the
         # suspect, the second is under way (a long poll) when the suspect is claimed.
         queue_url = f'"{stack.queue_url}"'.encode()
         proxy.slow("sqs", 2.0, operation="ReceiveMessage", count=2, match=queue_url, answer=True)
-        await run_worker(settings, proxy, record, send_once_the_suspect_is_claimed, sample)
+        await run_worker(settings, proxy, scene, sqs, stack, send_once_the_suspect_is_claimed)
 
-    assert samples == [1, 1]  # only its own: what the receive brought was sent on as a copy
-    all_settled(uploader, sqs, stack, [innocent, suspect])
+    assert scene.samples == [1, 1]  # only its own: what the receive brought went on as a copy
+    all_settled(scene, sqs, stack)
