@@ -10,7 +10,7 @@ import pytest
 
 from tests.chaos import checks
 from tests.chaos.checks import Observation, Upload
-from tests.chaos.run import malformed_bodies
+from tests.chaos.run import ChaosRun, malformed_bodies
 
 GOOD = Upload("a" * 32, "originals/" + "a" * 32, "photo.jpg", "READY")
 BAD = Upload("b" * 32, "originals/" + "b" * 32, "fake.jpg", "FAILED")
@@ -235,3 +235,12 @@ def test_a_survivor_failing_its_sigterm_and_a_dirty_spool(clean: Observation) ->
         ],
         "spool_cleaned": ["left in the spool: spool/slot-0/mediamill-123-abcdef"],
     }
+
+
+def test_a_killers_next_try_is_a_change_for_the_quiet_stop(clean: Observation) -> None:
+    """PROCESSING throughout and a message in flight: only its claims and deaths move."""
+    clean.items[KILLER.media_id] = {"status": "PROCESSING", "attempts": 2, "deaths": 1}
+    tried_again = copy.deepcopy(clean)
+    tried_again.items[KILLER.media_id] |= {"attempts": 3, "deaths": 2}
+    assert ChaosRun._fingerprint(tried_again) != ChaosRun._fingerprint(clean)
+    assert ChaosRun._fingerprint(copy.deepcopy(clean)) == ChaosRun._fingerprint(clean)
