@@ -83,6 +83,20 @@ def lease_left(item: dict[str, Any], now: float) -> float:
     return max(0.0, float(expires) - now) if isinstance(expires, int | float) else 0.0
 
 
+def sent_on(item: dict[str, Any]) -> bool:
+    """Its last try, a suspect, went elsewhere as a copy while another suspect had the worker:
+    still a suspect, but no death of its own (see worker.solo)."""
+    lease = item.get("lease") or {}
+    return item.get("status") == MediaStatus.PROCESSING.value and lease.get("sent_on") is True
+
+
+def died(item: dict[str, Any]) -> bool:
+    """Its last try left its lease to lapse (a try that ends in any other way gives it up or
+    sends it on): the worker died with it."""
+    lease = item.get("lease")
+    return item.get("status") == MediaStatus.PROCESSING.value and bool(lease) and not sent_on(item)
+
+
 def _same_object(source: dict[str, Any], obj: StoredObject) -> bool:
     if source.get("tag") == obj.tag:
         return True

@@ -213,6 +213,8 @@ class Worker:
             def start(flights: list[InFlight]) -> None:
                 for flight in flights:
                     queue.in_flight.add(flight)
+                    # Held from here until settled: a suspect waits for every held message.
+                    processor.solo.hold(flight.message_id)
                     metrics.JOBS_IN_FLIGHT.labels(flight.lane).inc()
                     self.protection.set_in_flight(len(queue.in_flight))
                     jobs.start_soon(self._run_message, queue, processor, flight)
@@ -224,6 +226,7 @@ class Worker:
                 reserved_slots=self.settings.backfill_reserved_slots,
                 start=start,
                 wake=lambda: self._slot_freed.set(),
+                receiving=processor.solo.receiving,
             )
             while not self._stopping:
                 self.liveness.tick("running")
@@ -289,6 +292,7 @@ class Worker:
                 await queue.release([flight])
         finally:
             queue.in_flight.discard(flight)
+            processor.solo.let_go(flight.message_id)
             metrics.JOBS_IN_FLIGHT.labels(flight.lane).dec()
             self.protection.set_in_flight(len(queue.in_flight))
             self._jobs_done += 1

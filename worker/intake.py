@@ -28,6 +28,7 @@ are free and not promised to a receive already under way.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import anyio
 from anyio.abc import TaskGroup
@@ -50,12 +51,16 @@ class Intake:
         reserved_slots: int,
         start: Callable[[list[InFlight]], None],
         wake: Callable[[], None],
+        receiving: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> None:
         self._queue = queue
         self._has_backfill = BACKFILL in queue.lanes
         self._reserved = reserved_slots if self._has_backfill else 0
         self._start = start  # runs received messages as jobs (they take their slots)
         self._wake = wake  # tells the consumer loop to offer the slots again
+        # Marks a receive under way until what it brought is started (worker.solo: a suspect
+        # waits for it, so a message it brings never shares the suspect's worker).
+        self._receiving = receiving
         self._claimed = 0  # free slots a media receive under way may fill
         self._media_pending = False
         self._media_empty = False  # the last media receive brought nothing
@@ -104,24 +109,26 @@ class Intake:
 
     async def _receive_media(self, count: int, wait: int | None, stop: anyio.Event) -> None:
         got: list[InFlight] = []
-        try:
-            got = await self._queue.receive(count, stop, lane=MEDIA, wait_seconds=wait)
-        finally:
-            # In one step with the start below: the slots pass from the receive to its jobs.
-            self._claimed -= count
-            self._media_pending = False
-        self._media_empty = not got
-        self._backfill_turn = self._has_backfill and not got
-        await self._deliver(got, stop)
+        with self._receiving():
+            try:
+                got = await self._queue.receive(count, stop, lane=MEDIA, wait_seconds=wait)
+            finally:
+                # In one step with the start below: the slots pass from the receive to its jobs.
+                self._claimed -= count
+                self._media_pending = False
+            self._media_empty = not got
+            self._backfill_turn = self._has_backfill and not got
+            await self._deliver(got, stop)
         self._wake()
 
     async def _receive_backfill(
         self, count: int, stop: anyio.Event, *, wait: int
     ) -> list[InFlight]:
-        got = await self._queue.receive(
-            min(_MAX_RECEIVE, count), stop, lane=BACKFILL, wait_seconds=wait
-        )
-        await self._deliver(got, stop)
+        with self._receiving():
+            got = await self._queue.receive(
+                min(_MAX_RECEIVE, count), stop, lane=BACKFILL, wait_seconds=wait
+            )
+            await self._deliver(got, stop)
         return got
 
     async def _deliver(self, got: list[InFlight], stop: anyio.Event) -> None:

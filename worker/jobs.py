@@ -138,7 +138,7 @@ class UploadProcessor:
         result = RETRY
         try:
             async with (
-                self.solo.alone() if claim.suspect else self.solo.shared(),
+                self.solo.alone(attempt.message_id) if claim.suspect else self.solo.shared(),
                 self._scratch.reserve(upload.size, wait_seconds=self._spool_wait),
             ):
                 job_dir = self._scratch.job_dir(media_id)
@@ -167,7 +167,7 @@ class UploadProcessor:
         metrics.JOBS.labels("requeued", attempt.lane).inc()
         try:
             if suspect:
-                await self._store.expire_lease(media_id, lease)
+                await self._store.send_on_lease(media_id, lease)
             else:
                 await self._store.release_lease(media_id, lease)
         except (ClientError, BotoCoreError) as exc:

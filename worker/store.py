@@ -29,7 +29,9 @@ from worker.claims import (
     Lease,
     StoredObject,
     decide,
+    died,
     lease_left,
+    sent_on,
 )
 from worker.event_lock import EventLockWrites
 
@@ -90,7 +92,7 @@ class MediaStore(EventLockWrites):
             fresh = await self._update(
                 media_id,
                 sets={**sets, "attempts": 1, "deaths": 0, "rev": 1},
-                removes=_CLAIM_REMOVES,
+                removes=(*_CLAIM_REMOVES, "suspect_token"),
                 condition="#status = :pending AND attribute_not_exists(#source.#tag)",
                 names={"#status": "status", "#source": "source", "#tag": "tag"},
                 values={":pending": MediaStatus.PENDING_UPLOAD.value},
@@ -114,23 +116,29 @@ class MediaStore(EventLockWrites):
                 retry = lease_left(item, now) + 1.0 if decision is ClaimOutcome.LEASED else None
                 return Claim(decision, item, retry_after=retry)
             if decision is Decision.MINE:
-                # Our own claim, whose answer was lost and whose retry failed its condition.
-                return Claim(ClaimOutcome.CLAIMED, item)
+                # Our own claim, whose answer was lost and whose retry failed its condition: a
+                # suspect still if it was one (a killer taken for innocent kills its batch-mates).
+                mine = item.get("suspect_token") == lease.token
+                return Claim(ClaimOutcome.CLAIMED, item, suspect=mine)
             reclaim = decision is Decision.RECLAIM
-            # A lease is given up when a try ends in any way but death: one left to lapse was not.
-            died = item.get("status") == MediaStatus.PROCESSING.value and bool(item.get("lease"))
+            death = reclaim and died(item)
             attempts = int(item.get("attempts") or 0) + 1 if reclaim else 1
-            # Tries that killed their worker, whatever message carried them (copies included).
-            deaths = int(item.get("deaths") or 0) + int(died) if reclaim else 0
+            # Tries that killed their worker, whatever message carried them (copies included);
+            # a suspect sent on as a copy stays one without dying again.
+            deaths = int(item.get("deaths") or 0) + int(death) if reclaim else 0
+            suspect = death or (reclaim and sent_on(item))
             sets = self._claim_sets(
                 media_id, obj, lease, now, receive_count, uploaded_at, first=not reclaim
             )
             rev = item.get("rev")
+            sets |= {"attempts": attempts, "deaths": deaths, "rev": int(rev or 0) + 1}
+            if suspect:
+                sets["suspect_token"] = lease.token  # for the retry of a lost answer (MINE)
             try:
                 item = await self._update(
                     media_id,
-                    sets={**sets, "attempts": attempts, "deaths": deaths, "rev": int(rev or 0) + 1},
-                    removes=_CLAIM_REMOVES,
+                    sets=sets,
+                    removes=(*_CLAIM_REMOVES, *(() if suspect else ("suspect_token",))),
                     condition=(
                         "#status <> :deleting AND "
                         + ("#rev = :rev" if rev is not None else "attribute_not_exists(#rev)")
@@ -147,7 +155,7 @@ class MediaStore(EventLockWrites):
                 ClaimOutcome.CLAIMED,
                 item,
                 replaced=decision is Decision.NEWER,
-                suspect=reclaim and died,
+                suspect=suspect,
             )
         raise ClaimContended(f"item {media_id} kept changing during the claim")
 
@@ -209,12 +217,14 @@ class MediaStore(EventLockWrites):
             if not is_conditional_failure(exc):
                 raise
 
-    async def expire_lease(self, media_id: str, lease: Lease) -> None:
-        """Let our lease lapse now, so that the next claim takes over at once, as a suspect."""
+    async def send_on_lease(self, media_id: str, lease: Lease) -> None:
+        """Let our lease lapse now, marked sent on: the next claim takes over at once, as a
+        suspect, and counts no death for this try (it never ran)."""
+        now = time.time()
         try:
             await self._update(
                 media_id,
-                sets={"lease": {**_lease_item(lease, time.time()), "expires": time.time() - 1}},
+                sets={"lease": {**_lease_item(lease, now), "expires": now - 1, "sent_on": True}},
                 condition="#lease.#token = :token",
                 names={"#lease": "lease", "#token": "token"},
                 values={":token": lease.token},
@@ -263,12 +273,14 @@ class MediaStore(EventLockWrites):
             ":zero": 0,
         }
         if abandoned_after is not None:
-            # Only while nobody holds it and its message has had its last delivery.
+            # Only while nobody holds it and its message has had its last delivery; never one
+            # sent on as a copy, which is on its way to a claim.
             condition += (
                 " AND (attribute_not_exists(#lease) OR #lease.#expires < :now)"
+                " AND attribute_not_exists(#lease.#sent_on)"
                 " AND (receive_count >= :max_receives OR deaths >= :max_deaths)"
             )
-            names.update({"#lease": "lease", "#expires": "expires"})
+            names.update({"#lease": "lease", "#expires": "expires", "#sent_on": "sent_on"})
             values.update(
                 {":now": now, ":max_receives": abandoned_after, ":max_deaths": abandoned_after - 1}
             )

@@ -30,7 +30,7 @@ from mediamill_core.items import encode as _encode
 from mediamill_core.keys import media_id_from_key, object_tag
 from stages.contract import TransientError
 from worker import metrics
-from worker.claims import killed_worker_reason, lease_left
+from worker.claims import killed_worker_reason, lease_left, sent_on
 from worker.events import MalformedMessage, UploadEvent, parse_message
 from worker.notify import Outbox
 from worker.store import OWED_SHARDS, MediaStore, StaleJob
@@ -139,6 +139,8 @@ class Sweeper:
         tag = object_tag(upload.etag, upload.order, upload.version_id)
         if (item.get("source") or {}).get("tag") != tag or lease_left(item, time.time()) > 0:
             return
+        if sent_on(item):
+            return  # this message was requeued as a copy, which is on its way to take it
         log = self._log.bind(media_id=media_id, status=item.get("status"))
         try:
             await self._fail_abandoned(item, log, abandoned_after=0)
@@ -179,8 +181,8 @@ class Sweeper:
 
     def _abandoned(self, item: dict[str, Any]) -> bool:
         """Nobody holds it, and its message has had its last delivery or it keeps killing."""
-        if lease_left(item, time.time()) > 0:
-            return False
+        if lease_left(item, time.time()) > 0 or sent_on(item):
+            return False  # held, or a copy of its message is on its way to take it
         receives = int(item.get("receive_count") or 0)
         # The lapsed lease is one more death than the item has counted.
         deaths = int(item.get("deaths") or 0) + 1

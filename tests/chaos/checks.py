@@ -162,9 +162,13 @@ def dlq_holds_only_malformed(seen: Observation) -> list[str]:
             continue
         named = [uploads_by_key[k] for k in sorted(keys) if k in uploads_by_key]
         for upload in named:
-            status = (seen.items.get(upload.media_id) or {}).get("status")
+            item = seen.items.get(upload.media_id) or {}
+            # Claims the item counts against the queue's tries: fewer means tries spent outside
+            # a claim (a crash while the message was still to be deleted or sent on).
             found.append(
-                f"{upload.media_id} ({upload.sample}, {status}): its message is in the DLQ"
+                f"{upload.media_id} ({upload.sample}, {item.get('status')}; the item counts "
+                f"{item.get('attempts', 0)} claims, {item.get('deaths', 0)} died): "
+                "its message is in the DLQ"
             )
         if named:
             continue

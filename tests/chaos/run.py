@@ -241,8 +241,13 @@ class ChaosRun:
 
     @staticmethod
     def _fingerprint(seen: Observation) -> Any:
-        statuses = tuple(sorted((k, (v or {}).get("status")) for k, v in seen.items.items()))
-        return statuses, len(seen.events), len(seen.dlq_bodies), seen.queue_counts
+        # A killer's tries change only its claims and deaths (PROCESSING throughout, a message
+        # in flight): each takes a visibility timeout, and all of them are progress.
+        progress = ("status", "attempts", "deaths")
+        items = tuple(
+            sorted((k, tuple((v or {}).get(f) for f in progress)) for k, v in seen.items.items())
+        )
+        return items, len(seen.events), len(seen.dlq_bodies), seen.queue_counts
 
     def _figures(self, seen: Observation, stop_reason: str, waited: float) -> dict[str, Any]:
         kinds = Counter(

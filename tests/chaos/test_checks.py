@@ -10,7 +10,7 @@ import pytest
 
 from tests.chaos import checks
 from tests.chaos.checks import Observation, Upload
-from tests.chaos.run import malformed_bodies
+from tests.chaos.run import ChaosRun, malformed_bodies
 
 GOOD = Upload("a" * 32, "originals/" + "a" * 32, "photo.jpg", "READY")
 BAD = Upload("b" * 32, "originals/" + "b" * 32, "fake.jpg", "FAILED")
@@ -200,10 +200,12 @@ def test_the_dlq_holding_an_uploads_message_or_missing_a_malformed_body(
 ) -> None:
     def misplaced(seen: Observation) -> None:
         seen.dlq_bodies = [seen.dlq_bodies[0], notification(GOOD.key), notification(KILLER.key)]
+        seen.items[GOOD.media_id] |= {"attempts": 2, "deaths": 1}
 
     assert broken(clean, misplaced) == {
         "dlq_holds_only_malformed": [
-            f"{GOOD.media_id} (photo.jpg, READY): its message is in the DLQ",
+            f"{GOOD.media_id} (photo.jpg, READY; the item counts 2 claims, 1 died): "
+            "its message is in the DLQ",
             f"malformed body never reached the DLQ: {clean.malformed_bodies[1][:80]!r}",
         ]
     }
@@ -233,3 +235,12 @@ def test_a_survivor_failing_its_sigterm_and_a_dirty_spool(clean: Observation) ->
         ],
         "spool_cleaned": ["left in the spool: spool/slot-0/mediamill-123-abcdef"],
     }
+
+
+def test_a_killers_next_try_is_a_change_for_the_quiet_stop(clean: Observation) -> None:
+    """PROCESSING throughout and a message in flight: only its claims and deaths move."""
+    clean.items[KILLER.media_id] = {"status": "PROCESSING", "attempts": 2, "deaths": 1}
+    tried_again = copy.deepcopy(clean)
+    tried_again.items[KILLER.media_id] |= {"attempts": 3, "deaths": 2}
+    assert ChaosRun._fingerprint(tried_again) != ChaosRun._fingerprint(clean)
+    assert ChaosRun._fingerprint(copy.deepcopy(clean)) == ChaosRun._fingerprint(clean)

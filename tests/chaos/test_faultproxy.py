@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -290,6 +292,29 @@ def test_only_the_planned_services_are_faulted_and_scripts_come_first() -> None:
     assert decider.decide(update, b'{"S": "PROCESSING"}') is None
     assert decider.decide(update, b'{":v0": {"S": "READY"}}') == Fault(FaultKind.LOST_ANSWER)
     assert decider.decide(update, b'{":v0": {"S": "READY"}}') is None
+
+
+def test_a_slowed_call_is_held_then_answered_as_usual(target: Target, proxy: FaultProxy) -> None:
+    proxy.slow("sqs", 0.5, operation="SendMessage")
+    started = time.monotonic()
+    sent = target.write("sqs")
+    assert time.monotonic() - started >= 0.5
+    assert sent["MessageId"]
+    assert target.applied("sqs")
+    started = time.monotonic()
+    target.write("sqs")  # the next one goes straight on
+    assert time.monotonic() - started < 0.5
+    assert proxy.stats()["total_faults"] == 0  # slow is not a fault
+
+
+def test_a_late_answer_comes_after_the_call_was_applied(target: Target, proxy: FaultProxy) -> None:
+    proxy.slow("sqs", 1.0, operation="SendMessage", answer=True)
+    with ThreadPoolExecutor(1) as pool:
+        sent = pool.submit(target.write, "sqs")
+        time.sleep(0.5)
+        assert not sent.done()
+        assert target.applied("sqs")  # done already, while its caller still waits
+        assert sent.result(timeout=5)["MessageId"]
 
 
 def test_counters_by_service_kind_and_operation(target: Target, proxy: FaultProxy) -> None:

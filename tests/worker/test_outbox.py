@@ -95,6 +95,23 @@ async def test_a_claim_whose_answer_was_lost_is_still_ours(
     assert again.item["attempts"] == 1
 
 
+async def test_a_suspects_claim_whose_answer_was_lost_is_still_a_suspect(
+    store: MediaStore, dynamodb: Any, settings: Settings
+) -> None:
+    media_id = pending_item(dynamodb, settings)
+    await claim(store, media_id, OBJ, Lease("job-1", "message-1", 0.3))
+    await anyio.sleep(0.4)  # its worker died with it
+    lease = Lease("job-2", "message-1", 60)
+    assert (await claim(store, media_id, OBJ, lease, 2)).suspect
+    again = await claim(store, media_id, OBJ, lease, 2)  # botocore's retry of the same request
+    assert again.outcome is ClaimOutcome.CLAIMED
+    assert again.suspect  # else it would run beside other jobs, and kill them too
+    await store.release_lease(media_id, lease)  # that try ended with a word
+    innocent = Lease("job-3", "message-1", 60)
+    assert not (await claim(store, media_id, OBJ, innocent, 3)).suspect
+    assert not (await claim(store, media_id, OBJ, innocent, 3)).suspect
+
+
 async def test_a_second_delivery_waits_for_the_lease_and_takes_over_once_it_lapses(
     store: MediaStore, dynamodb: Any, settings: Settings
 ) -> None:
@@ -489,7 +506,7 @@ async def test_a_suspect_sent_elsewhere_stays_a_suspect_and_an_innocent_does_not
     media_id = pending_item(dynamodb, settings)
     sent_away = Lease("job-1", "m-1", 60)
     await claim(store, media_id, OBJ, sent_away)
-    await store.expire_lease(media_id, sent_away)  # requeued while another suspect ran
+    await store.send_on_lease(media_id, sent_away)  # requeued while another suspect ran
     again = await claim(store, media_id, OBJ, Lease("job-2", "m-2", 60))
     assert again.outcome is ClaimOutcome.CLAIMED  # at once: no lease to wait for
     assert again.suspect
@@ -497,6 +514,48 @@ async def test_a_suspect_sent_elsewhere_stays_a_suspect_and_an_innocent_does_not
     third = await claim(store, media_id, OBJ, Lease("job-3", "m-3", 60))
     assert third.outcome is ClaimOutcome.CLAIMED
     assert not third.suspect
+
+
+async def test_a_suspect_sent_on_again_and_again_counts_no_death_for_it(
+    store: MediaStore,
+    aws: Any,
+    dynamodb: Any,
+    settings: Settings,
+    stack: Stack,
+) -> None:
+    """Several suspects back from one dead worker keep meeting one another: each time one has the
+    worker, the others go elsewhere as copies. That is no death of theirs; counted as one, an
+    innocent reached the deaths of a killer and ended FAILED as one."""
+    media_id = pending_item(dynamodb, settings)
+    await claim(store, media_id, OBJ, Lease("job-0", "m-0", 0.3))
+    await anyio.sleep(0.4)  # its worker died with it: one death
+    last = stack.max_receive_count
+    for number in range(1, last + 2):
+        lease = Lease(f"job-{number}", f"copy-{number}", 60)
+        # The last one on its message's last receive: its copy has all its tries still.
+        taken = await claim(store, media_id, OBJ, lease, last if number > last else 1)
+        assert taken.suspect  # still a suspect, copy after copy
+        assert taken.item is not None
+        assert taken.item["deaths"] == 1
+        await store.send_on_lease(media_id, lease)  # another suspect has this worker
+    # Nor does the sweep take a suspect on its way elsewhere for one abandoned.
+    sweeper = sweeper_for(aws, settings, store, stack, grace_seconds=0)
+    assert (await sweeper.sweep_once()).abandoned == 0
+    item = raw_item(dynamodb, settings.table, media_id)
+    assert item is not None
+    assert item["status"] == "PROCESSING"
+    with pytest.raises(StaleJob):  # its conditional write says so too, should it read it late
+        await store.mark_failed(
+            media_id,
+            OBJ.tag,
+            lock_token="sweep",
+            reason="abandoned",
+            retryable=False,
+            kind=None,
+            stages=[],
+            warnings=[],
+            abandoned_after=last,
+        )
 
 
 async def test_deaths_are_counted_on_the_item_whatever_message_carries_the_try(

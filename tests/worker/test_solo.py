@@ -36,7 +36,7 @@ async def test_a_suspect_waits_for_running_jobs_and_holds_back_new_ones() -> Non
             log.append(f"{name} end")
 
     async def suspect() -> None:
-        async with gate.alone():
+        async with gate.alone("suspect"):
             log.append("suspect start")
             await anyio.sleep(0.2)
             log.append("suspect end")
@@ -100,3 +100,48 @@ async def test_a_requeued_message_comes_back_as_a_copy_with_no_try_spent(
     [copy] = got["Messages"]
     assert copy["Body"] == message["Body"]
     assert copy["Attributes"]["ApproximateReceiveCount"] == "1"
+
+
+async def test_a_suspect_waits_until_every_other_message_it_shares_the_worker_with_is_settled() -> (
+    None
+):
+    gate = SoloGate()
+    gate.hold("its-own")
+    gate.hold("finished")  # its job is out of the pipeline; its delete is still under way
+    entered = anyio.Event()
+
+    async def suspect() -> None:
+        async with gate.alone("its-own"):
+            entered.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(suspect)
+        await anyio.sleep(0.2)
+        assert gate.active  # no new work meanwhile
+        assert not entered.is_set()  # a crash now would cost "finished" a try nothing counts
+        gate.let_go("finished")
+        with anyio.fail_after(1):
+            await entered.wait()
+    assert not gate.active
+
+
+async def test_a_suspect_waits_for_a_receive_under_way_and_what_it_brings() -> None:
+    gate = SoloGate()
+    gate.hold("its-own")
+    entered = anyio.Event()
+
+    async def suspect() -> None:
+        async with gate.alone("its-own"):
+            entered.set()
+
+    async with anyio.create_task_group() as group:
+        with gate.receiving():  # SQS has counted a try for whatever this brings
+            group.start_soon(suspect)
+            await anyio.sleep(0.2)
+            assert not entered.is_set()
+            gate.hold("brought")  # held before the receive counts as over
+        await anyio.sleep(0.1)
+        assert not entered.is_set()
+        gate.let_go("brought")
+        with anyio.fail_after(1):
+            await entered.wait()

@@ -191,7 +191,7 @@ class ReprocessJobs:
         merged = False
         try:
             async with (
-                self._solo.alone() if suspect else self._solo.shared(),
+                self._solo.alone(attempt.message_id) if suspect else self._solo.shared(),
                 self._scratch.reserve(need, wait_seconds=self._spool_wait),
             ):
                 job_dir = self._scratch.job_dir(request.media_id)

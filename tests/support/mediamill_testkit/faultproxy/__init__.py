@@ -7,6 +7,7 @@ its answer is lost. Counters per service and kind say what was injected.
 
 from mediamill_testkit.faultproxy.server import (
     DEFAULT_SERVICES,
+    Delay,
     Fault,
     FaultDecider,
     FaultPlan,
@@ -17,6 +18,7 @@ from mediamill_testkit.faultproxy.wire import Call, FaultKind, Protocol, identif
 __all__ = [
     "DEFAULT_SERVICES",
     "Call",
+    "Delay",
     "Fault",
     "FaultDecider",
     "FaultKind",

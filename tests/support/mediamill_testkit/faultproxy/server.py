@@ -69,11 +69,12 @@ class Fault:
 
 
 @dataclass(frozen=True, slots=True)
-class _Scripted:
+class _Target:
+    """Which calls a scripted fault or delay is for: a service, an operation, bytes of the body."""
+
     service: str
     operation: str | None
     match: bytes | None
-    kind: FaultKind
 
     def matches(self, call: Call, body: bytes) -> bool:
         return (
@@ -81,6 +82,27 @@ class _Scripted:
             and self.operation in (None, call.operation)
             and (self.match is None or self.match in body)
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Scripted:
+    target: _Target
+    kind: FaultKind
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    """A slow call: held ``seconds`` before it goes on, or (``answer``) applied at once and its
+    answer held, so that what it did is done while the caller still waits."""
+
+    seconds: float
+    answer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Slowed:
+    target: _Target
+    delay: Delay
 
 
 class FaultDecider:
@@ -91,7 +113,31 @@ class FaultDecider:
         self.plan = plan
         self._streams: dict[str, random.Random] = {}
         self._scripted: deque[_Scripted] = deque()
+        self._slowed: deque[_Slowed] = deque()
         self._lock = threading.Lock()
+
+    def slow(
+        self,
+        service: str,
+        seconds: float,
+        operation: str | None = None,
+        count: int = 1,
+        match: bytes | None = None,
+        answer: bool = False,
+    ) -> None:
+        with self._lock:
+            target = _Target(service, operation, match)
+            self._slowed.extend(_Slowed(target, Delay(seconds, answer)) for _ in range(count))
+
+    def delay(self, call: Call, body: bytes = b"") -> Delay | None:
+        """How this call is slowed, if it is; apart from faults, and drawing nothing from the
+        random streams."""
+        with self._lock:
+            for index, slowed in enumerate(self._slowed):
+                if slowed.target.matches(call, body):
+                    del self._slowed[index]
+                    return slowed.delay
+        return None
 
     def script(
         self,
@@ -102,7 +148,8 @@ class FaultDecider:
         match: bytes | None = None,
     ) -> None:
         with self._lock:
-            self._scripted.extend(_Scripted(service, operation, match, kind) for _ in range(count))
+            target = _Target(service, operation, match)
+            self._scripted.extend(_Scripted(target, kind) for _ in range(count))
 
     def set_rate(self, rate: float) -> None:
         with self._lock:
@@ -111,7 +158,7 @@ class FaultDecider:
     def decide(self, call: Call, body: bytes = b"") -> Fault | None:
         with self._lock:
             for index, scripted in enumerate(self._scripted):
-                if scripted.matches(call, body):
+                if scripted.target.matches(call, body):
                     del self._scripted[index]
                     return Fault(scripted.kind)
             plan = self.plan
@@ -194,6 +241,21 @@ class FaultProxy:
         ``match``) with ``kind``, ahead of the random share."""
         self._decider.script(service, kind, operation, count, match)
 
+    def slow(
+        self,
+        service: str,
+        seconds: float,
+        *,
+        operation: str | None = None,
+        count: int = 1,
+        match: bytes | None = None,
+        answer: bool = False,
+    ) -> None:
+        """Hold the next ``count`` matching calls for ``seconds`` before they go on, or with
+        ``answer`` hold their answers once applied (slow calls, as AWS sometimes makes): a test
+        knows a call is under way meanwhile."""
+        self._decider.slow(service, seconds, operation, count, match, answer)
+
     def stats(self) -> dict[str, Any]:
         """Calls per service and faults per service and kind (and per operation)."""
         with self._counts_lock:
@@ -252,6 +314,9 @@ class FaultProxy:
             # The client went away mid-request (a worker SIGKILLed): nobody is left to answer.
             return web.Response(status=499)
         call = identify(request.method, request.headers, request.query, body)
+        delay = self._decider.delay(call, body)
+        if delay is not None and not delay.answer:
+            await asyncio.sleep(delay.seconds)
         fault = self._decider.decide(call, body)
         with self._counts_lock:
             self._calls[call.service] += 1
@@ -260,6 +325,8 @@ class FaultProxy:
         if fault is not None and not fault.kind.applied:
             return _response(render(call, error_for(call, fault.kind, alternate=fault.alternate)))
         answer = await self._forward(request, body)
+        if delay is not None and delay.answer:
+            await asyncio.sleep(delay.seconds)
         if fault is None:
             return answer
         # Applied upstream; the answer is lost on the way back.
