@@ -20,7 +20,6 @@ from mediamill_core.settings import Settings
 from worker.ops.hold import HeldMessages
 from worker.ops.lanes import (
     Lane,
-    LaneName,
     OpsClients,
     OpsError,
     dead_letter_lanes,
@@ -28,6 +27,7 @@ from worker.ops.lanes import (
     find_lanes,
 )
 from worker.ops.letters import DeadLetter, fetch_items, read_letter
+from worker.queue import LaneName
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import SendMessageRequestTypeDef

@@ -15,14 +15,15 @@ from botocore.config import Config
 
 from mediamill_core.settings import ENV_PREFIX, Settings
 from worker.aws import client_config
+from worker.queue import BACKFILL, MEDIA, LaneName
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
-LaneName = Literal["media", "backfill"]
-LANES: tuple[LaneName, ...] = ("media", "backfill")
+# The worker's own lane names: the commands and the consumer name the queues alike.
+LANES: tuple[LaneName, ...] = (MEDIA, BACKFILL)
 _SETTING = {"media": "queue_url", "backfill": "backfill_queue_url"}
 
 
