@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         # Named here, not in the clause: importing them up front would slow `mediamill health`.
         from mediamill_core.settings import SettingsError
+        from worker.health import StatusServerError
         from worker.ops.lanes import OpsError
         from worker.registry import RegistryError
         from worker.reprocess.checkpoint import CheckpointError
@@ -220,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, OpsError):
             print(f"mediamill: {exc}", file=sys.stderr)
             return 1
-        if not isinstance(exc, SettingsError | RegistryError | ReprocessError | CheckpointError):
+        if not isinstance(
+            exc,
+            SettingsError | RegistryError | ReprocessError | CheckpointError | StatusServerError,
+        ):
             raise
         print(f"mediamill: {exc}", file=sys.stderr)
         return 2

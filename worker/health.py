@@ -94,6 +94,10 @@ def status_app(liveness: Liveness) -> web.Application:
     return app
 
 
+class StatusServerError(RuntimeError):
+    """The status server could not bind its address: a setting to change, not a crash."""
+
+
 async def start_status_server(
     liveness: Liveness, host: str, port: int
 ) -> tuple[web.AppRunner, str]:
@@ -103,7 +107,16 @@ async def start_status_server(
     runner = web.AppRunner(status_app(liveness), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        # Most often a second worker on one machine: say which setting moves it, not a trace.
+        raise StatusServerError(
+            f"cannot serve /metrics and {HEALTH_PATH} on {host}:{port}: {exc.strerror or exc}; "
+            "another process holds the port (a second worker?): set MEDIAMILL_METRICS_PORT "
+            "(0 picks a free one) or MEDIAMILL_METRICS_HOST"
+        ) from exc
     server = site._server
     sockets = getattr(server, "sockets", None) or []
     bound_port = sockets[0].getsockname()[1] if sockets else port

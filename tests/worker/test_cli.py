@@ -1,8 +1,9 @@
-"""The CLI's own surface: --version, and help text without reStructuredText markup."""
+"""The CLI's own surface: --version, help text without reStructuredText markup, clear errors."""
 
 from __future__ import annotations
 
 import argparse
+import socket
 from importlib.metadata import version
 
 import pytest
@@ -44,3 +45,25 @@ def test_help_has_no_restructuredtext_markup() -> None:
     for text in texts.values():
         for markup in ("``", ":mod:", ":class:"):
             assert markup not in text
+
+
+def test_a_taken_metrics_port_is_a_clear_error_not_a_trace(
+    stack_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A second worker on one machine finds 9100 taken: it says which setting moves it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for name, value in stack_env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("MEDIAMILL_METRICS_HOST", "127.0.0.1")
+        monkeypatch.setenv("MEDIAMILL_METRICS_PORT", str(port))
+        status = main(["worker", "--burst"])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert f"127.0.0.1:{port}" in error
+    assert "MEDIAMILL_METRICS_PORT" in error
+    assert "Traceback" not in error
