@@ -30,7 +30,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Literal
+
+# Where the dev stack runs moto: a process of its own (this module), or threads of the caller.
+EmulatorMode = Literal["process", "inprocess"]
+EMULATOR_MODES: tuple[EmulatorMode, ...] = ("process", "inprocess")
 
 _MODULE = "worker.dev.emulator"
 _STDERR_TAIL = 4000  # characters of the child's stderr an error quotes

@@ -15,17 +15,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 
+from mediamill_testkit.processes import alive, listens_on
 from worker.dev.devstack import DEV_CREDENTIALS
-from worker.dev.emulator import EmulatorError, MotoProcess
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie, dead but not yet reaped by whoever adopted it, counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+from worker.dev.emulator import EMULATOR_MODES, EmulatorError, MotoProcess
 
 
 def _s3(endpoint_url: str) -> object:
@@ -49,8 +41,8 @@ def test_the_server_runs_in_another_process_and_serves_from_there() -> None:
         assert b"worker.dev.emulator" in cmdline
         # The listening socket is that process's, not ours.
         port = int(endpoint_url.rsplit(":", 1)[1])
-        assert _listens_on(aws.pid, port)
-        assert not _listens_on(os.getpid(), port)
+        assert listens_on(aws.pid, port)
+        assert not listens_on(os.getpid(), port)
         s3 = _s3(endpoint_url)
         s3.create_bucket(Bucket="emulated-elsewhere")  # type: ignore[attr-defined]
         names = [b["Name"] for b in s3.list_buckets()["Buckets"]]  # type: ignore[attr-defined]
@@ -58,7 +50,7 @@ def test_the_server_runs_in_another_process_and_serves_from_there() -> None:
         # What answered was that process: with it gone, nothing answers.
         os.kill(aws.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while _alive(aws.pid) and time.monotonic() < deadline:
+        while alive(aws.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         with pytest.raises(EndpointConnectionError):
             s3.list_buckets()  # type: ignore[attr-defined]
@@ -70,25 +62,11 @@ def test_stop_leaves_no_process_and_frees_the_port() -> None:
     aws = MotoProcess()
     with aws as endpoint_url:
         assert aws.pid is not None
-        assert _alive(aws.pid)
-    assert not _alive(aws.pid)
+        assert alive(aws.pid)
+    assert not alive(aws.pid)
     host, port = endpoint_url.removeprefix("http://").rsplit(":", 1)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((host, int(port)), timeout=2).close()
-
-
-def _listens_on(pid: int, port: int) -> bool:
-    """Whether ``pid`` holds the socket listening on loopback ``port`` (from /proc)."""
-    inodes = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
-            inodes.add(fields[9])
-    try:
-        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
-    except OSError:
-        return False
-    return any(link == f"socket:[{inode}]" for link in links for inode in inodes)
 
 
 def test_a_child_that_cannot_start_raises_with_its_stderr() -> None:
@@ -126,13 +104,13 @@ def test_the_child_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
-        assert _alive(child)
+        assert alive(child)
         parent.kill()  # no stop(), no atexit: only the closed stdin tells the child
         parent.wait()
         deadline = time.monotonic() + 15
-        while _alive(child) and time.monotonic() < deadline:
+        while alive(child) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(child)
+        assert not alive(child)
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -161,3 +139,9 @@ def test_start_twice_is_refused_and_stop_twice_is_harmless() -> None:
     finally:
         aws.stop()
     aws.stop()
+
+
+def test_the_commands_offer_the_emulators_the_stack_knows() -> None:
+    from worker.cli import _EMULATOR_MODES
+
+    assert _EMULATOR_MODES == EMULATOR_MODES
