@@ -145,3 +145,35 @@ def test_the_commands_offer_the_emulators_the_stack_knows() -> None:
     from worker.cli import _EMULATOR_MODES
 
     assert _EMULATOR_MODES == EMULATOR_MODES
+
+
+def test_a_ctrl_c_at_the_terminal_reaches_the_parent_only() -> None:
+    # A terminal sends SIGINT to its whole foreground process group; the parent decides when
+    # moto stops (after its worker drained against it), so the child must not hear it.
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time\n"
+            "from worker.dev.emulator import MotoProcess\n"
+            "signal.signal(signal.SIGINT, lambda *_: None)  # caught: not inherited as ignored\n"
+            "aws = MotoProcess()\n"
+            "aws.start()\n"
+            "print(aws.pid, flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a shell gives a command
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        os.killpg(parent.pid, signal.SIGINT)
+        deadline = time.monotonic() + 2
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert alive(child)
+    finally:
+        parent.kill()
+        parent.wait()
