@@ -79,8 +79,12 @@ class MotoProcess:
             if self._log_path is not None
             else tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         )
+        # The child imports this very checkout, however the parent found it.
+        source = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join(filter(None, (source, os.environ.get("PYTHONPATH"))))
         self._process = subprocess.Popen(
             [sys.executable, "-m", _MODULE, self._host, str(self._port)],
+            env={**os.environ, "PYTHONPATH": path},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,

@@ -177,3 +177,29 @@ def test_a_ctrl_c_at_the_terminal_reaches_the_parent_only() -> None:
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_the_child_runs_the_parents_checkout_wherever_it_was_found(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[3]
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(root)!r})\n"
+        "from worker.dev.emulator import MotoProcess\n"
+        "aws = MotoProcess()\n"
+        "with aws:\n"
+        "    environ = open(f'/proc/{aws.pid}/environ', 'rb').read().split(b'\\0')\n"
+        "    print([v.decode() for v in environ if v.startswith(b'PYTHONPATH=')])\n"
+    )
+    parent = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,  # not the checkout: only the parent's sys.path knows where it is
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert parent.returncode == 0, parent.stderr
+    # Installed elsewhere too (an editable install of another checkout, say), it still runs ours.
+    assert parent.stdout.strip() == repr([f"PYTHONPATH={root}"])
