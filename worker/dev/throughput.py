@@ -30,8 +30,12 @@ class Throughput:
             value = self.per_second(count)
             return f"{value:.2f} {unit}/s" if value is not None else f"- {unit}/s"
 
+        def count(n: int, noun: str) -> str:
+            return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
         return (
-            f"throughput: {self.photos} photos, {self.videos} videos ({self.media} READY) in "
+            f"throughput: {count(self.photos, 'photo')}, {count(self.videos, 'video')} "
+            f"({self.media} READY) in "
             f"{self.seconds:.2f} s from the first upload to the last READY: "
             f"{rate(self.photos, 'photos')}, {rate(self.videos, 'videos')}, "
             f"{rate(self.media, 'media')}"

@@ -27,7 +27,7 @@ def test_the_window_runs_from_the_first_upload_to_the_last_ready() -> None:
     assert measured == Throughput(photos=2, videos=1, media=3, seconds=6.0)
     assert measured.per_second(measured.photos) == pytest.approx(2 / 6)
     assert measured.describe() == (
-        "throughput: 2 photos, 1 videos (3 READY) in 6.00 s from the first upload to the last "
+        "throughput: 2 photos, 1 video (3 READY) in 6.00 s from the first upload to the last "
         "READY: 0.33 photos/s, 0.17 videos/s, 0.50 media/s"
     )
 
