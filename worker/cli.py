@@ -101,7 +101,9 @@ def _dev(args: argparse.Namespace) -> int:
     async def main() -> None:
         import signal
 
-        async with embedded_stack(api_port=args.api_port, run_worker=args.worker) as running:
+        async with embedded_stack(
+            api_port=args.api_port, run_worker=args.worker, emulator=args.emulator
+        ) as running:
             ready = running.describe()
             # A token the local API accepts (it passes claims through unverified), to try it now.
             token = dev_token("dev-user")
@@ -132,6 +134,7 @@ def _demo(args: argparse.Namespace) -> int:
             as_json=args.json,
             wait_seconds=args.timeout,
             include_broken=args.include_broken,
+            emulator=args.emulator,
         )
     )
 
@@ -183,6 +186,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_false",
         help="no embedded worker: run one elsewhere with the printed worker_env",
     )
+    _add_emulator_option(dev)
     dev.set_defaults(run=_dev)
 
     demo = commands.add_parser("demo", help="upload files through the embedded stack and report")
@@ -195,8 +199,23 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-output", help="where renditions are written")
     demo.add_argument("--json", action="store_true", help="one JSON object per input file")
     demo.add_argument("--timeout", type=float, default=300.0, help="seconds to wait in all")
+    _add_emulator_option(demo)
     demo.set_defaults(run=_demo)
     return root
+
+
+# worker.dev.emulator.EMULATOR_MODES (a test keeps them equal): the production commands build
+# this parser too, and import nothing of the dev tooling.
+_EMULATOR_MODES = ("process", "inprocess")
+
+
+def _add_emulator_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--emulator",
+        choices=_EMULATOR_MODES,
+        default="process",
+        help="run moto in a process of its own (default), or on threads of this one",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

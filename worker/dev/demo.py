@@ -29,6 +29,8 @@ from rich.table import Table
 
 from mediamill_core.keys import EXTENSIONS
 from worker.dev.embedded import embedded_stack
+from worker.dev.emulator import EmulatorMode
+from worker.dev.throughput import measure
 
 TERMINAL = ("READY", "FAILED")
 DEMO_USER = "demo-user"
@@ -256,6 +258,7 @@ async def run_demo(
     as_json: bool,
     wait_seconds: float,
     include_broken: bool = False,
+    emulator: EmulatorMode = "process",
 ) -> int:
     """Returns the exit status: 0 when every upload ended READY or FAILED."""
     console = Console(stderr=True)
@@ -271,7 +274,7 @@ async def run_demo(
             DemoResult(file=f, folder=name) for f, name in zip(files, _folders(files), strict=True)
         ]
         console.print(f"starting the embedded AWS stack and a worker for {len(files)} file(s)…")
-        async with embedded_stack() as running:
+        async with embedded_stack(emulator=emulator) as running:
             from worker.dev.local_api import dev_token
 
             if running.rekognition_emulated:
@@ -306,6 +309,10 @@ async def run_demo(
             sys.stdout.write(json.dumps(result.as_json()) + "\n")
     else:
         _print_table(results, out)
+    throughput = measure(r.item for r in results)
+    if throughput is not None:
+        # Under the table; with --json on stderr, so stdout stays one object per file.
+        print(throughput.describe(), file=sys.stderr if as_json else sys.stdout)
     return 0 if all(r.status in TERMINAL for r in results) else 1
 
 

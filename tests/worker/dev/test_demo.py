@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from mediamill_testkit.processes import alive, listens_on
 from worker.dev.samples import write_png
 
 # The built-in stages and the checksum plugin `make test` installs.
@@ -38,10 +41,25 @@ def results(output: str) -> list[dict[str, Any]]:
 
 def test_demo_on_generated_samples_ends_every_item_ready(tmp_path: Path) -> None:
     out = tmp_path / "out"
+    started = time.monotonic()
     run = mediamill("demo", "--json", "--out", str(out))
+    elapsed = time.monotonic() - started
 
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Rekognition is emulated here (moto)" in run.stderr  # said plainly, not implied
+    # Throughput, from the items' own timestamps; on stderr, so stdout stays one row per file.
+    [line] = [x for x in run.stderr.splitlines() if x.startswith("throughput:")]
+    figures = re.fullmatch(
+        r"throughput: 5 photos, 4 videos \(9 READY\) in ([0-9.]+) s from the first upload to "
+        r"the last READY: ([0-9.]+) photos/s, ([0-9.]+) videos/s, ([0-9.]+) media/s",
+        line,
+    )
+    assert figures, line
+    seconds, photos, videos, media = map(float, figures.groups())
+    assert 0 < seconds < elapsed
+    assert photos == pytest.approx(5 / seconds, abs=0.01)
+    assert videos == pytest.approx(4 / seconds, abs=0.01)
+    assert media == pytest.approx(9 / seconds, abs=0.01)
     rows = results(run.stdout)
     assert [Path(r["file"]).name for r in rows] == [
         "photo.jpg",
@@ -150,6 +168,12 @@ def test_dev_prints_its_endpoints_first_and_stops_cleanly_on_sigint() -> None:
         assert process.stdout is not None
         first = json.loads(process.stdout.readline())
         assert set(first) >= {"api", "aws", "metrics", "resources"}
+        # moto serves from a process of its own, the one listening on the printed endpoint.
+        emulator = first["emulator"]
+        assert emulator["mode"] == "process"
+        assert emulator["pid"] != process.pid
+        assert listens_on(emulator["pid"], int(first["aws"].rsplit(":", 1)[1]))
+        assert Path(emulator["log"]).is_file()
         assert first["resources"]["queue_url"]
         with urllib.request.urlopen(first["metrics"], timeout=10) as response:
             assert b"mediamill_jobs_in_flight" in response.read()
@@ -165,6 +189,28 @@ def test_dev_prints_its_endpoints_first_and_stops_cleanly_on_sigint() -> None:
         )
         with urllib.request.urlopen(listing, timeout=10) as response:
             assert json.loads(response.read())["items"] == []
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+        assert not alive(emulator["pid"])  # stopped with the stack, not left behind
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_dev_can_still_run_moto_on_threads_of_its_own_process() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker", "dev", "--no-worker", "--emulator", "inprocess"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        first = json.loads(process.stdout.readline())
+        assert first["emulator"] == {"mode": "inprocess", "pid": process.pid, "log": None}
+        assert listens_on(process.pid, int(first["aws"].rsplit(":", 1)[1]))
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
     finally:
