@@ -56,15 +56,16 @@ class Measurement:
 
 @dataclass(frozen=True, slots=True)
 class ChildRun:
-    """Wall-clock seconds and peak resident memory of one child process."""
+    """Wall-clock seconds, peak resident memory and CPU seconds of one child process."""
 
     seconds: float
     peak_rss_mb: float
     stdout: str
+    cpu_seconds: float = 0.0
 
 
 def run_child(argv: Sequence[str], *, env: dict[str, str] | None = None) -> ChildRun:
-    """Run ``argv`` to completion: wall-clock seconds and its own peak RSS (see bench.rss)."""
+    """Run ``argv`` to completion: wall-clock seconds, its own peak RSS and CPU (see bench.rss)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         completed = subprocess.run(
@@ -76,8 +77,15 @@ def run_child(argv: Sequence[str], *, env: dict[str, str] | None = None) -> Chil
         errors = err.read()
         if completed.returncode != 0:
             raise RuntimeError(f"{argv[0]} failed ({completed.returncode}):\n{errors[-2000:]}")
-        peak = errors.rstrip().rsplit("peak_rss_kib=", 1)[-1]
-        return ChildRun(seconds=seconds, peak_rss_mb=int(peak) / 1024, stdout=out.read())
+        peak, cpu = child_usage(errors)
+        return ChildRun(seconds, peak / 1024, out.read(), cpu)
+
+
+def child_usage(stderr: str) -> tuple[int, float]:
+    """bench.rss's last line: the child's peak RSS in KiB and its CPU seconds."""
+    # Split on the key, not on a newline: the child's own stderr may not end with one.
+    peak, cpu = stderr.rstrip().rsplit("peak_rss_kib=", 1)[-1].split(" cpu_seconds=")
+    return int(peak), float(cpu)
 
 
 def python_child(module: str, *args: str) -> list[str]:
@@ -125,15 +133,15 @@ def table_cells(m: Measurement) -> list[str]:
     """The printed row: median, range, ratio and its range, rounds, the load average."""
 
     def number(value: float) -> str:
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
 
     spread = (
         f"{number(m.low)}..{number(m.high)}" if m.low is not None and m.high is not None else ""
     )
-    ratio = f"{m.ratio:.2f}x" if m.ratio is not None else ""
+    ratio = f"{m.ratio:.3f}x" if m.ratio is not None else ""
     ratio_range = ""
     if m.ratio_low is not None and m.ratio_high is not None:
-        ratio_range = f"{m.ratio_low:.2f}..{m.ratio_high:.2f}"
+        ratio_range = f"{m.ratio_low:.3f}..{m.ratio_high:.3f}"
     load = f"{m.loadavg[0]:.2f}→{m.loadavg[1]:.2f}" if m.loadavg is not None else ""
     rounds = str(m.rounds) if m.rounds is not None else ""
     return [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import Measurement, table_cells, write_results
+from bench.report import Measurement, child_usage, run_child, table_cells, write_results
 from bench.rounds import LoadWatch, Spread, compared, figure, interleaved, run_rounds
 from bench.scaling.inputs import results_file
 
@@ -103,6 +103,17 @@ def test_the_table_shows_the_range_the_rounds_and_the_load_beside_each_figure() 
     row = compared("stage", [25.0, 20.0, 24.0], "photos/s", "pillow", [10.0, 9.0, 11.0],
                    better="higher", load=_load())  # fmt: skip
     assert table_cells(row) == [
-        "stage", "24", "20..25", "photos/s", "pillow", "2.22x", "2.18..2.50", "3", "1.23→2.50",
+        "stage", "24", "20..25", "photos/s", "pillow", "2.222x", "2.182..2.500", "3", "1.23→2.50",
     ]  # fmt: skip
     assert table_cells(Measurement("bare", 1.5, "MB"))[2:] == ["", "MB", "", "", "", "", ""]
+
+
+def test_a_child_reports_its_peak_rss_and_cpu_seconds_on_stderrs_last_line() -> None:
+    assert child_usage("warning: no newline at the endpeak_rss_kib=2048 cpu_seconds=1.25\n") == (
+        2048,
+        1.25,
+    )
+    done = run_child(["python3", "-c", "sum(range(3_000_000)); print('done')"])
+    assert done.stdout == "done\n"
+    assert 5 < done.peak_rss_mb < 200
+    assert 0 < done.cpu_seconds <= done.seconds + 0.05
