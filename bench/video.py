@@ -95,7 +95,8 @@ def compare(label: str, clip: Path, root: Path, *, rounds: int) -> list[Measurem
             done = run_child(python_child("bench.video", "stage", str(clip), str(out), *flags))
             plan = json.loads(done.stdout)
             plans.append(plan)
-            return VideoRun(done, float(plan["seconds"]), float(plan["cpu_seconds"]))
+            made = tuple(plan["renditions"])
+            return VideoRun(done, float(plan["seconds"]), float(plan["cpu_seconds"]), made)
 
         return run
 
@@ -118,12 +119,19 @@ class VideoRun:
     process: ChildRun
     seconds: float
     cpu_seconds: float
+    renditions: tuple[str, ...] = ()
 
 
 def video_rows(
     name: str, runs: dict[str, list[VideoRun]], cpu: str, cores: str, *, load: LoadWatch
 ) -> list[Measurement]:
     """The stage's figures against the ffmpeg command line's, round by round."""
+    made = {
+        what: {"preview_anim" in r.renditions for r in runs[what]} for what in ("stage", "bare")
+    }
+    if made != {"stage": {True}, "bare": {False}}:
+        # A row labelled "no preview_anim" must not time one, nor the stage's row miss it.
+        raise RuntimeError(f"{name}: the animated preview made, by run: {made}")
     ffmpeg = f"{name} ffmpeg seconds"
     # The worker is a long-running process: a job pays the stage's run (probe included), not an
     # interpreter start and imports. The child's whole wall time is reported next to it.
@@ -225,6 +233,7 @@ def stage_main(clip: Path, out: Path, *, preview_anim: bool = True) -> None:
                 "crf": options.crf,
                 "seconds": seconds,
                 "cpu_seconds": cpu,
+                "renditions": sorted(r.name for r in result.renditions),
             }
         )
     )
