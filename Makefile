@@ -107,7 +107,7 @@ image-smoke: venv image
 	$(BIN)/python deploy/ecs/smoke.py $(SMOKE)
 
 clean:
-	rm -rf $(VENV) demo-output bench/results.json .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-output bench/results.json bench/sharp/node_modules .pytest_cache .mypy_cache .ruff_cache
 
 constraints: venv
 	{ echo '# The tested set of every dependency, pinned. Regenerate with `make constraints` after changing pyproject.toml.'; \
