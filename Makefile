@@ -34,7 +34,7 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint tools .venv-checkov
+test: lint tools .venv-checkov $(SHARP_STAMP)
 	$(BIN)/python -m pytest -n 2 tests $(patsubst %/pyproject.toml,%/tests,$(PLUGINS))
 
 # promtool checks and unit-tests the alert rules (tests/deploy/test_alert_rules.py): Debian's
@@ -53,6 +53,20 @@ tools:
 	    echo "make tools: a prometheus server is running; only promtool is needed (systemctl disable --now prometheus)" >&2; \
 	  fi; \
 	}
+	@# The bench's video reference (tests/bench check its command against the stage's plan).
+	@command -v ffmpeg >/dev/null || { \
+	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	    echo "make tools: ffmpeg is missing; install Debian's 'ffmpeg' package as root" >&2; exit 1; \
+	  fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg; \
+	}
+
+# npm's sharp, the bench's photo reference (bench/sharp/package-lock.json); tests/bench run it.
+SHARP_STAMP := bench/sharp/node_modules/.installed
+$(SHARP_STAMP): bench/sharp/package-lock.json
+	command -v npm >/dev/null || { echo "the sharp reference needs Node.js 20+ and npm" >&2; exit 1; }
+	npm ci --prefix bench/sharp --no-audit --no-fund --loglevel=error
+	touch $@
 
 
 # checkov scans deploy/ecs/template.yaml in `make test`; its dependencies do not resolve beside
@@ -76,10 +90,7 @@ chaos: venv
 # Debian; the product itself never runs sharp or ffmpeg.
 bench: venv
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
-	command -v npm >/dev/null || { echo "make bench: the sharp reference needs Node.js 20+ and npm"; exit 1; }
-	npm ci --prefix bench/sharp --no-audit --no-fund --loglevel=error
-	command -v ffmpeg >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg; } \
-	  || { echo "make bench: the ffmpeg reference needs 'apt-get install ffmpeg' (root)"; exit 1; }
+	$(MAKE) --no-print-directory tools $(SHARP_STAMP)
 	$(BIN)/python -m bench $(BENCH)
 
 # The API Lambda's zip (deploy/ecs/README.md, "Build the API Lambda"): manylinux wheels for the
