@@ -1,5 +1,5 @@
-"""``python -m bench [images] [video] [worker]``: run the benchmarks, write results.json, print a table;
-after both suites, refresh deploy/ecs/sizing.json and run the scaling simulation on it."""
+"""``python -m bench [images] [video] [worker]``: run the benchmarks, write results.json, print a
+table; after both suites, refresh deploy/ecs/sizing.json and run the scaling simulation on it."""
 
 from __future__ import annotations
 

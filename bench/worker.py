@@ -20,6 +20,7 @@ of work to the last upload's end; the worker also counts its AWS calls by operat
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -51,11 +52,23 @@ _PY_SPY = [
 
 @dataclass(frozen=True, slots=True)
 class Kind:
-    """One kind of upload: its label, its files and how many uploads make a round."""
+    """One kind of upload: its label, and the files a round measures."""
 
     label: str
     unit: str
     files: tuple[Path, ...]
+    # Uploads before the window and after it: as many as run at once, so that both edges are
+    # in a steady state. A photo job waits for a CPU thread after its claim and spool, so every
+    # job slot holds one; a clip's CPU thread is busy for seconds, so the threads bound it.
+    warm_per: str  # "job slot" or "CPU thread"
+
+    def round_files(self, concurrency: int, cpu_threads: int) -> tuple[int, list[Path]]:
+        """How many uploads come before the window, and every upload of a round."""
+        warm = concurrency if self.warm_per == "job slot" else cpu_threads
+        cycle = itertools.cycle(self.files)
+        return warm, [next(cycle) for _ in range(warm)] + list(self.files) + [
+            next(cycle) for _ in range(warm)
+        ]
 
 
 @dataclass(slots=True)
@@ -215,7 +228,9 @@ def upload_round(env: dict[str, str], files: Sequence[Path]) -> None:
 
 def _child_figures(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
     result = run_child(argv, env=env)
-    figures: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    # The child's last JSON line (py-spy, when profiling, has its say after it).
+    last = [line for line in result.stdout.splitlines() if line.startswith("{")][-1]
+    figures: dict[str, Any] = json.loads(last)
     return figures
 
 
@@ -239,12 +254,14 @@ def measure(
         for number in range(rounds):
             for kind in kinds:
                 loads.append(os.getloadavg()[0])
+                warm, files = kind.round_files(concurrency, cpu_threads)
+                window = (str(warm), str(len(kind.files)))
                 stage_argv = python_child(
-                    "bench.worker_child", "stage", str(cpu_threads), *map(str, kind.files)
+                    "bench.worker_child", "stage", str(cpu_threads), *window, *map(str, files)
                 )
                 found[kind.label].stage.append(_child_figures(stage_argv, env))
-                upload_round(stack.settings_env(), kind.files)
-                worker_argv = python_child("bench.worker_child", "worker", str(len(kind.files)))
+                upload_round(stack.settings_env(), files)
+                worker_argv = python_child("bench.worker_child", "worker", *window, str(len(files)))
                 if profile is not None:
                     # py-spy samples the worker (every thread) from outside: a profile, not a
                     # figure, since sampling takes CPU of its own.
@@ -267,11 +284,13 @@ def inputs(root: Path, *, quick: bool, kinds: Sequence[str] = KINDS) -> list[Kin
         photo_dir = Path(tempfile.gettempdir()) / "mediamill-bench-images" / "12mp"
         photo_dir.mkdir(parents=True, exist_ok=True)
         photos = make_photos(photo_dir, megapixels=MEGAPIXELS, names=PHOTOS)
-        made.append(Kind("photo 12 MP", "photos/s", tuple(photos) * (1 if quick else 2)))
+        made.append(
+            Kind("photo 12 MP", "photos/s", tuple(photos) * (1 if quick else 2), "job slot")
+        )
     if "video" in kinds:
         clip = root / "clip.mp4"
         run_child(python_child("bench.video", "clip", "h264", "2" if quick else "5", str(clip)))
-        made.append(Kind("video 1080p", "clips/s", (clip,) * (2 if quick else 3)))
+        made.append(Kind("video 1080p", "clips/s", (clip,) * (2 if quick else 3), "CPU thread"))
     return made
 
 

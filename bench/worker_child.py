@@ -1,19 +1,22 @@
 """The child processes of the worker bench (bench/worker.py), one job each, JSON on stdout.
 
     python -m bench.worker_child moto              # the emulation, until stdin closes
-    python -m bench.worker_child stage N FILE...   # the CPU stages alone, N threads
-    python -m bench.worker_child worker COUNT      # the real worker until COUNT uploads end
+    python -m bench.worker_child stage THREADS WARM COUNT FILE...  # the CPU stages alone
+    python -m bench.worker_child worker WARM COUNT TOTAL           # the real worker
 
 ``stage`` and ``worker`` read the same MEDIAMILL_* environment, so the stages alone run with
-the options and libvips thread pool the worker gives them. Each figure counts from the moment
-the work starts (imports and start-up are left out) to the moment the last upload ends.
+the options and libvips thread pool the worker gives them. Both measure a steady state: the
+window opens when WARM uploads have ended and closes when WARM + COUNT have, with more still
+running (start-up, first connections and the ramp are outside it, and so is the tail).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +48,34 @@ def _registry() -> Any:
     return settings, StageRegistry.from_settings(settings.stages, settings.stage_options)
 
 
-def stage_main(threads: int, files: list[Path]) -> None:
+class Window:
+    """Time and CPU when the ``warm``-th upload ended and when the ``warm + count``-th did."""
+
+    def __init__(self, warm: int, count: int) -> None:
+        self.warm, self.count = warm, count
+        self.opened: tuple[float, float] | None = None
+        self.closed: tuple[float, float] | None = None
+        self._lock = threading.Lock()
+
+    def ended(self, done: int) -> None:
+        """``done`` uploads have ended so far."""
+        with self._lock:
+            if self.opened is None and done >= self.warm:
+                self.opened = (time.perf_counter(), cpu_seconds())
+            if self.closed is None and done >= self.warm + self.count:
+                self.closed = (time.perf_counter(), cpu_seconds())
+
+    def figures(self) -> dict[str, float]:
+        assert self.opened is not None
+        assert self.closed is not None
+        return {
+            "uploads": self.count,
+            "seconds": self.closed[0] - self.opened[0],
+            "cpu_seconds": self.closed[1] - self.opened[1],
+        }
+
+
+def stage_main(threads: int, window: Window, files: list[Path]) -> None:
     """Probe, then thumbnail or transcode, each file as the worker's stages would; no AWS."""
     import structlog
 
@@ -71,17 +101,20 @@ def stage_main(threads: int, files: list[Path]) -> None:
         )
         maker.run_sync(job)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        scratch = Path(tmp)
-        started, cpu_before = time.perf_counter(), cpu_seconds()
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda path: run(path, scratch), files))
-        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_before
-    print(json.dumps({"uploads": len(files), "seconds": seconds, "cpu_seconds": cpu}))
+    done = itertools.count(1)
+    window.ended(0)
+
+    def one(path: Path, scratch: Path) -> None:
+        run(path, scratch)
+        window.ended(next(done))
+
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda path: one(path, Path(tmp)), files))
+    print(json.dumps(window.figures()))
 
 
-def worker_main(count: int) -> None:
-    """The production Worker on the stack the environment names, until ``count`` jobs end."""
+def worker_main(window: Window, total: int) -> None:
+    """The production Worker on the stack the environment names, until ``total`` jobs end."""
     import anyio
 
     from worker import metrics
@@ -95,16 +128,19 @@ def worker_main(count: int) -> None:
 
     async def measure() -> None:
         await worker.started.wait()
-        calls_before = metrics.aws_calls()
-        started, cpu_before = time.perf_counter(), cpu_seconds()
+        before: dict[str, float] | None = None
         # A poll costs microseconds a hundred times a second: nothing the figures can see.
-        while worker.jobs_done < count:  # noqa: ASYNC110
+        while window.closed is None:
+            window.ended(worker.jobs_done)
+            if window.opened is not None and before is None:
+                before = metrics.aws_calls()
             await anyio.sleep(_POLL_SECONDS)
-        figures["seconds"] = time.perf_counter() - started
-        figures["cpu_seconds"] = cpu_seconds() - cpu_before
         calls = Counter(metrics.aws_calls())
-        calls.subtract(calls_before)
+        calls.subtract(before or {})
+        figures.update(window.figures())
         figures["calls"] = {name: n for name, n in sorted(calls.items()) if n}
+        while worker.jobs_done < total:  # noqa: ASYNC110 - the tail, outside the window
+            await anyio.sleep(_POLL_SECONDS)
         worker.request_stop()
 
     async def main() -> None:
@@ -114,9 +150,9 @@ def worker_main(count: int) -> None:
 
     anyio.run(main)
     ready = metrics.JOBS.labels("ready", "media")._value.get()
-    if ready != count:
-        raise SystemExit(f"only {ready:g} of {count} uploads ended READY: see the worker's log")
-    print(json.dumps({"uploads": count, **figures}))
+    if ready != total:
+        raise SystemExit(f"only {ready:g} of {total} uploads ended READY: see the worker's log")
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":
@@ -124,8 +160,8 @@ if __name__ == "__main__":
     if mode == "moto":
         moto_main()
     elif mode == "stage":
-        stage_main(int(rest[0]), [Path(name) for name in rest[1:]])
+        stage_main(int(rest[0]), Window(int(rest[1]), int(rest[2])), [Path(n) for n in rest[3:]])
     elif mode == "worker":
-        worker_main(int(rest[0]))
+        worker_main(Window(int(rest[0]), int(rest[1])), int(rest[2]))
     else:
         raise SystemExit(__doc__)
