@@ -219,7 +219,7 @@ class EmbeddedAws:
         self._server.start()
         wsgi = self._server._server
         assert wsgi is not None
-        wsgi.app = _AtomicDynamoDB(wsgi.app)
+        wsgi.app = AtomicDynamoDB(wsgi.app)
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
         return self.endpoint_url
@@ -228,7 +228,7 @@ class EmbeddedAws:
         self._server.stop()
 
 
-class _AtomicDynamoDB:
+class AtomicDynamoDB:
     """Serialises moto's DynamoDB requests, as DynamoDB itself makes each item write atomic.
 
     moto serves requests on threads and checks a condition and applies the update as two
