@@ -24,12 +24,10 @@ import itertools
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +105,7 @@ def summarise(kind: Kind, rounds: Rounds, *, load: float) -> list[Measurement]:
     own = worker_cpu - stage_cpu
     stage_rate, worker_rate = rate(rounds.stage), rate(rounds.worker)
     calls = calls_per_upload(rounds.worker)
+    moto = median([r["moto_cpu_seconds"] / r["total_uploads"] for r in rounds.worker])
     name = f"worker {kind.label}"
     rows = [
         Measurement(f"{name} stage CPU/upload", stage_cpu * 1000, "ms"),
@@ -121,6 +120,7 @@ def summarise(kind: Kind, rounds: Rounds, *, load: float) -> list[Measurement]:
             worker_rate / stage_rate,
         ),
         Measurement(f"{name} AWS calls/upload", sum(calls.values()), "calls"),
+        Measurement(f"{name} moto CPU/upload (not the worker's)", moto * 1000, "ms"),
         *(Measurement(f"{name} {op}/upload", n, "calls") for op, n in calls.items()),
         Measurement(f"{name} load average", load, "1 min"),
     ]
@@ -130,29 +130,10 @@ def summarise(kind: Kind, rounds: Rounds, *, load: float) -> list[Measurement]:
 # --- the emulation and the stack ---------------------------------------------------------------
 
 
-@contextmanager
-def emulation() -> Iterator[str]:
-    """moto in a child process: its endpoint while the block runs."""
-    process = subprocess.Popen(
-        python_child("bench.worker_child", "moto"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError("the moto child exited before it served")
-        yield str(json.loads(line)["endpoint_url"])
-    finally:
-        assert process.stdin is not None
-        process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU a live process has used (Linux /proc), for the emulation's share."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def worker_env(
@@ -244,11 +225,14 @@ def measure(
 ) -> tuple[dict[str, Rounds], float]:
     """Interleaved rounds for every kind on one emulated stack; the mean 1-minute load."""
     from worker.dev.devstack import StackNames, provision, use_dev_credentials
+    from worker.dev.emulator import MotoProcess
 
     use_dev_credentials()
     found = {kind.label: Rounds() for kind in kinds}
     loads: list[float] = []
-    with emulation() as endpoint, tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
+    aws = MotoProcess()
+    with aws as endpoint, tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
+        assert aws.pid is not None
         stack = provision(endpoint, StackNames.random("bench"), visibility_timeout=120)
         env = worker_env(stack.settings_env(), Path(tmp), concurrency, cpu_threads)
         for number in range(rounds):
@@ -267,7 +251,13 @@ def measure(
                     # figure, since sampling takes CPU of its own.
                     out = profile / f"{kind.label.replace(' ', '-')}-{number}.txt"
                     worker_argv = [*_PY_SPY, "-o", str(out), "--", *worker_argv]
-                found[kind.label].worker.append(_child_figures(worker_argv, env))
+                moto_before = process_cpu_seconds(aws.pid)
+                figures = _child_figures(worker_argv, env)
+                # Over the worker's whole run, not its window: the emulation is beside the point
+                # in production, but on a small machine it takes cores the worker would use.
+                figures["moto_cpu_seconds"] = process_cpu_seconds(aws.pid) - moto_before
+                figures["total_uploads"] = len(files)
+                found[kind.label].worker.append(figures)
     return found, median(loads)
 
 

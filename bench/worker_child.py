@@ -1,6 +1,5 @@
 """The child processes of the worker bench (bench/worker.py), one job each, JSON on stdout.
 
-    python -m bench.worker_child moto              # the emulation, until stdin closes
     python -m bench.worker_child stage THREADS WARM COUNT FILE...  # the CPU stages alone
     python -m bench.worker_child worker WARM COUNT TOTAL           # the real worker
 
@@ -28,16 +27,6 @@ from bench.report import cpu_seconds
 # The stage that makes each kind's renditions; probe runs before it, as in the worker.
 MAKERS = {"image": "thumbnail", "video": "transcode"}
 _POLL_SECONDS = 0.01
-
-
-def moto_main() -> None:
-    """moto's server in this process, its endpoint on stdout; it stops when stdin closes."""
-    from worker.dev.devstack import EmbeddedAws
-
-    server = EmbeddedAws()
-    print(json.dumps({"endpoint_url": server.start()}), flush=True)
-    sys.stdin.read()
-    server.stop()
 
 
 def _registry() -> Any:
@@ -157,9 +146,7 @@ def worker_main(window: Window, total: int) -> None:
 
 if __name__ == "__main__":
     mode, rest = sys.argv[1], sys.argv[2:]
-    if mode == "moto":
-        moto_main()
-    elif mode == "stage":
+    if mode == "stage":
         stage_main(int(rest[0]), Window(int(rest[1]), int(rest[2])), [Path(n) for n in rest[3:]])
     elif mode == "worker":
         worker_main(Window(int(rest[0]), int(rest[1])), int(rest[2]))

@@ -134,7 +134,8 @@ SQS_ERRORS = Counter("mediamill_sqs_errors_total", "SQS calls that failed.", ["o
 AWS_CALLS = Counter(
     "mediamill_aws_calls_total",
     "AWS API calls made (botocore's retries of one call not counted), by service and operation.",
-    ["service", "operation"],
+    # Not "service": the collector labels every series with the ECS service under that name.
+    ["aws_service", "operation"],
 )
 SWEPT = Counter(
     "mediamill_sweep_settled_total",
@@ -269,14 +270,21 @@ def prepare(
             OPTIONAL_STAGE_RETRIES.labels(stage.name)
 
 
+# A few dozen operations at most: labels() once for each, not on every call.
+_AWS_CALL_COUNTERS: dict[tuple[str, str], Counter] = {}
+
+
 def count_aws_call(service: str, operation: str) -> None:
-    AWS_CALLS.labels(service, operation).inc()
+    counter = _AWS_CALL_COUNTERS.get((service, operation))
+    if counter is None:
+        counter = _AWS_CALL_COUNTERS[service, operation] = AWS_CALLS.labels(service, operation)
+    counter.inc()
 
 
 def aws_calls() -> dict[str, float]:
     """Calls so far as ``{"service.Operation": count}``, read from the counter (the bench's)."""
     return {
-        f"{s.labels['service']}.{s.labels['operation']}": s.value
+        f"{s.labels['aws_service']}.{s.labels['operation']}": s.value
         for family in AWS_CALLS.collect()
         for s in family.samples
         if s.name.endswith("_total")
