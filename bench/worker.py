@@ -75,6 +75,15 @@ class Rounds:
 
     stage: list[dict[str, Any]] = field(default_factory=list)
     worker: list[dict[str, Any]] = field(default_factory=list)
+    baseline: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _on_path(env: dict[str, str], tree: Path | None) -> dict[str, str]:
+    """``env`` with ``tree`` first on the import path (None: this checkout, as it is)."""
+    if tree is None:
+        return env
+    rest = env.get("PYTHONPATH")
+    return {**env, "PYTHONPATH": os.pathsep.join([str(tree), *([rest] if rest else [])])}
 
 
 def median(values: Sequence[float]) -> float:
@@ -98,15 +107,18 @@ def calls_per_upload(rounds: Sequence[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def summarise(kind: Kind, rounds: Rounds, *, load: float) -> list[Measurement]:
-    """The suite's rows for one kind from its rounds."""
+def summarise(
+    kind: Kind, rounds: Rounds, *, load: float, baseline: bool = False
+) -> list[Measurement]:
+    """The suite's rows for one kind from its rounds (of the baseline's worker, if asked)."""
+    workers = rounds.baseline if baseline else rounds.worker
     stage_cpu = per_upload(rounds.stage, "cpu_seconds")
-    worker_cpu = per_upload(rounds.worker, "cpu_seconds")
+    worker_cpu = per_upload(workers, "cpu_seconds")
     own = worker_cpu - stage_cpu
-    stage_rate, worker_rate = rate(rounds.stage), rate(rounds.worker)
-    calls = calls_per_upload(rounds.worker)
-    moto = median([r["moto_cpu_seconds"] / r["total_uploads"] for r in rounds.worker])
-    name = f"worker {kind.label}"
+    stage_rate, worker_rate = rate(rounds.stage), rate(workers)
+    calls = calls_per_upload(workers)
+    moto = median([r["moto_cpu_seconds"] / r["total_uploads"] for r in workers])
+    name = f"{'baseline' if baseline else 'worker'} {kind.label}"
     rows = [
         Measurement(f"{name} stage CPU/upload", stage_cpu * 1000, "ms"),
         Measurement(f"{name} own CPU/upload", own * 1000, "ms"),
@@ -222,6 +234,7 @@ def measure(
     concurrency: int,
     cpu_threads: int,
     profile: Path | None = None,
+    baseline: Path | None = None,
 ) -> tuple[dict[str, Rounds], float]:
     """Interleaved rounds for every kind on one emulated stack; the mean 1-minute load."""
     from worker.dev.devstack import StackNames, provision, use_dev_credentials
@@ -229,6 +242,10 @@ def measure(
 
     use_dev_credentials()
     found = {kind.label: Rounds() for kind in kinds}
+    # This checkout's worker, and a baseline's (another checkout) in the same rounds.
+    trees: list[tuple[Path | None, str]] = [(None, "worker")]
+    if baseline is not None:
+        trees.append((baseline, "baseline"))
     loads: list[float] = []
     aws = MotoProcess()
     with aws as endpoint, tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
@@ -244,20 +261,23 @@ def measure(
                     "bench.worker_child", "stage", str(cpu_threads), *window, *map(str, files)
                 )
                 found[kind.label].stage.append(_child_figures(stage_argv, env))
-                upload_round(stack.settings_env(), files)
-                worker_argv = python_child("bench.worker_child", "worker", *window, str(len(files)))
-                if profile is not None:
-                    # py-spy samples the worker (every thread) from outside: a profile, not a
-                    # figure, since sampling takes CPU of its own.
-                    out = profile / f"{kind.label.replace(' ', '-')}-{number}.txt"
-                    worker_argv = [*_PY_SPY, "-o", str(out), "--", *worker_argv]
-                moto_before = process_cpu_seconds(aws.pid)
-                figures = _child_figures(worker_argv, env)
-                # Over the worker's whole run, not its window: the emulation is beside the point
-                # in production, but on a small machine it takes cores the worker would use.
-                figures["moto_cpu_seconds"] = process_cpu_seconds(aws.pid) - moto_before
-                figures["total_uploads"] = len(files)
-                found[kind.label].worker.append(figures)
+                for tree, into in trees:
+                    upload_round(stack.settings_env(), files)
+                    worker_argv = python_child(
+                        "bench.worker_child", "worker", *window, str(len(files))
+                    )
+                    if profile is not None:
+                        # py-spy samples the worker (every thread) from outside: a profile, not
+                        # a figure, since sampling takes CPU of its own.
+                        out = profile / f"{kind.label.replace(' ', '-')}-{into}-{number}.txt"
+                        worker_argv = [*_PY_SPY, "-o", str(out), "--", *worker_argv]
+                    moto_before = process_cpu_seconds(aws.pid)
+                    figures = _child_figures(worker_argv, _on_path(env, tree))
+                    # Over the worker's whole run: the emulation is no cost of the worker's,
+                    # but on a small machine it takes cores the worker would use.
+                    figures["moto_cpu_seconds"] = process_cpu_seconds(aws.pid) - moto_before
+                    figures["total_uploads"] = len(files)
+                    getattr(found[kind.label], into).append(figures)
     return found, median(loads)
 
 
@@ -292,6 +312,7 @@ def run(
     rounds: int | None = None,
     profile: Path | None = None,
     kinds: Sequence[str] = KINDS,
+    baseline: Path | None = None,
 ) -> list[Measurement]:
     from mediamill_core.settings import Settings
 
@@ -306,10 +327,13 @@ def run(
             concurrency=slots,
             cpu_threads=threads,
             profile=profile,
+            baseline=baseline,
         )
     rows: list[Measurement] = []
     for kind in made:
         rows.extend(summarise(kind, found[kind.label], load=load))
+        if baseline is not None:
+            rows.extend(summarise(kind, found[kind.label], load=load, baseline=True))
     # Named by the settings too: a sweep's rows for several settings stay apart.
     tag = f" [{slots} jobs, {threads} CPU threads]"
     return [
@@ -324,6 +348,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int)
     parser.add_argument("--cpu-threads", type=int)
     parser.add_argument("--rounds", type=int)
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout whose worker runs in the same rounds"
+    )
     parser.add_argument("--kinds", default=",".join(KINDS), help="photo, video or both")
     parser.add_argument("--profile", type=Path, help="a folder for py-spy profiles of the worker")
     args = parser.parse_args(argv)
@@ -334,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         rounds=args.rounds,
         profile=args.profile,
         kinds=args.kinds.split(","),
+        baseline=args.baseline,
     )
     print_table(rows, title="the worker's own cost per upload")
 
