@@ -133,7 +133,7 @@ def summarise(
         ),
         Measurement(f"{name} AWS calls/upload", sum(calls.values()), "calls"),
         Measurement(f"{name} moto CPU/upload (not the worker's)", moto * 1000, "ms"),
-        *(Measurement(f"{name} {op}/upload", n, "calls") for op, n in calls.items()),
+        *(Measurement(f"{name} {op}/upload", n, "calls") for op, n in calls.items() if n),
         Measurement(f"{name} load average", load, "1 min"),
     ]
     return rows
@@ -266,6 +266,9 @@ def measure(
                     worker_argv = python_child(
                         "bench.worker_child", "worker", *window, str(len(files))
                     )
+                    if tree is not None:
+                        # -P: not the working directory first on the path, the tree's worker.
+                        worker_argv.insert(1, "-P")
                     if profile is not None:
                         # py-spy samples the worker (every thread) from outside: a profile, not
                         # a figure, since sampling takes CPU of its own.
