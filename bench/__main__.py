@@ -1,5 +1,5 @@
-"""``python -m bench [images] [video]``: run the benchmarks, write results.json, print a table;
-after both suites, refresh deploy/ecs/sizing.json and run the scaling simulation on it."""
+"""``python -m bench [images] [video] [worker]``: run the benchmarks, write results.json, print a
+table; after both suites, refresh deploy/ecs/sizing.json and run the scaling simulation on it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.report import Measurement, print_table, write_results
 
-SUITES = ("images", "video")
+SUITES = ("images", "video", "worker")
 
 
 def main() -> None:

@@ -43,15 +43,16 @@ ROUNDS, QUICK_ROUNDS = 5, 3
 
 def make_photos(directory: Path, *, megapixels: float, names: tuple[str, ...]) -> list[Path]:
     """Real photographs scaled to ``megapixels``, as camera JPEGs (every other one rotated)."""
-    import pyvips
-    import skimage.data
-
-    from worker.dev.samples import camera_exif
-
     made = []
     for index, name in enumerate(names):
         path = directory / f"{name}-{megapixels:g}mp.jpg"
         if not path.exists():
+            # Only when one is missing: photos made by an earlier run need neither.
+            import pyvips
+            import skimage.data
+
+            from worker.dev.samples import camera_exif
+
             array = getattr(skimage.data, name)()
             image = pyvips.Image.new_from_array(array).copy(interpretation="srgb")
             if image.bands == 1:

@@ -11,6 +11,7 @@ import aioboto3
 from botocore.config import Config
 
 from mediamill_core.settings import Settings
+from worker import metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,4 +52,11 @@ async def open_clients(settings: Settings) -> AsyncIterator[AwsClients]:
             )
             for name in ("s3", "sqs", "sns", "dynamodb", "rekognition")
         }
+        for client in clients.values():
+            client.meta.events.register("before-call", _count_call)
         yield AwsClients(**clients)
+
+
+def _count_call(model: Any, **_: Any) -> None:
+    # before-call fires once per API call, before botocore's retries (which are before-send).
+    metrics.count_aws_call(model.service_model.service_name, model.name)

@@ -92,6 +92,11 @@ class Worker:
             log=self.log,
         )
 
+    @property
+    def jobs_done(self) -> int:
+        """Messages this worker has finished with, whatever became of them."""
+        return self._jobs_done
+
     def request_stop(self) -> None:
         """Stop receiving; in-flight jobs get the drain limit to finish."""
         if not self._stopping:

@@ -130,6 +130,13 @@ ORPHANS = Counter(
     "Upload events for which no item exists (deleted media, or objects not made through the API).",
 )
 SQS_ERRORS = Counter("mediamill_sqs_errors_total", "SQS calls that failed.", ["operation"])
+# Every AWS request costs CPU here and most are billed: calls per upload is a cost figure.
+AWS_CALLS = Counter(
+    "mediamill_aws_calls_total",
+    "AWS API calls made (botocore's retries of one call not counted), by service and operation.",
+    # Not "service": the collector labels every series with the ECS service under that name.
+    ["aws_service", "operation"],
+)
 SWEPT = Counter(
     "mediamill_sweep_settled_total",
     "Items the sweep settled: owed events sent (announced), uploads whose every try killed "
@@ -261,6 +268,27 @@ def prepare(
             STUCK_THREADS.labels(stage.name)
         if stage.optional:  # only an optional stage retries in-process
             OPTIONAL_STAGE_RETRIES.labels(stage.name)
+
+
+# A few dozen operations at most: labels() once for each, not on every call.
+_AWS_CALL_COUNTERS: dict[tuple[str, str], Counter] = {}
+
+
+def count_aws_call(service: str, operation: str) -> None:
+    counter = _AWS_CALL_COUNTERS.get((service, operation))
+    if counter is None:
+        counter = _AWS_CALL_COUNTERS[service, operation] = AWS_CALLS.labels(service, operation)
+    counter.inc()
+
+
+def aws_calls() -> dict[str, float]:
+    """Calls so far as ``{"service.Operation": count}``, read from the counter (the bench's)."""
+    return {
+        f"{s.labels['aws_service']}.{s.labels['operation']}": s.value
+        for family in AWS_CALLS.collect()
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
 
 
 def build_versions() -> dict[str, str]:

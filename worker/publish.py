@@ -4,7 +4,8 @@ It is the only stage that writes to AWS, once per job and idempotently: renditio
 from the media id, the object (``source.tag``) and the rendition name, and the item write is
 conditional on this very object. Renditions of an earlier object of the same id are removed once
 the item points at the new set; when the write finds the item deleted or given to a newer
-object, the renditions just uploaded are removed again.
+object, the renditions just uploaded are removed again. An item that never held another object
+(``sole_object``) has no earlier renditions: they are not looked for.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from stages.contract import (
 )
 from worker.notify import MediaEvents, Outbox
 from worker.rendition_store import RenditionStore
-from worker.store import MediaStore, StaleJob
+from worker.store import SOLE_OBJECT, MediaStore, StaleJob
 
 
 class PublishOptions(StageOptions):
@@ -112,7 +113,8 @@ class PublishStage(Stage):
             ):
                 await self._renditions.remove(entry["key"] for entry in published.values())
             raise
-        await self._remove_superseded(job)
+        if not item.get(SOLE_OBJECT):
+            await self._remove_superseded(job)
         try:
             await self._outbox.announce(item, token, job.log)
         except TransientError as exc:

@@ -14,6 +14,9 @@ from stages.photo.verify import verify_rendition
 
 _DELETE_BATCH = 1000  # DeleteObjects takes at most this many keys
 _CHUNK = 1024 * 1024
+# Below this a rendition goes up in one PutObject; from it on, in parts. The transfer manager's
+# own threshold (boto3's TransferConfig default), so nothing changes for large files.
+SINGLE_PUT_BYTES = 8 * 1024 * 1024
 
 
 class RenditionStore:
@@ -36,18 +39,20 @@ class RenditionStore:
     ) -> dict[str, Any]:
         """Upload one rendition under ``key``; the item's entry for it."""
         size = rendition.path.stat().st_size
+        extra = {
+            "ContentType": rendition.content_type,
+            "CacheControl": cache_control,
+            "Metadata": {"media-id": media_id, "rendition": rendition.name},
+        }
         try:
-            # upload_file streams from disk and switches to multipart for large renditions.
-            await self._s3.upload_file(
-                str(rendition.path),
-                self.bucket,
-                key,
-                ExtraArgs={
-                    "ContentType": rendition.content_type,
-                    "CacheControl": cache_control,
-                    "Metadata": {"media-id": media_id, "rendition": rendition.name},
-                },
-            )
+            if size < SINGLE_PUT_BYTES:
+                # One read and one PutObject: the transfer manager's chunked reads (a thread hop
+                # each) and its bookkeeping cost more CPU than the request itself here.
+                body = await anyio.Path(rendition.path).read_bytes()
+                await self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+            else:
+                # Streamed from disk, in parts: a transcode can be gigabytes.
+                await self._s3.upload_file(str(rendition.path), self.bucket, key, ExtraArgs=extra)
         except (ClientError, BotoCoreError) as exc:
             raise TransientError(f"could not upload rendition {rendition.name!r}: {exc}") from exc
         entry: dict[str, Any] = {"key": key, "content_type": rendition.content_type, "bytes": size}

@@ -57,6 +57,10 @@ DERIVED = (
 # upload_expires_at is the table's TTL for abandoned uploads: with its bytes in, the item stays.
 _CLAIM_REMOVES = (*DERIVED, "upload_expires_at")
 _CLAIM_ROUNDS = 4
+# Set by the first claim of a fresh upload and removed by every other claim: while it is there,
+# the item has held no other object, so no renditions of another lie under its media id and
+# publish need not list them (one S3 LIST, the dearest request class, per upload).
+SOLE_OBJECT = "sole_object"
 
 
 class StaleJob(Exception):
@@ -91,7 +95,7 @@ class MediaStore(EventLockWrites):
             # The common case in one call: the first event for a fresh upload.
             fresh = await self._update(
                 media_id,
-                sets={**sets, "attempts": 1, "deaths": 0, "rev": 1},
+                sets={**sets, "attempts": 1, "deaths": 0, "rev": 1, SOLE_OBJECT: True},
                 removes=(*_CLAIM_REMOVES, "suspect_token"),
                 condition="#status = :pending AND attribute_not_exists(#source.#tag)",
                 names={"#status": "status", "#source": "source", "#tag": "tag"},
@@ -138,7 +142,11 @@ class MediaStore(EventLockWrites):
                 item = await self._update(
                     media_id,
                     sets=sets,
-                    removes=(*_CLAIM_REMOVES, *(() if suspect else ("suspect_token",))),
+                    removes=(
+                        *_CLAIM_REMOVES,
+                        SOLE_OBJECT,
+                        *(() if suspect else ("suspect_token",)),
+                    ),
                     condition=(
                         "#status <> :deleting AND "
                         + ("#rev = :rev" if rev is not None else "attribute_not_exists(#rev)")

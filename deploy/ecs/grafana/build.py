@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from panels import (
+    RATE,
     SEL,
     Json,
     cw_math,
@@ -233,6 +234,19 @@ def sqs_calls() -> list[Json]:
                 per_second("mediamill_sqs_visibility_extensions_total", "visibility extensions"),
             ],
             unit="reqps",
+        ),
+        timeseries(
+            "AWS calls per upload",
+            "Every AWS API call the workers make, by service and operation, per upload ended "
+            "(READY or FAILED): what S3, DynamoDB, SNS and Rekognition bill a photo for.",
+            [
+                prom(
+                    "sum by (aws_service, operation) "
+                    f"(rate(mediamill_aws_calls_total{{{SEL}}}[{RATE}])) / scalar(sum "
+                    f'(rate(mediamill_jobs_total{{{SEL}, outcome=~"ready|failed"}}[{RATE}])))',
+                    "{{aws_service}} {{operation}}",
+                )
+            ],
         ),
     ]
 

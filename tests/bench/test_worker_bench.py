@@ -1,0 +1,90 @@
+"""The worker bench's arithmetic and its steady-state window, on tiny made-up figures."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.worker import Kind, Rounds, calls_per_upload, process_cpu_seconds, summarise
+from bench.worker_child import Window
+
+
+def test_the_window_opens_after_the_warm_uploads_and_closes_after_the_counted_ones() -> None:
+    window = Window(warm=2, count=3)
+    for done in range(2):
+        window.ended(done)
+    assert window.opened is None
+    window.ended(2)
+    opened = window.opened
+    assert opened is not None
+    window.ended(4)
+    assert window.closed is None
+    window.ended(5)
+    assert window.closed is not None
+    window.ended(7)  # the tail changes nothing
+    assert window.opened == opened
+    figures = window.figures()
+    assert figures["uploads"] == 3
+    assert figures["seconds"] >= 0
+    assert figures["cpu_seconds"] >= 0
+
+
+def test_a_round_has_as_many_uploads_before_and_after_its_window_as_run_at_once() -> None:
+    a, b, c = Path("a.jpg"), Path("b.jpg"), Path("c.jpg")
+    photos = Kind("photo", "photos/s", (a, b, c), "job slot")
+    warm, files = photos.round_files(concurrency=4, cpu_threads=2)
+    assert warm == 4
+    assert files == [a, b, c, a, a, b, c, b, c, a, b]
+    clips = Kind("video", "clips/s", (a,), "CPU thread")
+    warm, files = clips.round_files(concurrency=8, cpu_threads=2)
+    assert (warm, files) == (2, [a] * 5)
+
+
+def test_an_operation_missing_from_a_round_counts_zero_there() -> None:
+    rounds = [
+        {"uploads": 10, "calls": {"s3.PutObject": 20, "s3.ListObjectsV2": 10}},
+        {"uploads": 10, "calls": {"s3.PutObject": 20}},
+        {"uploads": 10, "calls": {"s3.PutObject": 30}},
+    ]
+    assert calls_per_upload(rounds) == {"s3.ListObjectsV2": 0.0, "s3.PutObject": 2.0}
+
+
+def test_the_worker_s_own_cpu_is_its_cpu_less_the_stages_and_the_ratio_is_of_rates() -> None:
+    rounds = Rounds(
+        stage=[
+            {"uploads": 10, "seconds": 1.0, "cpu_seconds": 1.0},
+            {"uploads": 10, "seconds": 2.0, "cpu_seconds": 1.2},
+        ],
+        worker=[
+            {
+                "uploads": 10,
+                "seconds": 4.0,
+                "cpu_seconds": 1.5,
+                "calls": {"s3.GetObject": 10},
+                "moto_cpu_seconds": 2.0,
+                "total_uploads": 20,
+            }
+        ],
+    )
+    rows = {m.name: m for m in summarise(Kind("p", "photos/s", (), "job slot"), rounds, load=3)}
+    assert rows["worker p stage CPU/upload"].value == pytest.approx(110)  # median of 100, 120
+    assert rows["worker p own CPU/upload"].value == pytest.approx(40)
+    assert rows["worker p own CPU vs stage's"].value == pytest.approx(100 * 40 / 110)
+    end_to_end = rows["worker p end to end"]
+    assert end_to_end.value == pytest.approx(2.5)
+    assert end_to_end.reference == "worker p stage alone"
+    assert end_to_end.ratio == pytest.approx(2.5 / 7.5)  # median of 10 and 5 photos/s
+    assert rows["worker p AWS calls/upload"].value == 1
+    assert rows["worker p moto CPU/upload (not the worker's)"].value == pytest.approx(100)
+    assert rows["worker p load average"].value == 3
+
+
+def test_a_process_cpu_time_is_read_from_proc() -> None:
+    before = process_cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:
+        pass
+    assert process_cpu_seconds(os.getpid()) - before >= 0.03
