@@ -34,7 +34,10 @@ def main() -> None:
         after_bench(measurements, quick=args.quick)
     from bench import cost
 
-    cost.after_bench(measurements, out=args.out)  # prices whatever this run measured
+    try:
+        cost.after_bench(measurements, out=args.out)  # prices whatever this run measured
+    except cost.CostError as error:
+        parser.exit(2, f"python -m bench: no cost table: {error}\n")
 
 
 if __name__ == "__main__":

@@ -42,9 +42,10 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "ecs" / "template.ya
 PHOTOS = 1000
 VIDEO_SECONDS = 3600.0
 PREFIX = "cost "  # every row this writes; a rerun replaces them
-# The worker's own CPU outside the stages, per upload: rows of the worker-cost suite, when run.
-WORKER_PHOTO_CPU = "photo worker CPU seconds outside the stages"
-WORKER_VIDEO_CPU = "video worker CPU seconds outside the stages"
+# The worker's own CPU outside the stages, per upload (ms): the worker suite's rows, when run.
+# An hour of video is 3,600 / (the clip's seconds) uploads, each paying it once.
+WORKER_PHOTO_CPU = "worker photo 12 MP own CPU/upload"
+WORKER_VIDEO_CPU = "worker video 1080p own CPU/upload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +272,9 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 
 
 def figures_of(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    return {str(row["name"]): float(row["value"]) for row in rows}
+    """Each row's value by name, in seconds where its unit is milliseconds."""
+    scale = {"ms": 1e-3}
+    return {str(r["name"]): float(r["value"]) * scale.get(r.get("unit"), 1.0) for r in rows}
 
 
 def write_back(path: Path, rows: Sequence[Mapping[str, Any]], costs: Sequence[Measurement]) -> None:

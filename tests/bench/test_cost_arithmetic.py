@@ -98,6 +98,7 @@ def test_the_workers_own_cpu_adds_a_line_when_the_results_have_it() -> None:
     priced, _ = lines(figures, _prices(), TASK, utilisation=1.0)
     by_work = {line.work: line.cpu_seconds for line in priced}
     assert by_work["1,000 photos, stage + worker"] == pytest.approx(150)
+    # An hour is 600 uploads of the 6 s clip, each paying the worker's own CPU once.
     assert by_work["1 h of video, stage + worker"] == pytest.approx(600 * (3.2 + 0.6))
 
 

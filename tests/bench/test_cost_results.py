@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from bench.cost import PREFIX, CostError, TaskSize, after_bench, main, read_results
+from bench.cost import (
+    PREFIX,
+    WORKER_PHOTO_CPU,
+    CostError,
+    TaskSize,
+    after_bench,
+    figures_of,
+    main,
+    read_results,
+)
 from bench.images import PHOTO_CPU, PILLOW_CPU
 from bench.report import Measurement
 from bench.video import VIDEO_CPU, VIDEO_LENGTH
@@ -39,6 +48,17 @@ def test_alone_it_adds_its_rows_and_keeps_the_others_as_they_were(tmp_path: Path
     }
     assert main(["--results", str(path)]) == 0  # a rerun replaces, never duplicates
     assert json.loads(path.read_text()) == rows
+
+
+def test_the_workers_own_cpu_is_read_in_the_milliseconds_its_suite_reports(
+    tmp_path: Path,
+) -> None:
+    worker = {"name": WORKER_PHOTO_CPU, "value": 50.0, "unit": "ms"}
+    path = _results(tmp_path, [*ROWS, worker])
+    assert figures_of(read_results(path))[WORKER_PHOTO_CPU] == pytest.approx(0.05)
+    assert main(["--results", str(path)]) == 0
+    names = {r["name"] for r in json.loads(path.read_text())}
+    assert f"{PREFIX}1,000 photos, stage + worker, Fargate on-demand" in names
 
 
 def test_no_write_only_prints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
