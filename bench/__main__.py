@@ -1,5 +1,6 @@
 """``python -m bench [images] [video] [worker]``: run the benchmarks, write results.json, print a
-table; after both suites, refresh deploy/ecs/sizing.json and run the scaling simulation on it."""
+table; after both suites, refresh deploy/ecs/sizing.json and run the scaling simulation on it;
+last, price the measured work on AWS (bench.cost) and add those rows to results.json."""
 
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ def main() -> None:
         from bench.scaling.cli import after_bench
 
         after_bench(measurements, quick=args.quick)
+    from bench import cost
+
+    try:
+        cost.after_bench(measurements, out=args.out)  # prices whatever this run measured
+    except cost.CostError as error:
+        parser.exit(2, f"python -m bench: no cost table: {error}\n")
 
 
 if __name__ == "__main__":

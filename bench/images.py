@@ -39,6 +39,7 @@ PYTHON_METHODS = METHODS[:3]
 PHOTO_CPU = "photo 12 MP stage CPU seconds"
 SHARP = Path(__file__).parent / "sharp"
 ROUNDS, QUICK_ROUNDS = 5, 3
+PILLOW_CPU = "photo 12 MP pillow CPU seconds"
 
 
 def make_photos(directory: Path, *, megapixels: float, names: tuple[str, ...]) -> list[Path]:
@@ -286,7 +287,7 @@ def speed_rows(
         for peer in ("pyvips-per-size", "sharp")
     ]  # fmt: skip
     # What a photo costs a task's vCPUs, whatever the cores: the scaling simulation's input.
-    pillow_cpu = "photo 12 MP pillow CPU seconds"
+    pillow_cpu = PILLOW_CPU
     rows.append(figure(pillow_cpu, cpu["pillow"], "CPU s/photo", load=load))
     rows += [
         compared(name, cpu[m], "CPU s/photo", pillow_cpu, cpu["pillow"], better="lower", load=load)
