@@ -74,6 +74,12 @@ class TranscodeStage(Stage):
         source = _open(job)
         try:
             facts = read_facts(source, job.metadata)
+            if facts.pixel_format == "unknown":
+                # FFmpeg learns a stream's pixel format by decoding its first frames: none did.
+                raise BadMediaError(
+                    f"no frame of the {facts.video_codec} video stream decodes: "
+                    "its data is damaged or missing"
+                )
         except BaseException:
             source.close()
             raise

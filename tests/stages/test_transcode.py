@@ -276,6 +276,21 @@ def test_broken_files_fail_with_a_readable_reason(
         transcode(broken_samples.write_broken_video(tmp_path / "broken.mp4", kind))
 
 
+def test_a_video_none_of_whose_frames_decodes_fails_with_a_readable_reason(
+    tmp_path: Path,
+) -> None:
+    """Its boxes are whole but its media data is zeros: FFmpeg finds no pixel format."""
+    clip = bytearray(
+        samples.write_video(tmp_path / "clip.mp4", seconds=1.0, audio=False).read_bytes()
+    )
+    mdat, moov = clip.index(b"mdat") + 4, clip.index(b"moov") - 4
+    clip[mdat:moov] = bytes(moov - mdat)
+    blank = tmp_path / "blank.mp4"
+    blank.write_bytes(bytes(clip))
+    with pytest.raises(BadMediaError, match="no frame of the h264 video stream decodes"):
+        transcode(blank)
+
+
 def test_corrupt_packets_in_the_middle_are_skipped_with_a_warning(tmp_path: Path) -> None:
     source = broken_samples.write_broken_video(tmp_path / "damaged.mp4", "damaged")
     result = transcode(source)
