@@ -26,6 +26,8 @@ from stages.contract import (
 from stages.motion.extract import Extracted, VideoUnusable, extract
 from stages.photo.render import RenditionSpec
 from stages.probe.motion import EmbeddedVideo
+from stages.probe.sniff import sniff
+from stages.probe.stage import probe_image
 from stages.video.stage import Preset, TranscodeOptions, TranscodeStage
 
 RENDITION = "motion"
@@ -63,7 +65,10 @@ class MotionStage(Stage):
     Options = MotionOptions
 
     def run_sync(self, job: Job) -> StageResult:
-        stated = job.metadata.get("motion_photo")
+        if "motion_photo" in job.metadata:
+            stated = job.metadata["motion_photo"]
+        else:  # probed before motion photos were read (a reprocess): read the claim now
+            stated = probe_image(job.original, sniff(job.original)).get("motion_photo")
         if not stated:
             return StageResult()
         declared = EmbeddedVideo.from_metadata(stated)

@@ -101,9 +101,10 @@ def probe_image(path: Path, sniffed: Sniffed) -> dict[str, Any]:
 
 
 def _motion_photo(xmp: bytes | None) -> dict[str, Any]:
-    """``motion_photo``, the appended video the XMP declares (the ``motion`` stage checks it)."""
+    """``motion_photo``: the appended video the XMP declares (the ``motion`` stage checks it),
+    or None, so that "not one" differs from an item probed before motion photos were read."""
     video = embedded_video(xmp)
-    return {"motion_photo": video.as_metadata()} if video is not None else {}
+    return {"motion_photo": video.as_metadata() if video is not None else None}
 
 
 def _vips_int(image: Any, field: str, default: int) -> int:

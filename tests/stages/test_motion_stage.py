@@ -78,6 +78,22 @@ def test_a_plain_photo_gets_nothing(tmp_path: Path) -> None:
     assert (result.renditions, result.metadata, result.warnings) == ([], {}, [])
 
 
+def test_it_trusts_the_probe_and_reads_the_claim_only_when_the_probe_did_not(
+    tmp_path: Path,
+) -> None:
+    photo = write_motion_photo(tmp_path / "PXL_MP.jpg")
+    stage = MotionStage(MotionOptions())
+
+    def job(metadata: dict[str, Any], name: str) -> Job:
+        (tmp_path / name).mkdir()
+        return Job.standalone(photo, tmp_path / name, metadata=metadata, options=stage.options)
+
+    assert stage.run_sync(job({"motion_photo": None}, "said-no")).renditions == []
+    # An item probed before motion photos were read, reached by `mediamill reprocess`.
+    [motion] = stage.run_sync(job({"kind": "image", "format": "jpeg"}, "older")).renditions
+    assert motion.name == "motion"
+
+
 def left_out(result: StageResult) -> str:
     assert (result.renditions, result.metadata) == ([], {})
     [warning] = result.warnings

@@ -159,6 +159,7 @@ def test_the_probe_states_the_video_a_real_motion_photo_declares(
         assert file.read(8)[4:] == b"ftyp"
 
 
-def test_a_plain_photo_is_no_motion_photo(tmp_path: Path) -> None:
-    assert "motion_photo" not in probed(samples.write_jpeg(tmp_path / "plain.jpg", 80, 60))
-    assert "motion_photo" not in probed(samples.write_heic(tmp_path / "plain.heic", 80, 60))
+def test_a_plain_photo_is_stated_to_be_no_motion_photo(tmp_path: Path) -> None:
+    assert probed(samples.write_jpeg(tmp_path / "plain.jpg", 80, 60))["motion_photo"] is None
+    assert probed(samples.write_heic(tmp_path / "plain.heic", 80, 60))["motion_photo"] is None
+    assert "motion_photo" not in probed(samples.write_video(tmp_path / "clip.mp4", seconds=0.5))
