@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pyvips
 
 from stages import Job, StageOptions
 from stages.probe.motion import EmbeddedVideo, embedded_video
@@ -163,3 +165,20 @@ def test_a_plain_photo_is_stated_to_be_no_motion_photo(tmp_path: Path) -> None:
     assert probed(samples.write_jpeg(tmp_path / "plain.jpg", 80, 60))["motion_photo"] is None
     assert probed(samples.write_heic(tmp_path / "plain.heic", 80, 60))["motion_photo"] is None
     assert "motion_photo" not in probed(samples.write_video(tmp_path / "clip.mp4", seconds=0.5))
+
+
+def test_a_heic_libvips_refuses_still_states_its_video_through_libheif(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_motion_photo(tmp_path / "PXL_MP.heic", 80, 60, heic=True)
+    real_call = pyvips.Operation.call
+
+    def refuse_heif(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "heifload":
+            raise pyvips.Error("unable to call heifload", "heif: unsupported variant")
+        return real_call(name, *args, **kwargs)
+
+    monkeypatch.setattr(pyvips.Operation, "call", staticmethod(refuse_heif))
+    stated = probed(path)["motion_photo"]
+    assert isinstance(stated, dict)
+    assert stated["form"] == "motion_photo"
