@@ -54,8 +54,12 @@ def place(declared: EmbeddedVideo, file_size: int) -> tuple[int, int]:
     return start, length
 
 
-def extract(job: Job, declared: EmbeddedVideo, target: Path) -> Extracted:
-    """Copy the declared video to ``target`` and probe it; on any failure ``target`` is gone."""
+def extract(job: Job, declared: EmbeddedVideo, target: Path, *, max_seconds: float) -> Extracted:
+    """Copy the declared video to ``target`` and probe it; on any failure ``target`` is gone.
+
+    A clip longer than ``max_seconds`` is refused before anything decodes it: phones record a
+    few seconds, and an hour of video hidden behind a photo must not hold the still back.
+    """
     start, length = place(declared, job.original.stat().st_size)
     try:
         _copy(job, start, length, target)
@@ -72,6 +76,12 @@ def extract(job: Job, declared: EmbeddedVideo, target: Path) -> Extracted:
         if not facts.get("pixel_format"):
             # FFmpeg finds the pixel format by decoding the first frames: none decoded.
             raise VideoUnusable("no frame of it decodes")
+        duration = facts.get("duration")
+        if duration is not None and duration > max_seconds:
+            raise VideoUnusable(
+                f"it lasts {duration:.1f} s, more than the {max_seconds:g} s a motion photo's "
+                "clip may (the stage's max_seconds)"
+            )
     except BaseException:
         target.unlink(missing_ok=True)
         raise

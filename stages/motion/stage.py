@@ -43,6 +43,8 @@ class MotionOptions(StageOptions):
     audio_bitrate: int = Field(default=128_000, ge=32_000, le=512_000)
     threads: int = Field(default=0, ge=0, le=64, description="0: FFmpeg's count for all cores")
     max_corrupt_fraction: float = Field(default=0.2, ge=0, le=1)
+    # Seconds of clip at most: phones record 1.5-3 s; the timeout below is sized for this.
+    max_seconds: float = Field(default=60.0, gt=0, le=600)
 
 
 class _ClipOptions(TranscodeOptions):
@@ -74,8 +76,10 @@ class MotionStage(Stage):
         declared = EmbeddedVideo.from_metadata(stated)
         workdir = job.workdir / RENDITION
         workdir.mkdir(parents=True, exist_ok=True)
+        options = self.options
+        assert isinstance(options, MotionOptions)
         try:
-            clip = extract(job, declared, workdir / "embedded")
+            clip = extract(job, declared, workdir / "embedded", max_seconds=options.max_seconds)
         except VideoUnusable as unusable:
             return _still_only(job, unusable)
         try:
@@ -88,7 +92,8 @@ class MotionStage(Stage):
     def _transcode(self, job: Job, declared: EmbeddedVideo, clip: Extracted) -> StageResult:
         options = self.options
         assert isinstance(options, MotionOptions)
-        transcode = TranscodeStage(_ClipOptions(**options.model_dump(exclude={"retry"})))
+        settings = options.model_dump(exclude={"retry", "max_seconds"})
+        transcode = TranscodeStage(_ClipOptions(**settings))
         as_video = dataclasses.replace(
             job,
             original=clip.path,

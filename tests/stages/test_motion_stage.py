@@ -73,6 +73,13 @@ def test_the_short_side_is_capped_by_the_stage_option(tmp_path: Path) -> None:
     assert checked.codec == "h264"
 
 
+def test_a_clip_longer_than_max_seconds_is_left_out_before_it_decodes(tmp_path: Path) -> None:
+    photo = write_motion_photo(tmp_path / "PXL_MP.jpg", seconds=2.0)
+    warning = left_out(run(photo, tmp_path / "long", max_seconds=1.5))
+    assert "it lasts 2.0 s, more than the 1.5 s" in warning
+    assert run(photo, tmp_path / "ok", max_seconds=2.5).renditions
+
+
 def test_a_plain_photo_gets_nothing(tmp_path: Path) -> None:
     result = run(samples.write_jpeg(tmp_path / "plain.jpg", 80, 60), tmp_path / "work")
     assert (result.renditions, result.metadata, result.warnings) == ([], {}, [])
