@@ -73,6 +73,19 @@ def test_the_short_side_is_capped_by_the_stage_option(tmp_path: Path) -> None:
     assert checked.codec == "h264"
 
 
+def test_a_clip_recorded_sideways_plays_upright(tmp_path: Path) -> None:
+    # Phones store the clip as the sensor reads it, with a rotation for display.
+    clip = samples.write_video(tmp_path / "clip.mp4", seconds=1.0, rotation=90)
+    photo = write_motion_photo(tmp_path / "PXL_MP.jpg", 240, 320, video=clip.read_bytes())
+
+    [motion] = run(photo, tmp_path / "work").renditions
+
+    assert (motion.width, motion.height) == (240, 320)
+    with av.open(str(motion.path)) as media:
+        frame = next(media.decode(video=0))
+    assert (frame.width, frame.height, frame.rotation) == (240, 320, 0)
+
+
 def test_a_clip_longer_than_max_seconds_is_left_out_before_it_decodes(tmp_path: Path) -> None:
     photo = write_motion_photo(tmp_path / "PXL_MP.jpg", seconds=2.0)
     warning = left_out(run(photo, tmp_path / "long", max_seconds=1.5))
