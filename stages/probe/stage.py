@@ -21,6 +21,7 @@ from av.video.stream import VideoStream
 
 from stages.contract import ALL_KINDS, BadMediaError, Job, MediaKind, Stage, StageResult
 from stages.probe.isobmff import top_level_types, video_rotation
+from stages.probe.motion import embedded_video
 from stages.probe.sniff import Sniffed, sniff
 
 # Turn off libvips loaders not fit for untrusted input (ImageMagick, matload, FITS, ...) once
@@ -50,7 +51,7 @@ class ProbeStage(Stage):
     """Decides the media kind and format from the bytes and reads dimensions and duration."""
 
     name = "probe"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1: motion photos declared in the XMP
     kinds = ALL_KINDS
     requires = ()
     optional = False
@@ -84,6 +85,7 @@ def probe_image(path: Path, sniffed: Sniffed) -> dict[str, Any]:
         width, height = int(image.width), int(image.height)
         pages = _vips_int(image, "n-pages", 1)
         orientation = _vips_int(image, "orientation", 1)
+        xmp = image.get("xmp-data") if image.get_typeof("xmp-data") != 0 else None
     except pyvips.Error as error:
         if sniffed.format != "heif":
             raise _corrupt(sniffed, vips_reason(error, path)) from error
@@ -94,7 +96,15 @@ def probe_image(path: Path, sniffed: Sniffed) -> dict[str, Any]:
         "pages": pages,
         "animated": sniffed.format in _ANIMATED_FORMATS and pages > 1,
         "orientation": orientation,
+        **_motion_photo(xmp),
     }
+
+
+def _motion_photo(xmp: bytes | None) -> dict[str, Any]:
+    """``motion_photo``: the appended video the XMP declares (the ``motion`` stage checks it),
+    or None, so that "not one" differs from an item probed before motion photos were read."""
+    video = embedded_video(xmp)
+    return {"motion_photo": video.as_metadata() if video is not None else None}
 
 
 def _vips_int(image: Any, field: str, default: int) -> int:
@@ -107,6 +117,7 @@ def _heif_header(path: Path, sniffed: Sniffed, vips_error: pyvips.Error) -> dict
         heif: Any = pillow_heif.open_heif(path, convert_hdr_to_8bit=False)
         width, height = heif.size
         pages = len(heif)
+        xmp = heif.info.get("xmp")
     except (ValueError, RuntimeError, OSError) as error:
         raise _corrupt(sniffed, vips_reason(vips_error, path)) from error
     return {
@@ -115,6 +126,7 @@ def _heif_header(path: Path, sniffed: Sniffed, vips_error: pyvips.Error) -> dict
         "pages": pages,
         "animated": False,
         "orientation": 1,  # libheif applies the irot/imir transforms itself
+        **_motion_photo(xmp),
     }
 
 

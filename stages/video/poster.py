@@ -158,7 +158,8 @@ class VideoStills:
         self._workdir = workdir
         self._renditions = renditions
         self._animation_spec = animation
-        self.poster = PosterPicker(poster_window)
+        # No renditions, no poster (a motion photo's video): finished before the first frame.
+        self.poster = PosterPicker(poster_window, max_candidates=12 if renditions else 0)
         self.animation = AnimationStrip(  # no seconds to collect when there is no preview
             seconds=animation_seconds if animation is not None else 0.0,
             fps=animation_fps,

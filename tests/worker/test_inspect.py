@@ -14,6 +14,7 @@ from mediamill_core.keys import new_media_id, original_key
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, queue_counts
 from mediamill_testkit.dead_letters import claim_and_die, exhaust, process
+from stages.probe.stage import ProbeStage
 from worker.cli import main
 from worker.dev.devstack import Stack
 from worker.dev.samples import write_png
@@ -57,7 +58,7 @@ async def test_a_ready_item_with_its_stages_original_renditions_and_a_leftover(
     assert found["status"] == "READY"
     assert found["kind"] == "image"
     assert [(s["name"], s["version"], s["outcome"]) for s in found["stages"]] == [
-        ("probe", "1.0.0", "ok"),
+        ("probe", ProbeStage.version, "ok"),
         ("copy", "1.0.0", "ok"),
         ("publish", "1.0.0", "ok"),
     ]

@@ -1,0 +1,1 @@
+"""The ``motion`` stage: the video a motion photo carries after its still."""
