@@ -18,6 +18,9 @@ _PLAIN_FIELDS = (
     "description",
     "created_at",
     "updated_at",
+    # A Live Photo's halves (see mediamill_core.live): the still names its clip, and back.
+    "live_video_id",
+    "companion_of",
 )
 
 

@@ -244,9 +244,7 @@ def write_video(
     """
     pix_fmt = "yuv420p10le" if ten_bit else "yuvj420p" if codec == "mjpeg" else "yuv420p"
     muxer = {"movflags": "use_metadata_tags"} if metadata_keys else {}
-    with av.open(
-        str(path), mode="w", format=_CONTAINER_FORMAT[container], options=muxer
-    ) as output:
+    with av.open(str(path), mode="w", format=_CONTAINER_FORMAT[container], options=muxer) as output:
         output.metadata.update(tags or {})
         video: Any = output.add_stream(_ENCODER.get(codec, codec), rate=fps)
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
