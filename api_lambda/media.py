@@ -18,10 +18,9 @@ _PLAIN_FIELDS = (
     "description",
     "created_at",
     "updated_at",
-    # A Live Photo's halves (see mediamill_core.live): the still names its clip, and back.
-    "live_video_id",
-    "companion_of",
 )
+# Shown only on the halves of a Live Photo (see mediamill_core.live): each names the other.
+_PAIR_FIELDS = ("live_video_id", "companion_of")
 
 
 def media_view(item: Mapping[str, Any], rendition_url: Callable[[str], str]) -> dict[str, Any]:
@@ -44,4 +43,5 @@ def media_view(item: Mapping[str, Any], rendition_url: Callable[[str], str]) -> 
         warnings=item.get("warnings") or [],
         error=item.get("error"),
     )
+    view.update({name: item[name] for name in _PAIR_FIELDS if item.get(name)})
     return view

@@ -113,11 +113,11 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
             "warnings": {"type": "array", "items": {"type": "string"}},
             "error": _NULLABLE_STRING,
             "live_video_id": {
-                "type": ["string", "null"],
+                "type": "string",
                 "description": "a Live Photo's still: the media id of its clip",
             },
             "companion_of": {
-                "type": ["string", "null"],
+                "type": "string",
                 "description": "a Live Photo's clip: the media id of its still",
             },
         },
