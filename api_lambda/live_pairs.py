@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from mediamill_core.items import encode, is_conditional_failure, iso, utc_now
-from mediamill_core.live import COMPANION_OF, LIVE_VIDEO_ID, MOTION, half_of, link_key
+from mediamill_core.live import (
+    HALVES,
+    LINK_FIELD,
+    MOTION,
+    UNLINK,
+    Half,
+    half_of,
+    link_key,
+    other,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -28,32 +37,22 @@ class LivePairs:
     def unlink(self, item: dict[str, Any]) -> None:
         """Undo whatever pairs ``item`` (being deleted) with another item."""
         media_id = item["media_id"]
-        if item.get(LIVE_VIDEO_ID):
-            self._update(
-                item[LIVE_VIDEO_ID],
-                "REMOVE #link SET updated_at = :now",
-                {"#link": COMPANION_OF},
-                media_id,
-            )
-        if item.get(COMPANION_OF):
-            self._update(
-                item[COMPANION_OF],
-                "REMOVE #link, renditions.#motion, metadata.#motion SET updated_at = :now",
-                {"#link": LIVE_VIDEO_ID, "#motion": MOTION},
-                media_id,
-            )
+        for half in HALVES:  # the other half is unlinked: the one whose id this item holds
+            partner = item.get(LINK_FIELD[other(half)])
+            if partner:
+                self._unlink(str(partner), half, media_id)
         identifier = (item.get("metadata") or {}).get("content_identifier")
-        half = half_of(item.get("kind"))
-        if identifier and half and item.get("owner"):
-            key = link_key(str(item["owner"]), str(identifier))
-            self._forget(key, half, media_id)
+        own = half_of(item.get("kind"))
+        if identifier and own and item.get("owner"):
+            self._forget(link_key(str(item["owner"]), str(identifier)), own, media_id)
 
-    def _update(self, media_id: str, expression: str, names: dict[str, str], linked: str) -> None:
+    def _unlink(self, media_id: str, half: Half, linked: str) -> None:
+        names = {"#link": LINK_FIELD[half]} | ({"#motion": MOTION} if half == "photo" else {})
         try:
             self._ddb.update_item(
                 TableName=self._table,
                 Key=encode({"media_id": media_id}),
-                UpdateExpression=expression,
+                UpdateExpression=UNLINK[half] + " SET updated_at = :now",
                 ConditionExpression="#link = :linked",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=encode({":linked": linked, ":now": iso(utc_now())}),

@@ -19,6 +19,13 @@ COMPANION_OF = "companion_of"  # on the clip: the still's media id
 MOTION = "motion"  # the still's rendition name, as for an Android motion photo
 Half = Literal["photo", "video"]
 HALVES: tuple[Half, Half] = ("photo", "video")
+LINK_FIELD: dict[Half, str] = {"photo": LIVE_VIDEO_ID, "video": COMPANION_OF}
+# What undoes a half's side of a pair (``#link``: its LINK_FIELD, ``#motion``: MOTION), to be
+# conditioned on ``#link`` naming the partner: the still loses the clip's rendition as well.
+UNLINK: dict[Half, str] = {
+    "photo": "REMOVE #link, renditions.#motion, metadata.#motion",
+    "video": "REMOVE #link",
+}
 
 
 def link_key(owner: str, identifier: str) -> str:

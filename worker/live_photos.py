@@ -19,7 +19,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 from structlog.typing import FilteringBoundLogger
 
 from mediamill_core.items import MediaStatus, encode, is_conditional_failure, iso, utc_now
-from mediamill_core.live import COMPANION_OF, LIVE_VIDEO_ID, MOTION, half_of, link_key, other
+from mediamill_core.live import (
+    COMPANION_OF,
+    LINK_FIELD,
+    LIVE_VIDEO_ID,
+    MOTION,
+    UNLINK,
+    Half,
+    half_of,
+    link_key,
+    other,
+)
 from stages.contract import TransientError
 from worker.table_writes import TableWrites
 
@@ -43,7 +53,10 @@ class LivePhotos(TableWrites):
         identifier = (item.get("metadata") or {}).get("content_identifier")
         half = half_of(item.get("kind"))
         owner = item.get("owner")
-        if not identifier or half is None or not owner or item.get("status") != "READY":
+        if half is None or not owner or item.get("status") != "READY":
+            return False
+        await self._drop_stale_pair(item, half, identifier, log)
+        if not identifier:
             return False
         key = link_key(str(owner), str(identifier))
         media_id = item["media_id"]
@@ -67,6 +80,58 @@ class LivePhotos(TableWrites):
             return False  # the first half in: the second pairs them
         photo_id, video_id = (media_id, partner) if half == "photo" else (partner, media_id)
         return await self._pair(key, photo_id, video_id, log)
+
+    async def _drop_stale_pair(
+        self, item: dict[str, Any], half: Half, identifier: str | None, log: FilteringBoundLogger
+    ) -> None:
+        """A half re-uploaded with another identifier (or none) leaves the pair it was in.
+
+        Its own side keeps only the link field (a re-upload cleared the rest); the partner's is
+        undone whole, and the old link record forgets this half, conditioned as the API's
+        deletion is (api_lambda.live_pairs).
+        """
+        partner_id = item.get(LINK_FIELD[half])
+        if not partner_id:
+            return
+        partner = await self.get(str(partner_id))
+        old = ((partner or {}).get("metadata") or {}).get("content_identifier")
+        if partner is not None and old == identifier:
+            return  # the same pair: registering below puts it back in place if need be
+        media_id = item["media_id"]
+        await self._unlink(media_id, half, str(partner_id), "REMOVE #link")
+        if partner is not None:
+            await self._unlink(str(partner_id), other(half), media_id, UNLINK[other(half)])
+        if old:
+            try:
+                await self._update(
+                    link_key(str(item["owner"]), str(old)),
+                    sets={"updated_at": iso(utc_now())},
+                    removes=(half,),
+                    condition="#half = :me",
+                    names={"#half": half},
+                    values={":me": media_id},
+                )
+            except ClientError as exc:
+                if not is_conditional_failure(exc):
+                    raise
+        log.info("live_photo_unpaired", media_id=media_id, partner=partner_id)
+
+    async def _unlink(self, media_id: str, half: Half, linked: str, expression: str) -> None:
+        names = {"#link": LINK_FIELD[half]}
+        if "#motion" in expression:
+            names["#motion"] = MOTION
+        try:
+            await self._ddb.update_item(
+                TableName=self._table,
+                Key=encode({"media_id": media_id}),
+                UpdateExpression=expression,
+                ConditionExpression="#link = :linked",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=encode({":linked": linked}),
+            )
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
 
     async def _pair(
         self, key: str, photo_id: str, video_id: str, log: FilteringBoundLogger

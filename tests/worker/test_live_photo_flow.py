@@ -14,14 +14,15 @@ import structlog
 from mediamill_core.items import encode
 from mediamill_core.live import link_key
 from mediamill_core.settings import Settings
-from mediamill_testkit.client import Uploader, api_event, raw_item
+from mediamill_testkit.client import Uploader, api_event, presigned_post, raw_item
 from stages.photo.stage import ThumbnailStage
 from stages.probe.stage import ProbeStage
 from stages.video.stage import TranscodeStage
 from worker.aws import open_clients
 from worker.consumer import Worker
 from worker.dev.devstack import Stack
-from worker.dev.live_samples import write_live_photo
+from worker.dev.live_samples import write_live_clip, write_live_photo
+from worker.dev.samples import write_heic
 from worker.live_photos import LivePhotos
 from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
@@ -73,7 +74,8 @@ def assert_paired(dynamodb: Any, table: str, photo_id: str, video_id: str) -> No
     motion = photo["metadata"]["motion"]
     assert motion["form"] == "live_photo"
     assert motion["video_id"] == video_id
-    assert motion["duration"] == pytest.approx(1.5, abs=0.1)
+    assert motion["duration"] == pytest.approx(video["metadata"]["duration"], abs=0.05)
+    assert 1.0 < motion["duration"] < 2.0
 
 
 @pytest.mark.parametrize("first", ["photo", "video"])
@@ -225,3 +227,47 @@ async def test_two_halves_finishing_at_once_on_two_workers_pair_exactly_once(
             # Both finishing again (duplicates): already paired, nothing written.
             again = await asyncio.gather(finish(workers[1], photo_id), finish(workers[0], video_id))
             assert again == [False, False]
+
+
+@pytest.mark.parametrize("replaced", ["photo", "video"])
+async def test_a_half_uploaded_again_leaves_or_renews_the_pair(
+    settings: Settings, stack: Stack, dynamodb: Any, tmp_path: Path, replaced: str
+) -> None:
+    still, clip = write_live_photo(tmp_path, IDENTIFIER)
+    uploader = Uploader(settings)
+    created = {
+        "photo": (uploader.create(still, "image/heic"), still),
+        "video": (uploader.create(clip, "video/quicktime"), clip),
+    }
+    for upload, path in created.values():
+        form = upload["upload"]
+        assert presigned_post(form["url"], form["fields"], path.read_bytes(), path.name) < 300
+    await process(settings)
+    ids = {half: str(upload["media_id"]) for half, (upload, _) in created.items()}
+    assert_paired(dynamodb, stack.names.table, ids["photo"], ids["video"])
+    first_clip = raw_item(dynamodb, stack.names.table, ids["video"])["renditions"]["video"]  # type: ignore[index]
+
+    # The still again without its identifier (an edited export): the pair is undone. The clip
+    # again, re-encoded with the same identifier: the still's motion follows the new MP4.
+    again = (
+        write_heic(tmp_path / "edited.heic")
+        if replaced == "photo"
+        else write_live_clip(tmp_path / "again.MOV", IDENTIFIER, seconds=1.2)
+    )
+    form = created[replaced][0]["upload"]
+    assert presigned_post(form["url"], form["fields"], again.read_bytes(), again.name) < 300
+    await process(settings)
+
+    photo = raw_item(dynamodb, stack.names.table, ids["photo"])
+    video = raw_item(dynamodb, stack.names.table, ids["video"])
+    assert photo is not None
+    assert video is not None
+    if replaced == "photo":
+        assert photo["metadata"]["content_identifier"] is None
+        assert "live_video_id" not in photo
+        assert "motion" not in photo["renditions"]
+        assert "companion_of" not in video
+        assert set(listing(uploader)) == {ids["photo"], ids["video"]}
+    else:
+        assert_paired(dynamodb, stack.names.table, ids["photo"], ids["video"])
+        assert photo["renditions"]["motion"]["key"] != first_clip["key"]
