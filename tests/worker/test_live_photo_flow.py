@@ -177,6 +177,10 @@ async def test_deleting_either_half_leaves_the_other_whole(
         assert clip_key in {entry["Key"] for entry in listed}
     else:
         assert listed == []
+    # The other half deleted too: the record has nothing left to pair, and goes.
+    event = api_event("DELETE", f"/media/{ids[kept]}", sub=uploader.owner)
+    assert uploader.api(event)["statusCode"] == 204
+    assert raw_item(dynamodb, stack.names.table, link_key(uploader.owner, IDENTIFIER)) is None
 
 
 async def test_two_halves_finishing_at_once_on_two_workers_pair_exactly_once(
