@@ -48,6 +48,11 @@ _NAMES = {
 class LivePhotos(TableWrites):
     """Registers READY items in their link record and pairs the two halves."""
 
+    @classmethod
+    def beside(cls, writes: TableWrites) -> LivePhotos:
+        """On the same client and table as another writer of the media table."""
+        return cls(writes._ddb, writes._table)
+
     async def settle(self, item: dict[str, Any], log: FilteringBoundLogger) -> bool:
         """Register a READY item; True when this call made (or remade) the pair."""
         identifier = (item.get("metadata") or {}).get("content_identifier")

@@ -19,6 +19,7 @@ from stages.photo.stage import ThumbnailStage
 from stages.probe.stage import ProbeStage
 from stages.video.stage import TranscodeStage
 from worker.aws import open_clients
+from worker.cli import main
 from worker.consumer import Worker
 from worker.dev.devstack import Stack
 from worker.dev.live_samples import write_live_clip, write_live_photo
@@ -275,3 +276,32 @@ async def test_a_half_uploaded_again_leaves_or_renews_the_pair(
     else:
         assert_paired(dynamodb, stack.names.table, ids["photo"], ids["video"])
         assert photo["renditions"]["motion"]["key"] != first_clip["key"]
+
+
+def test_a_reprocessed_clip_takes_its_still_along(
+    settings: Settings,
+    stack: Stack,
+    dynamodb: Any,
+    s3: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    still, clip = write_live_photo(tmp_path, IDENTIFIER)
+    uploader = Uploader(settings)
+    photo_id = uploader.upload(still, "image/heic")
+    video_id = uploader.upload(clip, "video/quicktime")
+    registry = StageRegistry.from_settings(("probe", "thumbnail", "transcode", "publish"), {})
+    asyncio.run(Worker(settings, registry, burst=True).run())
+    assert_paired(dynamodb, stack.names.table, photo_id, video_id)
+    before = raw_item(dynamodb, stack.names.table, video_id)["renditions"]["video"]["key"]  # type: ignore[index]
+
+    monkeypatch.setenv("MEDIAMILL_STAGES", "probe,thumbnail,transcode,publish")
+    args = ["reprocess", "--stage", "transcode", "--all", "--kind", "video"]
+    assert main([*args, "--queue-url", stack.backfill_queue_url]) == 0
+    asyncio.run(Worker(settings, registry, burst=True).run())
+
+    video = raw_item(dynamodb, stack.names.table, video_id)
+    assert video is not None
+    assert video["renditions"]["video"]["key"] != before  # a new revision; the old one removed
+    assert_paired(dynamodb, stack.names.table, photo_id, video_id)
+    s3.head_object(Bucket=stack.names.renditions_bucket, Key=video["renditions"]["video"]["key"])
