@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from mediamill_core.items import RESERVED_KEY_PREFIX
+
 LIVE_VIDEO_ID = "live_video_id"  # on the still: the clip's media id
 COMPANION_OF = "companion_of"  # on the clip: the still's media id
 MOTION = "motion"  # the still's rendition name, as for an Android motion photo
@@ -29,8 +31,9 @@ UNLINK: dict[Half, str] = {
 
 
 def link_key(owner: str, identifier: str) -> str:
-    """The link record's key; never a media id (those are 32 hex digits)."""
-    return f"#live:{owner}:{identifier}"
+    """The link record's key; never a media id (those are 32 hex digits), and passed over by
+    whatever scans the table, as the other reserved keys are."""
+    return f"{RESERVED_KEY_PREFIX}live:{owner}:{identifier}"
 
 
 def half_of(kind: str | None) -> Half | None:

@@ -53,6 +53,12 @@ def listing(uploader: Uploader, query: dict[str, str] | None = None) -> list[str
     return [entry["media_id"] for entry in json.loads(response["body"])["items"]]
 
 
+def stored(dynamodb: Any, table: str, media_id: str) -> dict[str, Any]:
+    item = raw_item(dynamodb, table, media_id)
+    assert item is not None, media_id
+    return item
+
+
 def take_messages(sqs: Any, queue_url: str) -> list[str]:
     """The upload messages waiting, handed back at once: to be sent again as duplicates."""
     got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
@@ -153,7 +159,7 @@ async def test_deleting_either_half_leaves_the_other_whole(
     ids["video"] = uploader.upload(clip, "video/quicktime")
     await process(settings)
     assert_paired(dynamodb, stack.names.table, ids["photo"], ids["video"])
-    clip_key = raw_item(dynamodb, stack.names.table, ids["video"])["renditions"]["video"]["key"]  # type: ignore[index]
+    clip_key = stored(dynamodb, stack.names.table, ids["video"])["renditions"]["video"]["key"]
     kept = "video" if deleted == "photo" else "photo"
 
     event = api_event("DELETE", f"/media/{ids[deleted]}", sub=uploader.owner)
@@ -250,7 +256,7 @@ async def test_a_half_uploaded_again_leaves_or_renews_the_pair(
     await process(settings)
     ids = {half: str(upload["media_id"]) for half, (upload, _) in created.items()}
     assert_paired(dynamodb, stack.names.table, ids["photo"], ids["video"])
-    first_clip = raw_item(dynamodb, stack.names.table, ids["video"])["renditions"]["video"]  # type: ignore[index]
+    first_clip = stored(dynamodb, stack.names.table, ids["video"])["renditions"]["video"]
 
     # The still again without its identifier (an edited export): the pair is undone. The clip
     # again, re-encoded with the same identifier: the still's motion follows the new MP4.
@@ -293,7 +299,7 @@ def test_a_reprocessed_clip_takes_its_still_along(
     registry = StageRegistry.from_settings(("probe", "thumbnail", "transcode", "publish"), {})
     asyncio.run(Worker(settings, registry, burst=True).run())
     assert_paired(dynamodb, stack.names.table, photo_id, video_id)
-    before = raw_item(dynamodb, stack.names.table, video_id)["renditions"]["video"]["key"]  # type: ignore[index]
+    before = stored(dynamodb, stack.names.table, video_id)["renditions"]["video"]["key"]
 
     monkeypatch.setenv("MEDIAMILL_STAGES", "probe,thumbnail,transcode,publish")
     args = ["reprocess", "--stage", "transcode", "--all", "--kind", "video"]
