@@ -21,6 +21,7 @@ from av.video.stream import VideoStream
 
 from stages.contract import ALL_KINDS, BadMediaError, Job, MediaKind, Stage, StageResult
 from stages.probe.isobmff import top_level_types, video_rotation
+from stages.probe.raw import RAW_FORMATS, probe_raw
 from stages.probe.sniff import Sniffed, sniff
 
 # Turn off libvips loaders not fit for untrusted input (ImageMagick, matload, FITS, ...) once
@@ -77,6 +78,8 @@ class ProbeStage(Stage):
 
 def probe_image(path: Path, sniffed: Sniffed) -> dict[str, Any]:
     """Width, height, pages and orientation from the image header, through libvips."""
+    if sniffed.format in RAW_FORMATS:  # camera RAW: through LibRaw, as it will be decoded
+        return probe_raw(path, sniffed.label)
     try:
         image: Any = pyvips.Operation.call(
             VIPS_LOADERS[sniffed.format], str(path), access="sequential"

@@ -1,0 +1,165 @@
+"""Camera RAW sample files: DNG written the way cameras and converters lay it out.
+
+tifffile writes the TIFF structure: IFD 0 holds the DNG tags, the camera's make and model and
+the embedded JPEG preview (NewSubfileType 1, JPEG-compressed as cameras store it); its SubIFD
+holds the raw sensor data, a 12-bit RGGB Bayer mosaic of a known scene in linear light, with
+a colour matrix that makes the camera's colour space linear sRGB. The preview is encoded by
+libvips and spliced in after tifffile has written the file, as tifffile itself needs the
+imagecodecs package to write JPEG strips; the EXIF IFD (lens, exposure) is written by Pillow.
+LibRaw reads every part of it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyvips
+import tifffile
+from PIL import TiffImagePlugin
+from PIL.TiffImagePlugin import IFDRational
+
+# The scene, as stored (sensor orientation): a colour per quadrant, in reading order.
+QUADRANTS = ((230, 20, 20), (20, 200, 40), (30, 40, 220), (128, 128, 128))
+# What a marked preview shows in its bottom-right quadrant instead of grey, so a test can tell
+# a rendition made from the preview from one developed from the raw data.
+PREVIEW_MARK = (250, 240, 30)
+_BLACK, _WHITE = 64, 4095
+# XYZ (D65) to linear sRGB: as ColorMatrix1 it makes the camera's native space linear sRGB.
+_XYZ_TO_SRGB = (3.2406, -1.5372, -0.4986, -0.9689, 1.8758, 0.0415, 0.0557, -0.2040, 1.0570)
+_EXIF_IFD = 34665
+# tifffile refuses to write the EXIF IFD pointer itself; it writes this unassigned tag, which
+# sorts next to it, and _splice renames the entry once the EXIF IFD is in the file.
+_EXIF_STAND_IN = 34666
+# tifffile's tag types
+_BYTE, _ASCII, _SHORT, _LONG, _RATIONAL, _SRATIONAL = 1, 2, 3, 4, 5, 10
+
+
+def scene(width: int, height: int, *, mark: bool = False) -> np.ndarray:
+    """The scene as 8-bit sRGB, H x W x 3."""
+    pixels = np.empty((height, width, 3), np.uint8)
+    colours = list(QUADRANTS)
+    if mark:
+        colours[3] = PREVIEW_MARK
+    half_y, half_x = height // 2, width // 2
+    top, bottom = slice(0, half_y), slice(half_y, None)
+    left, right = slice(0, half_x), slice(half_x, None)
+    for colour, (rows, cols) in zip(
+        colours, ((top, left), (top, right), (bottom, left), (bottom, right)), strict=True
+    ):
+        pixels[rows, cols] = colour
+    return pixels
+
+
+def write_dng(
+    path: Path,
+    width: int = 600,
+    height: int = 400,
+    *,
+    preview: int | None = None,
+    orientation: int = 1,
+    mark_preview: bool = False,
+    make: str = "Mediamill",
+    model: str = "TestCam 1",
+    lens: str | None = "Mediamill 35mm F1.4",
+) -> Path:
+    """A DNG of :func:`scene`; ``preview`` is the embedded JPEG's long side (None: none)."""
+    ifd0: list[tuple[int, int, int, Any, bool]] = [
+        (50706, _BYTE, 4, (1, 4, 0, 0), True),  # DNGVersion
+        (50707, _BYTE, 4, (1, 1, 0, 0), True),  # DNGBackwardVersion
+        (50708, _ASCII, 0, f"{make} {model}", True),  # UniqueCameraModel
+        (271, _ASCII, 0, make, True),
+        (272, _ASCII, 0, model, True),
+        (306, _ASCII, 0, "2024:07:14 18:03:11", True),
+        (274, _SHORT, 1, orientation, True),
+        (50721, _SRATIONAL, 9, _rationals(_XYZ_TO_SRGB), True),  # ColorMatrix1
+        (50778, _SHORT, 1, 21, True),  # CalibrationIlluminant1: D65
+        (50728, _RATIONAL, 3, (1, 1, 1, 1, 1, 1), True),  # AsShotNeutral
+        (_EXIF_STAND_IN, _LONG, 1, 0, True),  # becomes the EXIF IFD pointer (see _splice)
+    ]
+    raw_tags: list[tuple[int, int, int, Any, bool]] = [
+        (33421, _SHORT, 2, (2, 2), True),  # CFARepeatPatternDim
+        (33422, _BYTE, 4, (0, 1, 1, 2), True),  # CFAPattern: R G / G B
+        (50714, _SHORT, 1, _BLACK, True),  # BlackLevel
+        (50717, _SHORT, 1, _WHITE, True),  # WhiteLevel
+    ]
+    with tifffile.TiffWriter(path) as tif:
+        # IFD 0: a placeholder 8 x 8 picture where the JPEG preview goes (see below).
+        placeholder = np.zeros((8, 8, 3), np.uint8)
+        tif.write(placeholder, photometric="rgb", subfiletype=1, subifds=1, extratags=ifd0)
+        tif.write(
+            _mosaic(scene(width, height)),
+            photometric=32803,  # CFA
+            subfiletype=0,
+            extratags=raw_tags,
+            metadata=None,
+        )
+    _splice(path, width, height, preview=preview, mark=mark_preview, lens=lens)
+    return path
+
+
+def _splice(
+    path: Path, width: int, height: int, *, preview: int | None, mark: bool, lens: str | None
+) -> None:
+    """Append the JPEG preview and the EXIF IFD, and point IFD 0 at them."""
+    exif = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
+    exif[0x9003] = "2024:07:14 18:03:11"
+    exif[0x829A] = IFDRational(1, 250)
+    exif[0x829D] = IFDRational(28, 10)
+    exif[0x8827] = 400
+    exif[0x920A] = IFDRational(35, 1)
+    if lens:
+        exif[0xA434] = lens
+    with path.open("r+b") as file:
+        file.seek(0, 2)
+        file.write(b"\x00" * (file.tell() % 2))  # IFDs start on a word boundary
+        exif_offset = file.tell()
+        file.write(exif.tobytes(exif_offset))
+        jpeg_offset, jpeg = file.tell(), b""
+        scale = (preview or 1) / max(width, height)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        if preview is not None:
+            jpeg = _jpeg(scene(width, height, mark=mark), size)
+            file.write(jpeg)
+    with tifffile.TiffFile(path, mode="r+") as tif:
+        page = tif.pages[0]
+        assert isinstance(page, tifffile.TiffPage)
+        tags = page.tags
+        entry = tags[_EXIF_STAND_IN].offset
+        if preview is not None:
+            for code, value in ((256, size[0]), (257, size[1]), (259, 7), (262, 6)):
+                tags[code].overwrite(value)  # width, length, JPEG, YCbCr
+            tags[273].overwrite(jpeg_offset)
+            tags[279].overwrite(len(jpeg))
+    with path.open("r+b") as file:
+        file.seek(entry)
+        file.write(struct.pack("<HHII", _EXIF_IFD, _LONG, 1, exif_offset))
+
+
+def _jpeg(pixels: np.ndarray, size: Sequence[int]) -> bytes:
+    image: pyvips.Image = pyvips.Image.new_from_array(pixels).copy(interpretation="srgb")
+    image = image.resize(size[0] / image.width, vscale=size[1] / image.height)
+    return bytes(image.jpegsave_buffer(Q=90))
+
+
+def _mosaic(pixels: np.ndarray) -> np.ndarray:
+    """The RGGB Bayer samples a sensor would record of ``pixels`` (sRGB), in linear light."""
+    srgb = pixels.astype(np.float64) / 255.0
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    values = np.rint(linear * (_WHITE - _BLACK) + _BLACK).astype(np.uint16)
+    mosaic = np.empty(pixels.shape[:2], np.uint16)
+    mosaic[0::2, 0::2] = values[0::2, 0::2, 0]
+    mosaic[0::2, 1::2] = values[0::2, 1::2, 1]
+    mosaic[1::2, 0::2] = values[1::2, 0::2, 1]
+    mosaic[1::2, 1::2] = values[1::2, 1::2, 2]
+    return mosaic
+
+
+def _rationals(values: Sequence[float]) -> list[int]:
+    pairs: list[int] = []
+    for value in values:
+        pairs += [round(value * 10000), 10000]
+    return pairs
