@@ -125,9 +125,9 @@ def embedded_preview(
             )
         else:
             preview = fit(preview, box)
-        if not upright:
-            preview = _oriented(preview, facts.orientation)
-        return preview.copy_memory()
+        # In memory before turning it: the shrinking load reads the JPEG once, top to bottom.
+        preview = preview.copy_memory()
+        return preview if upright else _oriented(preview, facts.orientation).copy_memory()
     except pyvips.Error:
         return None  # an undecodable preview: demosaic instead
 

@@ -18,20 +18,25 @@ from typing import Any
 
 import rawpy
 
+from mediamill_core.keys import RAW_TYPES
 from stages.contract import BadMediaError, TransientError
 
-RAW_FORMATS = frozenset({"dng", "cr2", "cr3", "nef", "arw", "raf", "orf", "rw2"})
+RAW_FORMATS = frozenset(RAW_TYPES)  # dng cr2 cr3 nef arw raf orf rw2
 # LibRaw's flip (dcraw's bits: 1 mirror, 2 upside down, 4 transposed) as the EXIF orientation
 # the rest of the pipeline speaks; dcraw maps EXIF to flip through "50132467".
 FLIP_TO_ORIENTATION = {0: 1, 1: 2, 3: 3, 2: 4, 4: 5, 6: 6, 7: 7, 5: 8}
 _READ_CHUNK = 1 << 20
-# LibRaw's error classes, in its own words turned into a reason a person can act on.
+# LibRaw's error classes turned into reasons a person can act on ("{}" is the format's label).
 _REASONS: tuple[tuple[type[Exception], str], ...] = (
-    (rawpy.LibRawFileUnsupportedError, "LibRaw does not support this file or camera"),
-    (rawpy.LibRawDataError, "its raw data is damaged"),
-    (rawpy.LibRawIOError, "the file ends before its data does"),
-    (rawpy.LibRawTooBigError, "its sizes are beyond what LibRaw decodes"),
-    (rawpy.LibRawBadCropError, "its crop area lies outside the picture"),
+    (
+        rawpy.LibRawFileUnsupportedError,
+        "unsupported or corrupt {}: LibRaw does not know this camera or variant, "
+        "or the header is damaged",
+    ),
+    (rawpy.LibRawDataError, "corrupt {}: its raw data is damaged"),
+    (rawpy.LibRawIOError, "truncated {}: the file ends before its data does"),
+    (rawpy.LibRawTooBigError, "unsupported {}: its sizes are beyond what LibRaw decodes"),
+    (rawpy.LibRawBadCropError, "corrupt {}: its crop area lies outside the picture"),
 )
 
 
@@ -114,7 +119,9 @@ def raw_failure(
     if unreadable is not None:
         return TransientError(f"{doing} failed: {unreadable}")
     reason = next((text for kind, text in _REASONS if isinstance(error, kind)), None)
-    return BadMediaError(f"corrupt or truncated {label}: {reason or _libraw_words(error)}")
+    if reason is None:
+        return BadMediaError(f"corrupt or truncated {label}: {_libraw_words(error)}")
+    return BadMediaError(reason.format(label))
 
 
 def _own_read_failure(path: Path) -> str | None:

@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from mediamill_core.keys import RAW_TYPES
 from stages.contract import BadMediaError, MediaKind
 
 HEAD_BYTES = 4096  # enough for every signature below, an ftyp brand list and an SVG prologue
@@ -41,16 +42,8 @@ FORMATS: dict[str, Sniffed] = {
         Sniffed(_IMAGE, "heif", "image/heif", "HEIF"),
         Sniffed(_IMAGE, "avif", "image/avif", "AVIF"),
         Sniffed(_IMAGE, "tiff", "image/tiff", "TIFF"),
-        # Camera RAW, decoded by LibRaw (stages.probe.raw); the types are the ones desktop
-        # systems (shared-mime-info) give these files.
-        Sniffed(_IMAGE, "dng", "image/x-adobe-dng", "DNG"),
-        Sniffed(_IMAGE, "cr2", "image/x-canon-cr2", "CR2"),
-        Sniffed(_IMAGE, "cr3", "image/x-canon-cr3", "CR3"),
-        Sniffed(_IMAGE, "nef", "image/x-nikon-nef", "NEF"),
-        Sniffed(_IMAGE, "arw", "image/x-sony-arw", "ARW"),
-        Sniffed(_IMAGE, "raf", "image/x-fuji-raf", "RAF"),
-        Sniffed(_IMAGE, "orf", "image/x-olympus-orf", "ORF"),
-        Sniffed(_IMAGE, "rw2", "image/x-panasonic-rw2", "RW2"),
+        # Camera RAW, decoded by LibRaw (stages.probe.raw): "dng", "image/x-adobe-dng", "DNG" ...
+        *(Sniffed(_IMAGE, raw, media_type, raw.upper()) for raw, media_type in RAW_TYPES.items()),
         Sniffed(_VIDEO, "mp4", "video/mp4", "MP4"),
         Sniffed(_VIDEO, "mov", "video/quicktime", "MOV"),
         Sniffed(_VIDEO, "webm", "video/webm", "WebM"),
