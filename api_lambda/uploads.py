@@ -81,8 +81,8 @@ def parse_upload(data: Mapping[str, Any], limits: UploadLimits) -> UploadRequest
 
 def _raw_type(filename: str | None) -> str | None:
     """The camera RAW media type a file name's extension names, if any."""
-    extension = (filename or "").rpartition(".")[2].lower()
-    return RAW_TYPES.get(extension)
+    _, dot, extension = (filename or "").rpartition(".")
+    return RAW_TYPES.get(extension.lower()) if dot else None
 
 
 def _limits(info: ValidationInfo) -> UploadLimits:

@@ -24,6 +24,7 @@ import numpy as np
 import pyvips
 import rawpy
 from PIL import Image, TiffImagePlugin
+from PIL.TiffImagePlugin import IFDRational
 
 from stages.contract import BadMediaError, TransientError
 from stages.photo.decode import DecodedPhoto, PhotoHeader
@@ -194,11 +195,12 @@ def _text_or_none(value: Any) -> str | None:
     return text or None
 
 
-def _positive_rational(value: Any) -> Fraction | None:
+def _positive_rational(value: Any) -> IFDRational | None:
     number = float(value or 0)
     if not number > 0:
         return None
-    return Fraction(number).limit_denominator(1_000_000)
+    fraction = Fraction(number).limit_denominator(1_000_000)  # 1/250 s, not 0.004000000189
+    return IFDRational(fraction.numerator, fraction.denominator)
 
 
 _LIBRAW_FACTS: tuple[tuple[int, Callable[[Any], Any]], ...] = (

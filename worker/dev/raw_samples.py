@@ -59,14 +59,18 @@ def write_dng(
     width: int = 600,
     height: int = 400,
     *,
-    preview: int | None = None,
+    preview: int | tuple[int, int] | None = None,
     orientation: int = 1,
     mark_preview: bool = False,
     make: str = "Mediamill",
     model: str = "TestCam 1",
     lens: str | None = "Mediamill 35mm F1.4",
+    exposure_in_ifd0: bool = False,
 ) -> Path:
-    """A DNG of :func:`scene`; ``preview`` is the embedded JPEG's long side (None: none)."""
+    """A DNG of :func:`scene`; ``preview`` is the embedded JPEG's long side, or its width and
+    height (the scene stretched to them), or None for no preview. ``exposure_in_ifd0`` puts
+    exposure, aperture, ISO and focal length in IFD 0, as TIFF/EP-style writers do, instead of
+    the EXIF IFD."""
     ifd0: list[tuple[int, int, int, Any, bool]] = [
         (50706, _BYTE, 4, (1, 4, 0, 0), True),  # DNGVersion
         (50707, _BYTE, 4, (1, 1, 0, 0), True),  # DNGBackwardVersion
@@ -80,6 +84,13 @@ def write_dng(
         (50728, _RATIONAL, 3, (1, 1, 1, 1, 1, 1), True),  # AsShotNeutral
         (_EXIF_STAND_IN, _LONG, 1, 0, True),  # becomes the EXIF IFD pointer (see _splice)
     ]
+    if exposure_in_ifd0:
+        ifd0 += [
+            (33434, _RATIONAL, 1, (1, 250), True),  # ExposureTime
+            (33437, _RATIONAL, 1, (28, 10), True),  # FNumber
+            (34855, _SHORT, 1, 400, True),  # ISOSpeedRatings
+            (37386, _RATIONAL, 1, (35, 1), True),  # FocalLength
+        ]
     raw_tags: list[tuple[int, int, int, Any, bool]] = [
         (33421, _SHORT, 2, (2, 2), True),  # CFARepeatPatternDim
         (33422, _BYTE, 4, (0, 1, 1, 2), True),  # CFAPattern: R G / G B
@@ -97,20 +108,36 @@ def write_dng(
             extratags=raw_tags,
             metadata=None,
         )
-    _splice(path, width, height, preview=preview, mark=mark_preview, lens=lens)
+    _splice(
+        path,
+        width,
+        height,
+        preview=preview,
+        mark=mark_preview,
+        lens=lens,
+        exposure=not exposure_in_ifd0,
+    )
     return path
 
 
 def _splice(
-    path: Path, width: int, height: int, *, preview: int | None, mark: bool, lens: str | None
+    path: Path,
+    width: int,
+    height: int,
+    *,
+    preview: int | tuple[int, int] | None,
+    mark: bool,
+    lens: str | None,
+    exposure: bool,
 ) -> None:
     """Append the JPEG preview and the EXIF IFD, and point IFD 0 at them."""
     exif = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
     exif[0x9003] = "2024:07:14 18:03:11"
-    exif[0x829A] = IFDRational(1, 250)
-    exif[0x829D] = IFDRational(28, 10)
-    exif[0x8827] = 400
-    exif[0x920A] = IFDRational(35, 1)
+    if exposure:
+        exif[0x829A] = IFDRational(1, 250)
+        exif[0x829D] = IFDRational(28, 10)
+        exif[0x8827] = 400
+        exif[0x920A] = IFDRational(35, 1)
     if lens:
         exif[0xA434] = lens
     with path.open("r+b") as file:
@@ -119,8 +146,11 @@ def _splice(
         exif_offset = file.tell()
         file.write(exif.tobytes(exif_offset))
         jpeg_offset, jpeg = file.tell(), b""
-        scale = (preview or 1) / max(width, height)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        if isinstance(preview, tuple):
+            size = preview
+        else:
+            scale = (preview or 1) / max(width, height)
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
         if preview is not None:
             jpeg = _jpeg(scene(width, height, mark=mark), size)
             file.write(jpeg)
