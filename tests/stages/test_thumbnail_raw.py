@@ -219,3 +219,10 @@ def test_the_sensor_area_counts_against_the_limit_margins_included() -> None:
         "the NEF's raw data is 2100 x 1050 pixels (2 megapixels), over the limit of "
         "2.205 megapixels"
     )
+
+
+async def test_a_preview_over_the_pixel_limit_is_not_decoded(tmp_path: Path) -> None:
+    # The raw data (1.5 MP) is within the limit, its oversized preview (6 MP) is not.
+    path = write_dng(tmp_path / "odd.dng", 1500, 1000, preview=3000, mark_preview=True)
+    result = await thumbnail(path, tmp_path, max_pixels=2_000_000)
+    assert near(quadrants(rendition(result, "preview"))[3], GREY, 16)
