@@ -1,4 +1,4 @@
-"""Camera RAW sample files: DNG written the way cameras and converters lay it out.
+"""Camera RAW sample files: DNG and NEF written the way cameras and converters lay them out.
 
 tifffile writes the TIFF structure: IFD 0 holds the DNG tags, the camera's make and model and
 the embedded JPEG preview (NewSubfileType 1, JPEG-compressed as cameras store it); its SubIFD
@@ -97,27 +97,84 @@ def write_dng(
         (50714, _SHORT, 1, _BLACK, True),  # BlackLevel
         (50717, _SHORT, 1, _WHITE, True),  # WhiteLevel
     ]
-    with tifffile.TiffWriter(path) as tif:
-        # IFD 0: a placeholder 8 x 8 picture where the JPEG preview goes (see below).
-        placeholder = np.zeros((8, 8, 3), np.uint8)
-        tif.write(placeholder, photometric="rgb", subfiletype=1, subifds=1, extratags=ifd0)
-        tif.write(
-            _mosaic(scene(width, height)),
-            photometric=32803,  # CFA
-            subfiletype=0,
-            extratags=raw_tags,
-            metadata=None,
-        )
+    mosaic = _mosaic(scene(width, height), black=_BLACK, white=_WHITE)
+    _write(path, ifd0, raw_tags, mosaic, preview_in_subifd=False)
     _splice(
         path,
         width,
         height,
         preview=preview,
+        page=(),
         mark=mark_preview,
         lens=lens,
         exposure=not exposure_in_ifd0,
     )
     return path
+
+
+def write_nef(
+    path: Path,
+    width: int = 600,
+    height: int = 400,
+    *,
+    preview: int | None = None,
+    orientation: int = 1,
+    mark_preview: bool = False,
+    model: str = "NIKON D700",
+    lens: str | None = "AF-S Nikkor 24-70mm f/2.8G",
+) -> Path:
+    """A NEF of :func:`scene` laid out as Nikon's uncompressed NEF: IFD 0 holds a 160 x 120
+    thumbnail, the make and model; its first SubIFD the JPEG preview (``preview`` its long
+    side; None: an empty one), the second the raw data, a 16-bit RGGB mosaic (TIFF/EP CFA tags).
+
+    Nikon's maker notes (white balance, lens data, the compressed-NEF curve) are not written:
+    LibRaw decodes such a file with its own defaults for the model.
+    """
+    ifd0: list[tuple[int, int, int, Any, bool]] = [
+        (271, _ASCII, 0, "NIKON CORPORATION", True),
+        (272, _ASCII, 0, model, True),
+        (306, _ASCII, 0, "2024:07:14 18:03:11", True),
+        (274, _SHORT, 1, orientation, True),
+        (_EXIF_STAND_IN, _LONG, 1, 0, True),
+    ]
+    raw_tags: list[tuple[int, int, int, Any, bool]] = [
+        (33421, _SHORT, 2, (2, 2), True),  # CFARepeatPatternDim
+        (33422, _BYTE, 4, (0, 1, 1, 2), True),  # CFAPattern: R G / G B
+    ]
+    mosaic = _mosaic(scene(width, height), black=0, white=65535)
+    _write(path, ifd0, raw_tags, mosaic, preview_in_subifd=True)
+    _splice(
+        path,
+        width,
+        height,
+        preview=preview,
+        page=(0,),
+        mark=mark_preview,
+        lens=lens,
+        exposure=True,
+    )
+    return path
+
+
+def _write(
+    path: Path,
+    ifd0: list[tuple[int, int, int, Any, bool]],
+    raw_tags: list[tuple[int, int, int, Any, bool]],
+    mosaic: np.ndarray,
+    *,
+    preview_in_subifd: bool,
+) -> None:
+    """IFD 0 and its SubIFDs; an 8 x 8 placeholder where the JPEG preview goes (see _splice)."""
+    placeholder = np.zeros((8, 8, 3), np.uint8)
+    with tifffile.TiffWriter(path) as tif:
+        if preview_in_subifd:
+            height, width = mosaic.shape
+            thumb = _resized(scene(width, height), (160, 120))
+            tif.write(thumb, photometric="rgb", subfiletype=1, subifds=2, extratags=ifd0)
+            tif.write(placeholder, photometric="rgb", subfiletype=1, metadata=None)
+        else:
+            tif.write(placeholder, photometric="rgb", subfiletype=1, subifds=1, extratags=ifd0)
+        tif.write(mosaic, photometric=32803, subfiletype=0, extratags=raw_tags, metadata=None)
 
 
 def _splice(
@@ -126,11 +183,13 @@ def _splice(
     height: int,
     *,
     preview: int | tuple[int, int] | None,
+    page: tuple[int, ...],
     mark: bool,
     lens: str | None,
     exposure: bool,
 ) -> None:
-    """Append the JPEG preview and the EXIF IFD, and point IFD 0 at them."""
+    """Append the JPEG preview and the EXIF IFD, and point IFD 0 and the preview's IFD (IFD 0,
+    or the SubIFD ``page`` names) at them."""
     exif = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
     exif[0x9003] = "2024:07:14 18:03:11"
     if exposure:
@@ -155,10 +214,12 @@ def _splice(
             jpeg = _jpeg(scene(width, height, mark=mark), size)
             file.write(jpeg)
     with tifffile.TiffFile(path, mode="r+") as tif:
-        page = tif.pages[0]
-        assert isinstance(page, tifffile.TiffPage)
-        tags = page.tags
-        entry = tags[_EXIF_STAND_IN].offset
+        first = tif.pages[0]
+        assert isinstance(first, tifffile.TiffPage)
+        entry = first.tags[_EXIF_STAND_IN].offset
+        slot = tifffile.TiffPages(first)[page[0]] if page else first
+        assert isinstance(slot, tifffile.TiffPage)
+        tags = slot.tags
         if preview is not None:
             for code, value in ((256, size[0]), (257, size[1]), (259, 7), (262, 6)):
                 tags[code].overwrite(value)  # width, length, JPEG, YCbCr
@@ -170,16 +231,23 @@ def _splice(
 
 
 def _jpeg(pixels: np.ndarray, size: Sequence[int]) -> bytes:
+    return bytes(_image(pixels, size).jpegsave_buffer(Q=90))
+
+
+def _resized(pixels: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    return np.asarray(_image(pixels, size).numpy(), dtype=np.uint8)
+
+
+def _image(pixels: np.ndarray, size: Sequence[int]) -> pyvips.Image:
     image: pyvips.Image = pyvips.Image.new_from_array(pixels).copy(interpretation="srgb")
-    image = image.resize(size[0] / image.width, vscale=size[1] / image.height)
-    return bytes(image.jpegsave_buffer(Q=90))
+    return image.resize(size[0] / image.width, vscale=size[1] / image.height)
 
 
-def _mosaic(pixels: np.ndarray) -> np.ndarray:
+def _mosaic(pixels: np.ndarray, *, black: int, white: int) -> np.ndarray:
     """The RGGB Bayer samples a sensor would record of ``pixels`` (sRGB), in linear light."""
     srgb = pixels.astype(np.float64) / 255.0
     linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
-    values = np.rint(linear * (_WHITE - _BLACK) + _BLACK).astype(np.uint16)
+    values = np.rint(linear * (white - black) + black).astype(np.uint16)
     mosaic = np.empty(pixels.shape[:2], np.uint16)
     mosaic[0::2, 0::2] = values[0::2, 0::2, 0]
     mosaic[0::2, 1::2] = values[0::2, 1::2, 1]
