@@ -350,6 +350,7 @@ def make_demo_samples(directory: Path, *, include_broken: bool = False) -> list[
         write_damaged_jpeg,
         write_fake_jpeg,
     )
+    from worker.dev.raw_samples import write_dng
     from worker.dev.samples import write_gif, write_heic, write_jpeg, write_png, write_video
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -359,6 +360,7 @@ def make_demo_samples(directory: Path, *, include_broken: bool = False) -> list[
         write_gif(directory / "animation.gif", frames=6),
         write_jpeg(directory / "camera.jpg", 1600, 1200, orientation=8, camera=True),
         write_heic(directory / "phone.heic", 640, 480, gps=(37.3349, -122.009)),
+        write_dng(directory / "camera.dng", 3000, 2000, preview=1600, orientation=6),
         write_video(directory / "clip.mp4", seconds=2.0),
         write_video(directory / "phone.mov", container="mov", seconds=1.5, rotation=90),
         write_video(directory / "hdr.mp4", codec="hevc", ten_bit=True, hlg=True, seconds=1.0),
