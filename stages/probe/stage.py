@@ -2,8 +2,8 @@
 
 The kind comes from the file's signature (:mod:`stages.probe.sniff`), never its name or
 declared type; then the header is opened for real with the decoder later stages use (libvips
-for images, FFmpeg through PyAV for videos), so a file that only looks right fails here with a
-reason.
+for images, LibRaw for camera RAW, FFmpeg through PyAV for videos), so a file that only looks
+right fails here with a reason.
 Nothing is decoded: a 100000 x 100000 PNG is reported from its header in milliseconds, and the
 pixel limit is enforced by the stages that decode.
 """
