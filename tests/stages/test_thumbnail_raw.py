@@ -182,6 +182,15 @@ async def test_camera_and_lens_facts_are_read_as_for_a_jpeg(tmp_path: Path) -> N
     )
 
 
+async def test_the_gps_position_goes_to_location_as_for_a_jpeg(tmp_path: Path) -> None:
+    path = write_dng(tmp_path / "gps.dng", 600, 400, gps=(48.8584, -2.2945))
+    metadata = (await thumbnail(path, tmp_path)).metadata
+    assert metadata["location"] == {
+        "latitude": pytest.approx(48.8584, abs=1e-6),
+        "longitude": pytest.approx(-2.2945, abs=1e-6),
+    }
+
+
 async def test_exposure_facts_libraw_read_outside_the_exif_ifd_fill_the_gaps(
     tmp_path: Path,
 ) -> None:

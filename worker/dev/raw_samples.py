@@ -30,10 +30,10 @@ PREVIEW_MARK = (250, 240, 30)
 _BLACK, _WHITE = 64, 4095
 # XYZ (D65) to linear sRGB: as ColorMatrix1 it makes the camera's native space linear sRGB.
 _XYZ_TO_SRGB = (3.2406, -1.5372, -0.4986, -0.9689, 1.8758, 0.0415, 0.0557, -0.2040, 1.0570)
-_EXIF_IFD = 34665
-# tifffile refuses to write the EXIF IFD pointer itself; it writes this unassigned tag, which
-# sorts next to it, and _splice renames the entry once the EXIF IFD is in the file.
-_EXIF_STAND_IN = 34666
+_EXIF_IFD, _GPS_IFD = 34665, 34853
+# tifffile refuses to write the EXIF and GPS IFD pointers itself; it writes these unassigned
+# tags, which sort next to them, and _splice renames the entries once the IFDs are in the file.
+_EXIF_STAND_IN, _GPS_STAND_IN = 34666, 34854
 # tifffile's tag types
 _BYTE, _ASCII, _SHORT, _LONG, _RATIONAL, _SRATIONAL = 1, 2, 3, 4, 5, 10
 
@@ -66,11 +66,12 @@ def write_dng(
     model: str = "TestCam 1",
     lens: str | None = "Mediamill 35mm F1.4",
     exposure_in_ifd0: bool = False,
+    gps: tuple[float, float] | None = None,
 ) -> Path:
     """A DNG of :func:`scene`; ``preview`` is the embedded JPEG's long side, or its width and
     height (the scene stretched to them), or None for no preview. ``exposure_in_ifd0`` puts
     exposure, aperture, ISO and focal length in IFD 0, as TIFF/EP-style writers do, instead of
-    the EXIF IFD."""
+    the EXIF IFD. ``gps`` is a latitude and longitude for a GPS IFD."""
     ifd0: list[tuple[int, int, int, Any, bool]] = [
         (50706, _BYTE, 4, (1, 4, 0, 0), True),  # DNGVersion
         (50707, _BYTE, 4, (1, 1, 0, 0), True),  # DNGBackwardVersion
@@ -84,6 +85,8 @@ def write_dng(
         (50728, _RATIONAL, 3, (1, 1, 1, 1, 1, 1), True),  # AsShotNeutral
         (_EXIF_STAND_IN, _LONG, 1, 0, True),  # becomes the EXIF IFD pointer (see _splice)
     ]
+    if gps is not None:
+        ifd0.append((_GPS_STAND_IN, _LONG, 1, 0, True))
     if exposure_in_ifd0:
         ifd0 += [
             (33434, _RATIONAL, 1, (1, 250), True),  # ExposureTime
@@ -108,6 +111,7 @@ def write_dng(
         mark=mark_preview,
         lens=lens,
         exposure=not exposure_in_ifd0,
+        gps=gps,
     )
     return path
 
@@ -152,6 +156,7 @@ def write_nef(
         mark=mark_preview,
         lens=lens,
         exposure=True,
+        gps=None,
     )
     return path
 
@@ -187,9 +192,10 @@ def _splice(
     mark: bool,
     lens: str | None,
     exposure: bool,
+    gps: tuple[float, float] | None,
 ) -> None:
-    """Append the JPEG preview and the EXIF IFD, and point IFD 0 and the preview's IFD (IFD 0,
-    or the SubIFD ``page`` names) at them."""
+    """Append the JPEG preview, the EXIF IFD and the GPS IFD, and point IFD 0 and the preview's
+    IFD (IFD 0, or the SubIFD ``page`` names) at them."""
     exif = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
     exif[0x9003] = "2024:07:14 18:03:11"
     if exposure:
@@ -202,8 +208,12 @@ def _splice(
     with path.open("r+b") as file:
         file.seek(0, 2)
         file.write(b"\x00" * (file.tell() % 2))  # IFDs start on a word boundary
-        exif_offset = file.tell()
-        file.write(exif.tobytes(exif_offset))
+        pointers = {_EXIF_STAND_IN: (_EXIF_IFD, file.tell())}
+        file.write(exif.tobytes(file.tell()))
+        if gps is not None:
+            file.write(b"\x00" * (file.tell() % 2))
+            pointers[_GPS_STAND_IN] = (_GPS_IFD, file.tell())
+            file.write(_gps_ifd(*gps).tobytes(file.tell()))
         jpeg_offset, jpeg = file.tell(), b""
         if isinstance(preview, tuple):
             size = preview
@@ -216,7 +226,7 @@ def _splice(
     with tifffile.TiffFile(path, mode="r+") as tif:
         first = tif.pages[0]
         assert isinstance(first, tifffile.TiffPage)
-        entry = first.tags[_EXIF_STAND_IN].offset
+        entries = {first.tags[stand_in].offset: pointer for stand_in, pointer in pointers.items()}
         slot = tifffile.TiffPages(first)[page[0]] if page else first
         assert isinstance(slot, tifffile.TiffPage)
         tags = slot.tags
@@ -226,8 +236,26 @@ def _splice(
             tags[273].overwrite(jpeg_offset)
             tags[279].overwrite(len(jpeg))
     with path.open("r+b") as file:
-        file.seek(entry)
-        file.write(struct.pack("<HHII", _EXIF_IFD, _LONG, 1, exif_offset))
+        for entry, (tag, offset) in entries.items():
+            file.seek(entry)
+            file.write(struct.pack("<HHII", tag, _LONG, 1, offset))
+
+
+def _gps_ifd(latitude: float, longitude: float) -> TiffImagePlugin.ImageFileDirectory_v2:
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
+    for ref_tag, tag, value, negative, positive in (
+        (1, 2, latitude, "S", "N"),
+        (3, 4, longitude, "W", "E"),
+    ):
+        ifd[ref_tag] = negative if value < 0 else positive
+        degrees = abs(value)
+        whole, minutes = int(degrees), (degrees - int(degrees)) * 60
+        ifd[tag] = (
+            IFDRational(whole, 1),
+            IFDRational(int(minutes), 1),
+            IFDRational(round((minutes - int(minutes)) * 60 * 10000), 10000),
+        )
+    return ifd
 
 
 def _jpeg(pixels: np.ndarray, size: Sequence[int]) -> bytes:
