@@ -79,7 +79,7 @@ def develop(path: Path, header: PhotoHeader, box: int, *, max_pixels: int) -> De
     with open_raw(path, header.label) as raw:
         facts = raw_facts(raw)
         check_sensor(facts, header.label, max_pixels)
-        picture = embedded_preview(raw, facts, header, box, max_pixels=max_pixels)
+        picture = embedded_preview(raw, facts, box, max_pixels=max_pixels)
         if picture is None:
             picture = demosaic(raw, facts, header, box, path=path)
     return DecodedPhoto(picture, [])
@@ -96,15 +96,15 @@ def check_sensor(facts: RawFacts, label: str, max_pixels: int) -> None:
 
 
 def embedded_preview(
-    raw: Any, facts: RawFacts, header: PhotoHeader, box: int, *, max_pixels: int
+    raw: Any, facts: RawFacts, box: int, *, max_pixels: int
 ) -> pyvips.Image | None:
     """The embedded preview, upright and fitting ``box``, when it can stand for the photo."""
     try:
         thumb = raw.extract_thumb()
-    except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
-        return None
     except rawpy.LibRawError:
-        return None  # a damaged preview: the raw data decides whether the file is readable
+        # None, of a kind LibRaw does not extract, or damaged: the raw data decides whether
+        # the file is readable.
+        return None
     try:
         if thumb.format == rawpy.ThumbFormat.JPEG:
             preview: pyvips.Image = pyvips.Image.jpegload_buffer(thumb.data, fail_on="error")
