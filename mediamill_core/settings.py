@@ -11,6 +11,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
+from mediamill_core.keys import RAW_TYPES
+
 ENV_PREFIX = "MEDIAMILL_"
 
 # What POST /uploads accepts. The probe stage still decides from the bytes; this only keeps
@@ -26,6 +28,7 @@ DEFAULT_CONTENT_TYPES: tuple[str, ...] = (
     "image/heif-sequence",
     "image/avif",
     "image/tiff",
+    *RAW_TYPES.values(),
     "video/mp4",
     "video/quicktime",
     "video/webm",

@@ -2,8 +2,8 @@
 
 The kind comes from the file's signature (:mod:`stages.probe.sniff`), never its name or
 declared type; then the header is opened for real with the decoder later stages use (libvips
-for images, FFmpeg through PyAV for videos), so a file that only looks right fails here with a
-reason.
+for images, LibRaw for camera RAW, FFmpeg through PyAV for videos), so a file that only looks
+right fails here with a reason.
 Nothing is decoded: a 100000 x 100000 PNG is reported from its header in milliseconds, and the
 pixel limit is enforced by the stages that decode.
 """
@@ -22,6 +22,7 @@ from av.video.stream import VideoStream
 from stages.contract import ALL_KINDS, BadMediaError, Job, MediaKind, Stage, StageResult
 from stages.probe.isobmff import top_level_types, video_rotation
 from stages.probe.motion import embedded_video
+from stages.probe.raw import RAW_FORMATS, probe_raw
 from stages.probe.sniff import Sniffed, sniff
 
 # Turn off libvips loaders not fit for untrusted input (ImageMagick, matload, FITS, ...) once
@@ -78,6 +79,8 @@ class ProbeStage(Stage):
 
 def probe_image(path: Path, sniffed: Sniffed) -> dict[str, Any]:
     """Width, height, pages and orientation from the image header, through libvips."""
+    if sniffed.format in RAW_FORMATS:  # camera RAW: through LibRaw, as it will be decoded
+        return probe_raw(path, sniffed.label)
     try:
         image: Any = pyvips.Operation.call(
             VIPS_LOADERS[sniffed.format], str(path), access="sequential"

@@ -351,6 +351,7 @@ def make_demo_samples(directory: Path, *, include_broken: bool = False) -> list[
         write_fake_jpeg,
     )
     from worker.dev.motion_samples import write_motion_photo
+    from worker.dev.raw_samples import write_dng
     from worker.dev.samples import write_gif, write_heic, write_jpeg, write_png, write_video
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -362,6 +363,7 @@ def make_demo_samples(directory: Path, *, include_broken: bool = False) -> list[
         write_heic(directory / "phone.heic", 640, 480, gps=(37.3349, -122.009)),
         # An Android motion photo: a JPEG with a clip appended ("MP" names it, as Pixels do).
         write_motion_photo(directory / "PXL_MP.jpg", 640, 480, seconds=1.5),
+        write_dng(directory / "camera.dng", 3000, 2000, preview=1600, orientation=6),
         write_video(directory / "clip.mp4", seconds=2.0),
         write_video(directory / "phone.mov", container="mov", seconds=1.5, rotation=90),
         write_video(directory / "hdr.mp4", codec="hevc", ten_bit=True, hlg=True, seconds=1.0),
