@@ -71,10 +71,13 @@ chaos: venv
 	$(BIN)/python -m tests.chaos.driver --uploads 150 --workers 3 --fault-rate 0.1 --kills 10 \
 	  --duplicates 25 --malformed 6 --targeted 3 --seed 7 --deadline 900 $(CHAOS)
 
-# Benchmarks need real photographs (scikit-image) and, as the video reference only, the ffmpeg
-# command line from Debian; the product itself never runs ffmpeg.
+# Benchmarks need real photographs (scikit-image), npm's sharp as a photo reference (from
+# bench/sharp/package-lock.json) and, as the video reference only, the ffmpeg command line from
+# Debian; the product itself never runs sharp or ffmpeg.
 bench: venv
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	command -v npm >/dev/null || { echo "make bench: the sharp reference needs Node.js 20+ and npm"; exit 1; }
+	npm ci --prefix bench/sharp --no-audit --no-fund --loglevel=error
 	command -v ffmpeg >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg; } \
 	  || { echo "make bench: the ffmpeg reference needs 'apt-get install ffmpeg' (root)"; exit 1; }
 	$(BIN)/python -m bench $(BENCH)

@@ -2,6 +2,9 @@
 
 Every measurement names the reference it was compared with in the same run; ``ratio`` is
 oriented so that above 1.0 means mediamill did better (faster, or more photos per second).
+Figures timed in interleaved rounds (bench.rounds) carry their spread: ``value`` is the median,
+``low``/``high`` the range, ``ratio_low``/``ratio_high`` the range of the per-round ratios, and
+``loadavg`` the one-minute load average at the suite's start and end.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -22,26 +26,46 @@ from rich.table import Table
 
 @dataclass(frozen=True, slots=True)
 class Measurement:
-    """One figure: ``{name, value, unit, reference, ratio}`` in bench/results.json."""
+    """One figure, ``{name, value, unit, reference, ratio}`` in bench/results.json, with spread."""
 
     name: str
     value: float
     unit: str
     reference: str | None = None
     ratio: float | None = None
+    low: float | None = None
+    high: float | None = None
+    rounds: int | None = None
+    loadavg: tuple[float, float] | None = None
+    ratio_low: float | None = None
+    ratio_high: float | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Measurement:
+        """A row of bench/results.json; one written before the spread was recorded reads too."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(row) - known
+        if unknown:
+            raise TypeError(f"unknown field(s) {', '.join(sorted(unknown))}")
+        values = dict(row)
+        if values.get("loadavg") is not None:
+            start, end = values["loadavg"]
+            values["loadavg"] = (float(start), float(end))
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
 class ChildRun:
-    """Wall-clock seconds and peak resident memory of one child process."""
+    """Wall-clock seconds, peak resident memory and CPU seconds of one child process."""
 
     seconds: float
     peak_rss_mb: float
     stdout: str
+    cpu_seconds: float = 0.0
 
 
 def run_child(argv: Sequence[str], *, env: dict[str, str] | None = None) -> ChildRun:
-    """Run ``argv`` to completion: wall-clock seconds and its own peak RSS (see bench.rss)."""
+    """Run ``argv`` to completion: wall-clock seconds, its own peak RSS and CPU (see bench.rss)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         completed = subprocess.run(
@@ -53,8 +77,15 @@ def run_child(argv: Sequence[str], *, env: dict[str, str] | None = None) -> Chil
         errors = err.read()
         if completed.returncode != 0:
             raise RuntimeError(f"{argv[0]} failed ({completed.returncode}):\n{errors[-2000:]}")
-        peak = errors.rstrip().rsplit("peak_rss_kib=", 1)[-1]
-        return ChildRun(seconds=seconds, peak_rss_mb=int(peak) / 1024, stdout=out.read())
+        peak, cpu = child_usage(errors)
+        return ChildRun(seconds, peak / 1024, out.read(), cpu)
+
+
+def child_usage(stderr: str) -> tuple[int, float]:
+    """bench.rss's last line: the child's peak RSS in KiB and its CPU seconds."""
+    # Split on the key, not on a newline: the child's own stderr may not end with one.
+    peak, cpu = stderr.rstrip().rsplit("peak_rss_kib=", 1)[-1].split(" cpu_seconds=")
+    return int(peak), float(cpu)
 
 
 def python_child(module: str, *args: str) -> list[str]:
@@ -83,18 +114,47 @@ def write_results(measurements: Sequence[Measurement], path: Path) -> None:
 
 
 def print_table(measurements: Sequence[Measurement], *, title: str) -> None:
-    table = Table(title=title)
-    for column in ("benchmark", "value", "unit", "reference", "ratio"):
-        table.add_column(column, justify="right" if column in ("value", "ratio") else "left")
+    table = Table(title=title, caption=_CAPTION)
+    columns = ("benchmark", "median", "range", "unit", "reference", "ratio", "ratio range")
+    for column in (*columns, "rounds", "load 1m"):
+        table.add_column(column, justify="left" if column in ("benchmark", "unit") else "right")
     for m in measurements:
-        table.add_row(
-            m.name,
-            f"{m.value:.3g}" if abs(m.value) < 1000 else f"{m.value:.0f}",
-            m.unit,
-            m.reference or "",
-            f"{m.ratio:.2f}x" if m.ratio is not None else "",
-        )
-    Console().print(table)
+        table.add_row(*table_cells(m))
+    Console(width=200).print(table)
+
+
+_CAPTION = (
+    "median of the rounds (interleaved, each method its own process); ratio: median of the"
+    " per-round ratios, above 1.0 ours did better; load 1m: load average at the suite's start→end"
+)
+
+
+def table_cells(m: Measurement) -> list[str]:
+    """The printed row: median, range, ratio and its range, rounds, the load average."""
+
+    def number(value: float) -> str:
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
+
+    spread = (
+        f"{number(m.low)}..{number(m.high)}" if m.low is not None and m.high is not None else ""
+    )
+    ratio = f"{m.ratio:.3f}x" if m.ratio is not None else ""
+    ratio_range = ""
+    if m.ratio_low is not None and m.ratio_high is not None:
+        ratio_range = f"{m.ratio_low:.3f}..{m.ratio_high:.3f}"
+    load = f"{m.loadavg[0]:.2f}→{m.loadavg[1]:.2f}" if m.loadavg is not None else ""
+    rounds = str(m.rounds) if m.rounds is not None else ""
+    return [
+        m.name,
+        number(m.value),
+        spread,
+        m.unit,
+        m.reference or "",
+        ratio,
+        ratio_range,
+        rounds,
+        load,
+    ]
 
 
 def cpu_count() -> int:

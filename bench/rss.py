@@ -1,4 +1,5 @@
-"""``python -m bench.rss CMD...``: run CMD, then print its peak RSS in KiB as stderr's last line.
+"""``python -m bench.rss CMD...``: run CMD, then print its peak RSS in KiB and the CPU seconds it
+used (user and system, its children included) as stderr's last line.
 
 Linux keeps ``ru_maxrss`` across fork and exec, so a child forked from a big process (the bench
 parent, after making 100 MP inputs) reports the parent's size if it is larger than its own.
@@ -15,7 +16,8 @@ import sys
 def main() -> None:
     process = subprocess.Popen(sys.argv[1:])
     _, status, usage = os.wait4(process.pid, 0)
-    print(f"peak_rss_kib={usage.ru_maxrss}", file=sys.stderr)
+    cpu = usage.ru_utime + usage.ru_stime
+    print(f"peak_rss_kib={usage.ru_maxrss} cpu_seconds={cpu:.6f}", file=sys.stderr)
     sys.exit(os.waitstatus_to_exitcode(status))
 
 

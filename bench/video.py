@@ -3,10 +3,12 @@
 Inputs are made here with PyAV from real photographs (scikit-image's) panned and zoomed, so the
 encoder sees structured motion: a 1080p30 H.264 + AAC clip and a 1080p HEVC 10-bit clip. Each is
 converted to the default rendition (H.264 CRF 23, 720 px short side) by the stage and by
-``ffmpeg`` in child processes, one after the other, so each peak RSS is its own. The stage also
-makes the poster stills and the animated preview, which the ffmpeg command does not; it is timed
-once more without the animated preview, labelled so. Last, the stage's peak RSS on a 10-minute
-1080p30 file shows that memory does not grow with the length (frames stream through).
+``ffmpeg``, each run a child process of its own (so each peak RSS is its own), in interleaved
+rounds (bench.rounds): stage, stage without the animated preview, ffmpeg, and again. The stage
+also makes the poster stills and the animated preview, which the ffmpeg command does not: the
+run without the preview is labelled so. Figures are medians with their range. Last, the
+stage's peak RSS on a 10-minute 1080p30 file shows that memory does not grow with the length
+(frames stream through).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,8 @@ from typing import Any
 import av
 import numpy as np
 
-from bench.report import Measurement, cpu_seconds, python_child, run_child
+from bench.report import ChildRun, Measurement, cpu_seconds, python_child, run_child
+from bench.rounds import LoadWatch, compared, figure, run_rounds
 
 _FPS = 30
 _SIZE = (1920, 1080)
@@ -39,6 +43,7 @@ _LONG_MINUTES = 10
 # The scaling simulation's "short video": this clip, its length in a full run, its CPU figures.
 SHORT_VIDEO = "h264 1080p30"
 SHORT_VIDEO_SECONDS = 30
+ROUNDS, QUICK_ROUNDS = 5, 3
 
 
 def cpu_name(label: str) -> str:
@@ -57,6 +62,7 @@ def run(*, quick: bool) -> list[Measurement]:
     if shutil.which("ffmpeg") is None:
         raise RuntimeError("the video bench needs the ffmpeg command line as its reference")
     measurements: list[Measurement] = []
+    rounds = QUICK_ROUNDS if quick else ROUNDS
     with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
         root = Path(tmp)
         clips = {
@@ -65,7 +71,7 @@ def run(*, quick: bool) -> list[Measurement]:
         }
         for label, (clip, kind, seconds) in clips.items():
             _write_in_child(clip, kind, seconds)
-            measurements.extend(compare(label, clip, root))
+            measurements.extend(compare(label, clip, root, rounds=rounds))
         minutes = 1 if quick else _LONG_MINUTES
         _write_in_child(root / "long.mp4", "h264-long", minutes * 60)
         reference = next(m for m in measurements if m.name == "video h264 1080p30 stage peak RSS")
@@ -79,51 +85,91 @@ def _write_in_child(clip: Path, kind: str, seconds: int) -> None:
     run_child(python_child("bench.video", "clip", kind, str(seconds), str(clip)))
 
 
-def compare(label: str, clip: Path, root: Path) -> list[Measurement]:
+def compare(label: str, clip: Path, root: Path, *, rounds: int) -> list[Measurement]:
+    """The stage, the stage without its animated preview and ffmpeg, in interleaved rounds."""
     out = root / f"{clip.stem}-stage"
-    stage = run_child(python_child("bench.video", "stage", str(clip), str(out)))
-    plan = json.loads(stage.stdout)
-    ffmpeg = run_child(ffmpeg_argv(clip, root / f"{clip.stem}-ffmpeg.mp4", plan))
-    bare = run_child(python_child("bench.video", "stage", str(clip), str(out), _NO_PREVIEW_ANIM))
-    name = f"video {label}"
+    plans: list[dict[str, Any]] = []
+
+    def stage(*flags: str) -> Callable[[], VideoRun]:
+        def run() -> VideoRun:
+            done = run_child(python_child("bench.video", "stage", str(clip), str(out), *flags))
+            plan = json.loads(done.stdout)
+            plans.append(plan)
+            made = tuple(plan["renditions"])
+            return VideoRun(done, float(plan["seconds"]), float(plan["cpu_seconds"]), made)
+
+        return run
+
+    def ffmpeg() -> VideoRun:
+        # The stage ran first in this round: the same size, preset, CRF and audio as its plan.
+        done = run_child(ffmpeg_argv(clip, root / f"{clip.stem}-ffmpeg.mp4", plans[0]))
+        return VideoRun(done, done.seconds, done.cpu_seconds)
+
+    with LoadWatch() as load:
+        runs = run_rounds(
+            {"stage": stage(), "bare": stage(_NO_PREVIEW_ANIM), "ffmpeg": ffmpeg}, rounds=rounds
+        )
+    return video_rows(f"video {label}", runs, cpu_name(label), cores_name(label), load=load)
+
+
+@dataclass(frozen=True, slots=True)
+class VideoRun:
+    """One child: its process figures, and the seconds and CPU of the conversion itself."""
+
+    process: ChildRun
+    seconds: float
+    cpu_seconds: float
+    renditions: tuple[str, ...] = ()
+
+
+def video_rows(
+    name: str, runs: dict[str, list[VideoRun]], cpu: str, cores: str, *, load: LoadWatch
+) -> list[Measurement]:
+    """The stage's figures against the ffmpeg command line's, round by round."""
+    made = {
+        what: {"preview_anim" in r.renditions for r in runs[what]} for what in ("stage", "bare")
+    }
+    if made != {"stage": {True}, "bare": {False}}:
+        # A row labelled "no preview_anim" must not time one, nor the stage's row miss it.
+        raise RuntimeError(f"{name}: the animated preview made, by run: {made}")
+    ffmpeg = f"{name} ffmpeg seconds"
     # The worker is a long-running process: a job pays the stage's run (probe included), not an
     # interpreter start and imports. The child's whole wall time is reported next to it.
-    stage_seconds = float(plan["seconds"])
-    bare_seconds = float(json.loads(bare.stdout)["seconds"])
-    # What the clip costs a task's vCPUs (the scaling simulation's input), and how many cores
-    # the stage kept busy on its own: CPU seconds over wall seconds.
-    cpu = float(plan["cpu_seconds"])
+    seconds = {what: [r.seconds for r in done] for what, done in runs.items()}
+    process = [r.process.seconds for r in runs["stage"]]
+    rss = {what: [r.process.peak_rss_mb for r in done] for what, done in runs.items()}
+    stage_cpu = [r.cpu_seconds for r in runs["stage"]]
 
-    def against_ffmpeg(what: str, seconds: float) -> Measurement:
-        return Measurement(
-            name=f"{name} {what}",
-            value=seconds,
-            unit="s",
-            reference=f"{name} ffmpeg seconds",
-            ratio=ffmpeg.seconds / seconds,
-        )
+    def against(
+        what: str, values: list[float], reference: str, theirs: list[float], unit: str
+    ) -> Measurement:
+        return compared(f"{name} {what}", values, unit, reference, theirs, better="lower",
+                        load=load)  # fmt: skip
 
     return [
-        against_ffmpeg("stage seconds", stage_seconds),
-        against_ffmpeg("stage seconds, no preview_anim (poster kept)", bare_seconds),
-        against_ffmpeg("stage process seconds (with Python start and imports)", stage.seconds),
-        Measurement(name=f"{name} ffmpeg seconds", value=ffmpeg.seconds, unit="s"),
-        Measurement(name=cpu_name(label), value=cpu, unit="CPU s/clip"),
-        Measurement(name=cores_name(label), value=cpu / stage_seconds, unit="cores"),
-        Measurement(
-            name=f"{name} stage peak RSS",
-            value=stage.peak_rss_mb,
-            unit="MB",
-            reference=f"{name} ffmpeg peak RSS",
-            ratio=ffmpeg.peak_rss_mb / stage.peak_rss_mb,
-        ),
-        Measurement(name=f"{name} ffmpeg peak RSS", value=ffmpeg.peak_rss_mb, unit="MB"),
-    ]
+        against("stage seconds", seconds["stage"], ffmpeg, seconds["ffmpeg"], "s"),
+        against("stage seconds, no preview_anim (poster kept)", seconds["bare"], ffmpeg,
+                seconds["ffmpeg"], "s"),
+        against("stage process seconds (with Python start and imports)", process, ffmpeg,
+                seconds["ffmpeg"], "s"),
+        figure(ffmpeg, seconds["ffmpeg"], "s", load=load),
+        # What the clip costs a task's vCPUs (the scaling simulation's input), against the
+        # ffmpeg process's own CPU; and how many cores the stage kept busy: CPU over wall.
+        compared(cpu, stage_cpu, "CPU s/clip", f"{name} ffmpeg CPU seconds",
+                 [r.cpu_seconds for r in runs["ffmpeg"]], better="lower", load=load),
+        figure(f"{name} ffmpeg CPU seconds", [r.cpu_seconds for r in runs["ffmpeg"]],
+               "CPU s/clip", load=load),
+        figure(cores, [c / s for c, s in zip(stage_cpu, seconds["stage"], strict=True)], "cores",
+               load=load),
+        against("stage peak RSS", rss["stage"], f"{name} ffmpeg peak RSS", rss["ffmpeg"], "MB"),
+        figure(f"{name} ffmpeg peak RSS", rss["ffmpeg"], "MB", load=load),
+    ]  # fmt: skip
 
 
 def memory(label: str, clip: Path, root: Path, reference: Measurement) -> list[Measurement]:
     """The stage's peak RSS on a long file, against ``reference`` (a short clip's): ~1.0x."""
-    stage = run_child(python_child("bench.video", "stage", str(clip), str(root / "long-stage")))
+    with LoadWatch() as load:
+        stage = run_child(python_child("bench.video", "stage", str(clip), str(root / "long-stage")))
     name = f"video {label} stage"
     return [
         Measurement(
@@ -132,9 +178,15 @@ def memory(label: str, clip: Path, root: Path, reference: Measurement) -> list[M
             unit="MB",
             reference=reference.name,
             ratio=reference.value / stage.peak_rss_mb,
+            rounds=1,
+            loadavg=load.pair,
         ),
         Measurement(
-            name=f"{name} seconds", value=float(json.loads(stage.stdout)["seconds"]), unit="s"
+            name=f"{name} seconds",
+            value=float(json.loads(stage.stdout)["seconds"]),
+            unit="s",
+            rounds=1,
+            loadavg=load.pair,
         ),
     ]
 
@@ -181,6 +233,7 @@ def stage_main(clip: Path, out: Path, *, preview_anim: bool = True) -> None:
                 "crf": options.crf,
                 "seconds": seconds,
                 "cpu_seconds": cpu,
+                "renditions": sorted(r.name for r in result.renditions),
             }
         )
     )

@@ -123,7 +123,7 @@ _ABOUT = (
 def results_file(path: Path) -> list[Measurement]:
     """bench/results.json as measurements."""
     try:
-        return [Measurement(**row) for row in json.loads(path.read_text())]
+        return [Measurement.from_row(row) for row in json.loads(path.read_text())]
     except (OSError, ValueError, TypeError) as error:
         raise InputError(f"{path}: not a benchmark results file ({error})") from None
 
