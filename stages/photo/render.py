@@ -252,6 +252,9 @@ def fit(image: pyvips.Image, size: int) -> pyvips.Image:
 
     One ``resize`` rather than ``thumbnail_image``, whose extra steps cost more in building the
     operations than in pixels at these sizes; alpha is premultiplied so edges do not darken.
+    ``gap=0``: Lanczos all the way, no box shrink first (libvips' default from a factor of 4),
+    which is both the better filter and, on the vector path, faster: 1440 to 320 px in 3.6 ms
+    instead of 5.1.
     """
     if image.width <= size and image.height <= size:
         return image
@@ -260,6 +263,6 @@ def fit(image: pyvips.Image, size: int) -> pyvips.Image:
     height = max(1, round(image.height * scale))
     hscale, vscale = width / image.width, height / image.height
     if not image.hasalpha():
-        return image.resize(hscale, vscale=vscale, kernel="lanczos3")
-    resized = image.premultiply().resize(hscale, vscale=vscale, kernel="lanczos3")
+        return image.resize(hscale, vscale=vscale, kernel="lanczos3", gap=0.0)
+    resized = image.premultiply().resize(hscale, vscale=vscale, kernel="lanczos3", gap=0.0)
     return resized.unpremultiply().cast(image.format)
