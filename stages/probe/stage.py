@@ -36,7 +36,7 @@ def _route_only_vips_warnings() -> None:
     """Hand Python's logging libvips' warnings and errors, not its INFO and DEBUG chatter.
 
     libvips reports the plan of every operation at INFO ("threadpool completed with 2 workers",
-    "reduceh: 9 point mask", eight lines a photo), and pyvips routes every level into Python:
+    "reduceh: 9 point mask", 26 lines a photo), and pyvips routes every level into Python:
     each line takes the GIL from a libvips worker thread, whose pipeline then waits while
     another photo's Python runs. GLib's own handler drops the rest (``G_MESSAGES_DEBUG=all``
     prints it). pyvips has no call for this; its handler is swapped for the same callback on
