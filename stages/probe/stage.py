@@ -33,6 +33,37 @@ pyvips.block_untrusted_set(True)
 # open (and its disk space held) long after the job removed it.
 pyvips.cache_set_max(0)
 
+
+def _route_only_vips_warnings() -> None:
+    """Hand Python's logging libvips' warnings and errors, not its INFO and DEBUG chatter.
+
+    libvips reports the plan of every operation at INFO ("threadpool completed with 2 workers",
+    "reduceh: 9 point mask", 26 lines a photo), and pyvips routes every level into Python:
+    each line takes the GIL from a libvips worker thread, whose pipeline then waits while
+    another photo's Python runs. GLib's own handler drops the rest (``G_MESSAGES_DEBUG=all``
+    prints it). pyvips has no call for this; its handler is swapped for the same callback on
+    fewer levels, and pyvips' exit hook removes that one.
+    """
+    handler = getattr(pyvips, "_log_handler_id", None)
+    callback = getattr(pyvips, "_log_handler_cb", None)
+    if not handler or callback is None:
+        return
+    flags = pyvips.GLogLevelFlags
+    levels = (
+        flags.LEVEL_WARNING
+        | flags.LEVEL_CRITICAL
+        | flags.LEVEL_ERROR
+        | flags.FLAG_FATAL
+        | flags.FLAG_RECURSION
+    )
+    pyvips.glib_lib.g_log_remove_handler(b"VIPS", handler)
+    pyvips._log_handler_id = pyvips.glib_lib.g_log_set_handler(
+        b"VIPS", levels, callback, pyvips.ffi.NULL
+    )
+
+
+_route_only_vips_warnings()
+
 VIPS_LOADERS = {
     "jpeg": "jpegload",
     "png": "pngload",

@@ -398,3 +398,26 @@ def test_a_jpeg_signature_alone_is_refused_by_the_decoder(tmp_path: Path) -> Non
     path = tmp_path / "stub.jpg"
     path.write_bytes(b"\xff\xd8\xff\xe0" + bytes(16))
     assert refused(path).startswith("corrupt or truncated JPEG: ")
+
+
+def _glib_log(level: int, message: bytes) -> None:
+    """Log ``message`` in libvips' domain through GLib itself, as libvips' own code does."""
+    import ctypes
+
+    with open("/proc/self/maps") as maps:
+        library = next(line.split()[-1] for line in maps if "libvips" in line.split()[-1])
+    ctypes.CDLL(library).g_log(b"VIPS", level, b"%s", message)
+
+
+def test_libvips_warnings_reach_python_logging_but_not_its_info_chatter(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Each INFO line would take the GIL from a libvips worker thread (stages/probe/stage.py).
+    with caplog.at_level("DEBUG", logger="pyvips"):
+        pyvips.Image.black(64, 64).resize(0.5).copy_memory()  # logs "threadpool completed"
+        _glib_log(pyvips.GLogLevelFlags.LEVEL_INFO, b"an info line")
+        _glib_log(pyvips.GLogLevelFlags.LEVEL_WARNING, b"a warning line")
+    vips_lines = [r for r in caplog.records if r.name == "pyvips" and "VIPS:" in r.getMessage()]
+    assert [(r.levelname, r.getMessage()) for r in vips_lines] == [
+        ("WARNING", "VIPS: a warning line")
+    ]
