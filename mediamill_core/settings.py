@@ -42,8 +42,8 @@ SQS_MAX_VISIBILITY = 12 * 3600
 ECS_MAX_STOP_TIMEOUT = 120
 # A browser origin: scheme, host and optional port, nothing after.
 _ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$")
-# A base URL: an origin, then perhaps a path (a CloudFront origin path), no query.
-_BASE_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
+# A base URL: scheme and host, perhaps a path; no query or fragment (keys are appended).
+_BASE_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
 
 class SettingsError(ValueError):
