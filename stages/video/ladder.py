@@ -10,7 +10,6 @@ FFmpeg's ``hls`` muxer cuts every variant at the same times.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -31,6 +30,7 @@ from stages.video.frame_times import FrameClock
 from stages.video.graph import build_graph
 from stages.video.output import error_reason, writing
 from stages.video.policy import Plan, VideoFacts, aac_sample_rate, plan_for
+from stages.video.single_pass import read_packets
 from stages.video.tonemap import write_cube
 
 _CHECK_EVERY = 8  # packets between cancellation checks
@@ -143,7 +143,7 @@ class LadderPass:
             for rung in self.rungs:
                 self.variants.append(self._open(folder / rung.name, rung, lut))
             wanted = [self.video_in] + ([self.audio_in] if self.audio_in is not None else [])
-            for count, packet in enumerate(self._packets(wanted)):
+            for count, packet in enumerate(read_packets(self.source, wanted, self._cut_short)):
                 if count % _CHECK_EVERY == 0:
                     self.job.check_cancelled()
                 if packet.stream_index == self.video_in.index:
@@ -223,23 +223,13 @@ class LadderPass:
         step = round(Fraction(settings.segment_seconds).limit_denominator(1000) / video.time_base)
         return EncodedVariant(rung, output, graph, video, audio, step=max(1, step))
 
-    def _packets(self, wanted: list[Any]) -> Iterator[av.Packet[Any]]:
-        """The input's packets; a demuxer error ends the file (input damage, tolerated)."""
-        packets = self.source.demux(wanted)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                return
-            except av.error.FFmpegError as error:
-                if self.read.frames == 0:
-                    raise BadMediaError(f"unreadable video data: {error_reason(error)}") from error
-                self.read.cut_short = True
-                self.read.warnings.append(
-                    f"the ladder ends where the file's data does ({error_reason(error)})"
-                )
-                return
-            yield packet
+    def _cut_short(self, error: av.error.FFmpegError) -> None:
+        if self.read.frames == 0:
+            raise BadMediaError(f"unreadable video data: {error_reason(error)}") from error
+        self.read.cut_short = True
+        self.read.warnings.append(
+            f"the ladder ends where the file's data does ({error_reason(error)})"
+        )
 
     def _decode_video(self, packet: av.Packet[Any] | None) -> None:
         try:
@@ -251,6 +241,7 @@ class LadderPass:
             return
         for frame in frames:
             self.read.frames += 1
+            self.read.corrupt += frame.is_corrupt  # concealed damage: shown, as players do
             frame.pts = self.clock.time_of(frame)
             if frame.pts is not None:
                 if self._last_pts is not None and frame.pts <= self._last_pts:

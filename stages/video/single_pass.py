@@ -10,7 +10,7 @@ graph and the encoders raise as the bugs they would be, and writing the MP4 fail
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,25 @@ class Tally:
     repeats: int = 0  # decoded frames whose timestamp did not advance: dropped, as ffmpeg does
     cut_short: bool = False  # the demuxer failed before the end
     warnings: list[str] = field(default_factory=list)
+
+
+def read_packets(
+    source: InputContainer,
+    wanted: list[Any],
+    cut_short: Callable[[av.error.FFmpegError], None],
+) -> Iterator[av.Packet[Any]]:
+    """The input's packets; a demuxer error ends the file (input damage, tolerated), told to
+    ``cut_short``, which may raise instead."""
+    packets = source.demux(wanted)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as error:
+            cut_short(error)
+            return
+        yield packet
 
 
 class VideoPass:
@@ -131,17 +150,7 @@ class VideoPass:
         return sum(timing.repaired for timing in self.timing.values())
 
     def _read(self, wanted: list[Any]) -> Iterator[av.Packet[Any]]:
-        """The input's packets; a demuxer error ends the file (input damage, tolerated)."""
-        packets = self.source.demux(wanted)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                return
-            except av.error.FFmpegError as error:
-                self._cut_short(error)
-                return
-            yield packet
+        return read_packets(self.source, wanted, self._cut_short)
 
     # --- video --------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from stages import Job, MediaKind, StageOptions
 from stages.probe.stage import ProbeStage
 from stages.video.policy import VideoFacts
 from stages.video.streaming import HlsOptions, HlsStage
+from worker.dev.broken_samples import write_broken_video
 from worker.dev.samples import write_video
 
 FPS = 25
@@ -177,6 +178,14 @@ def test_a_sideways_phone_clip_streams_upright(tmp_path: Path) -> None:
             frame = next(media.decode(video=0))
         assert attributes["RESOLUTION"] == f"{frame.width}x{frame.height}"
         assert frame.height > frame.width
+
+
+def test_damaged_packets_are_skipped_with_a_warning(tmp_path: Path) -> None:
+    source = write_broken_video(tmp_path / "damaged.mp4", "damaged")
+    result = ladder(source)
+    (rendition,) = result.renditions
+    assert rendition.extra["variants"]
+    assert any("video packets were corrupt" in warning for warning in result.warnings)
 
 
 def facts(width: int, height: int, rotation: int = 0) -> VideoFacts:
