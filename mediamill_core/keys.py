@@ -33,6 +33,7 @@ EXTENSIONS = {
     "image/avif": "avif",
     "video/mp4": "mp4",
     "video/webm": "webm",
+    "application/vnd.apple.mpegurl": "m3u8",  # an HLS ladder's master (mediamill_core.hls)
     "application/json": "json",
     "text/plain": "txt",
 }
