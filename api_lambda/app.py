@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +11,7 @@ from api_lambda.clients import dynamodb_client, s3_client, sns_client
 from api_lambda.cors import CorsPolicy
 from api_lambda.deletion import MediaDeletion
 from api_lambda.edits import parse_edit
-from api_lambda.errors import ApiError, Conflict, Unauthorized
+from api_lambda.errors import ApiError, Conflict, NotFound, Unauthorized
 from api_lambda.listing import list_media, parse_list_query
 from api_lambda.live_pairs import LivePairs
 from api_lambda.media import media_view
@@ -21,8 +21,10 @@ from api_lambda.pending import OpenUploads, PendingLimits, check_room, open_afte
 from api_lambda.request import ApiRequest
 from api_lambda.responses import LambdaResponse, empty_response, error_response, json_response
 from api_lambda.routing import Route, Router
+from api_lambda.streaming import LadderPlaylists, variant_playlist
 from api_lambda.table import MediaTable
 from api_lambda.uploads import UploadLimits, parse_upload
+from mediamill_core.hls import MASTER_PLAYLIST
 from mediamill_core.items import MediaStatus, iso, utc_now
 from mediamill_core.keys import new_media_id, original_key
 from mediamill_core.settings import Settings
@@ -72,6 +74,12 @@ class MediaApi:
             media_topic_arn=settings.media_topic_arn,
             live_pairs=LivePairs(dynamodb, settings.table),
         )
+        self._ladders = LadderPlaylists(
+            s3,
+            settings.renditions_bucket,
+            base_url=settings.renditions_base_url,
+            presign=self._rendition_url,
+        )
         self.router = Router(
             [
                 Route("POST", "/uploads", self._create_upload),
@@ -81,6 +89,8 @@ class MediaApi:
                 Route("GET", "/media/{media_id}", self._get_media),
                 Route("PATCH", "/media/{media_id}", self._edit_media),
                 Route("DELETE", "/media/{media_id}", self._delete_media),
+                Route("GET", "/media/{media_id}/hls/{playlist}", self._master_playlist),
+                Route("GET", "/media/{media_id}/hls/{variant}/{playlist}", self._variant_playlist),
                 Route("GET", "/openapi.json", self._openapi, public=True),
             ]
         )
@@ -223,7 +233,7 @@ class MediaApi:
         parts = parse_complete(request.json_object()).parts
         self._multipart.complete(original_key(media_id), upload_id, plan, parts)
         done = self._table.end_multipart(media_id, upload_id, delete=False)
-        return json_response(200, media_view(done, self._rendition_url))
+        return json_response(200, media_view(done, self._urls(request)))
 
     def _abort_upload(
         self, request: ApiRequest, caller: str, parameters: Parameters
@@ -240,21 +250,21 @@ class MediaApi:
         self, request: ApiRequest, caller: str, parameters: Parameters
     ) -> LambdaResponse:
         page = list_media(self._table, caller, parse_list_query(request.query))
-        items = [media_view(item, self._rendition_url) for item in page.items]
+        items = [media_view(item, self._urls(request)) for item in page.items]
         return json_response(200, {"items": items, "next_cursor": page.cursor})
 
     def _get_media(
         self, request: ApiRequest, caller: str, parameters: Parameters
     ) -> LambdaResponse:
         item = self._table.owned(parameters["media_id"], caller)
-        return json_response(200, media_view(item, self._rendition_url))
+        return json_response(200, media_view(item, self._urls(request)))
 
     def _edit_media(
         self, request: ApiRequest, caller: str, parameters: Parameters
     ) -> LambdaResponse:
         edit = parse_edit(request.json_object())
         item = self._table.edit(parameters["media_id"], caller, edit.changes())
-        return json_response(200, media_view(item, self._rendition_url))
+        return json_response(200, media_view(item, self._urls(request)))
 
     def _delete_media(
         self, request: ApiRequest, caller: str, parameters: Parameters
@@ -262,8 +272,33 @@ class MediaApi:
         self._deletion.delete(parameters["media_id"], caller)
         return empty_response(204)
 
+    def _master_playlist(
+        self, request: ApiRequest, caller: str, parameters: Parameters
+    ) -> LambdaResponse:
+        item = self._table.owned(parameters["media_id"], caller)
+        if parameters["playlist"] != MASTER_PLAYLIST:
+            raise NotFound("no such playlist in this media's HLS ladder")
+        return self._ladders.playlist(item, MASTER_PLAYLIST)
+
+    def _variant_playlist(
+        self, request: ApiRequest, caller: str, parameters: Parameters
+    ) -> LambdaResponse:
+        item = self._table.owned(parameters["media_id"], caller)
+        relative = variant_playlist(parameters["variant"], parameters["playlist"])
+        return self._ladders.playlist(item, relative)
+
     def _openapi(self, request: ApiRequest, caller: str, parameters: Parameters) -> LambdaResponse:
         return json_response(200, openapi_document())
+
+    def _urls(self, request: ApiRequest) -> Callable[[str], str]:
+        """A rendition's URL from its key, for a view answering ``request``."""
+
+        def url(key: str) -> str:
+            if key.endswith(f"/{MASTER_PLAYLIST}"):  # an HLS ladder's (mediamill_core.hls)
+                return self._ladders.master_url(request, key.split("/", 1)[0], key)
+            return self._rendition_url(key)
+
+        return url
 
     def _rendition_url(self, key: str) -> str:
         return self._s3.generate_presigned_url(

@@ -30,13 +30,7 @@ def media_view(item: Mapping[str, Any], rendition_url: Callable[[str], str]) -> 
         metadata=item.get("metadata") or {},
         location=item.get("location"),
         renditions={
-            name: {
-                "url": rendition_url(rendition["key"]),
-                "content_type": rendition.get("content_type"),
-                "width": rendition.get("width"),
-                "height": rendition.get("height"),
-                "bytes": rendition.get("bytes"),
-            }
+            name: _rendition_view(rendition, rendition_url)
             for name, rendition in sorted((item.get("renditions") or {}).items())
         },
         stages=item.get("stages") or [],
@@ -44,4 +38,19 @@ def media_view(item: Mapping[str, Any], rendition_url: Callable[[str], str]) -> 
         error=item.get("error"),
     )
     view.update({name: item[name] for name in _PAIR_FIELDS if item.get(name)})
+    return view
+
+
+def _rendition_view(
+    rendition: Mapping[str, Any], rendition_url: Callable[[str], str]
+) -> dict[str, Any]:
+    view = {
+        "url": rendition_url(rendition["key"]),
+        "content_type": rendition.get("content_type"),
+        "width": rendition.get("width"),
+        "height": rendition.get("height"),
+        "bytes": rendition.get("bytes"),
+    }
+    if "variants" in rendition:  # an HLS ladder: what its master playlist lists
+        view["variants"] = rendition["variants"]
     return view

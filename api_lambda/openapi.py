@@ -65,6 +65,14 @@ _MEDIA_ID = {
     "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
 }
 _NO_CONTENT = {"204": {"description": "Done; no body."}}
+_PLAYLIST = {"name": "playlist", "in": "path", "required": True, "schema": {"type": "string"}}
+_VARIANT = {"name": "variant", "in": "path", "required": True, "schema": {"type": "string"}}
+_PLAYLIST_ANSWER = {
+    "200": {
+        "description": "An HLS playlist (RFC 8216).",
+        "content": {"application/vnd.apple.mpegurl": {"schema": {"type": "string"}}},
+    }
+}
 
 _RESPONSE_SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -81,7 +89,15 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
     "Rendition": {
         "type": "object",
         "properties": {
-            "url": {"type": "string", "description": "presigned GET, expires"},
+            "url": {
+                "type": "string",
+                "description": "presigned GET, expires; for the hls ladder its master playlist",
+            },
+            "variants": {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "hls only: each variant's playlist, size, bandwidth and codecs",
+            },
             "content_type": _NULLABLE_STRING,
             "width": _NULLABLE_INT,
             "height": _NULLABLE_INT,
@@ -236,6 +252,22 @@ def openapi_document() -> dict[str, Any]:
                 "delete": _operation(
                     "Delete the original, every rendition and the item",
                     _NO_CONTENT,
+                    errors=("401", "404"),
+                ),
+            },
+            "/media/{media_id}/hls/{playlist}": {
+                "parameters": [_MEDIA_ID, _PLAYLIST],
+                "get": _operation(
+                    "The HLS master playlist (served when renditions are presigned)",
+                    _PLAYLIST_ANSWER,
+                    errors=("401", "404"),
+                ),
+            },
+            "/media/{media_id}/hls/{variant}/{playlist}": {
+                "parameters": [_MEDIA_ID, _VARIANT, _PLAYLIST],
+                "get": _operation(
+                    "A variant playlist, its segments as presigned GETs",
+                    _PLAYLIST_ANSWER,
                     errors=("401", "404"),
                 ),
             },

@@ -77,6 +77,7 @@ class ApiRequest:
     query: Mapping[str, str] = field(default_factory=dict)  # repeated names joined by ","
     # Why the token's sub was refused as a caller (None: valid, or no sub at all).
     caller_refused: str | None = None
+    stage_prefix: str = ""  # "/prod" when a named stage prefixes the routes, else ""
 
     @classmethod
     def from_event(cls, event: Any) -> ApiRequest:
@@ -102,6 +103,7 @@ class ApiRequest:
             headers={name.lower(): value for name, value in (shape.headers or {}).items()},
             query=dict(shape.query or {}),
             caller_refused=refused,
+            stage_prefix=_stage_prefix(shape.raw_path, context.stage),
         )
 
     def json_object(self) -> dict[str, Any]:
@@ -146,8 +148,13 @@ def _invalid_event(reason: str) -> BadRequest:
 
 def _route_path(raw_path: str, stage: str | None) -> str:
     # A named stage (not $default) is a prefix of rawPath: routes are declared without it.
+    prefix = _stage_prefix(raw_path, stage)
+    return (raw_path[len(prefix) :] or "/") if prefix else raw_path
+
+
+def _stage_prefix(raw_path: str, stage: str | None) -> str:
     if stage and stage != "$default":
         prefix = f"/{stage}"
         if raw_path == prefix or raw_path.startswith(prefix + "/"):
-            return raw_path[len(prefix) :] or "/"
-    return raw_path
+            return prefix
+    return ""

@@ -11,8 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 from api_lambda.validation import AlbumName, parse, refuse_control_characters
+from mediamill_core.keys import RAW_TYPES
 
 _PATH_SEPARATORS = re.compile(r"[/\\]")
+_UNKNOWN_TYPE = "application/octet-stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,8 @@ class UploadRequest(BaseModel):
     @classmethod
     def _allowed_type(cls, value: str, info: ValidationInfo) -> str:
         media_type = value.split(";", 1)[0].strip().lower()
+        if media_type == _UNKNOWN_TYPE:  # what a browser declares for a file type it does not know
+            media_type = _raw_type(info.data.get("filename")) or media_type
         accepted = _limits(info).content_types
         if media_type not in accepted:
             raise PydanticCustomError(
@@ -73,6 +77,12 @@ class UploadRequest(BaseModel):
 def parse_upload(data: Mapping[str, Any], limits: UploadLimits) -> UploadRequest:
     """The validated declaration, or BadRequest naming every field that is wrong and why."""
     return parse(UploadRequest, data, context={"limits": limits})
+
+
+def _raw_type(filename: str | None) -> str | None:
+    """The camera RAW media type a file name's extension names, if any."""
+    _, dot, extension = (filename or "").rpartition(".")
+    return RAW_TYPES.get(extension.lower()) if dot else None
 
 
 def _limits(info: ValidationInfo) -> UploadLimits:

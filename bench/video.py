@@ -28,6 +28,7 @@ from typing import Any
 import av
 import numpy as np
 
+from bench.ladder import run_ladder
 from bench.report import ChildRun, Measurement, cpu_seconds, python_child, run_child
 from bench.rounds import LoadWatch, compared, figure, run_rounds
 
@@ -79,6 +80,8 @@ def run(*, quick: bool) -> list[Measurement]:
             measurements.extend(compare(label, clip, root, rounds=rounds))
             # A --quick clip is shorter: the cost per hour of video (bench.cost) needs the length.
             measurements.append(Measurement(length_name(label), float(seconds), "s of video"))
+        # What a long video's HLS ladder adds to its MP4 (bench.ladder).
+        measurements.extend(run_ladder(SHORT_VIDEO, clips[SHORT_VIDEO][0], root, rounds=rounds))
         minutes = 1 if quick else _LONG_MINUTES
         _write_in_child(root / "long.mp4", "h264-long", minutes * 60)
         reference = next(m for m in measurements if m.name == "video h264 1080p30 stage peak RSS")

@@ -10,7 +10,22 @@ ORIGINALS_PREFIX = "originals/"
 _MEDIA_ID = re.compile(r"^[0-9a-f]{32}$")
 _RENDITION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
+# Camera RAW files by extension, with the media types desktop systems (shared-mime-info) give
+# them. Browsers know none of them and declare application/octet-stream, which POST /uploads
+# takes for a RAW file by its name (the probe still decides from the bytes).
+RAW_TYPES = {
+    "dng": "image/x-adobe-dng",
+    "cr2": "image/x-canon-cr2",
+    "cr3": "image/x-canon-cr3",
+    "nef": "image/x-nikon-nef",
+    "arw": "image/x-sony-arw",
+    "raf": "image/x-fuji-raf",
+    "orf": "image/x-olympus-orf",
+    "rw2": "image/x-panasonic-rw2",
+}
+
 EXTENSIONS = {
+    **{media_type: extension for extension, media_type in RAW_TYPES.items()},
     "image/jpeg": "jpg",
     "image/png": "png",
     "image/webp": "webp",
@@ -18,6 +33,7 @@ EXTENSIONS = {
     "image/avif": "avif",
     "video/mp4": "mp4",
     "video/webm": "webm",
+    "application/vnd.apple.mpegurl": "m3u8",  # an HLS ladder's master (mediamill_core.hls)
     "application/json": "json",
     "text/plain": "txt",
 }

@@ -11,6 +11,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
+from mediamill_core.keys import RAW_TYPES
+
 ENV_PREFIX = "MEDIAMILL_"
 
 # What POST /uploads accepts. The probe stage still decides from the bytes; this only keeps
@@ -26,6 +28,7 @@ DEFAULT_CONTENT_TYPES: tuple[str, ...] = (
     "image/heif-sequence",
     "image/avif",
     "image/tiff",
+    *RAW_TYPES.values(),
     "video/mp4",
     "video/quicktime",
     "video/webm",
@@ -42,6 +45,8 @@ SQS_MAX_VISIBILITY = 12 * 3600
 ECS_MAX_STOP_TIMEOUT = 120
 # A browser origin: scheme, host and optional port, nothing after.
 _ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$")
+# A base URL: scheme and host, perhaps a path; no query or fragment (keys are appended).
+_BASE_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
 
 class SettingsError(ValueError):
@@ -132,6 +137,9 @@ class Settings(BaseSettings):
     # Every part URL is handed out at the start, so the last one must outlive a long upload.
     multipart_expiry_seconds: int = Field(default=6 * 3600, ge=60, le=7 * 24 * 3600)
     url_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    # Where players fetch HLS ladders (a CloudFront distribution over the renditions bucket,
+    # https://d111111abcdef8.cloudfront.net); unset: the API serves presigned playlists.
+    renditions_base_url: str | None = None
     allowed_content_types: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CONTENT_TYPES
     # Browser origins allowed to call the API; none by default, so no site can use it unasked.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
@@ -161,6 +169,15 @@ class Settings(BaseSettings):
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com or *")
         return value
+
+    @field_validator("renditions_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _BASE_URL.fullmatch(value):
+            raise ValueError(f"{value!r} is not a URL like https://d111111abcdef8.cloudfront.net")
+        return value.rstrip("/")
 
     @field_validator("log_format")
     @classmethod

@@ -114,7 +114,9 @@ class PublishStage(Stage):
                 or current.get("status") == MediaStatus.DELETING.value
                 or (current.get("source") or {}).get("tag") != job.source.tag
             ):
-                await self._renditions.remove(entry["key"] for entry in published.values())
+                await self._renditions.remove(
+                    await self._renditions.stored_keys(published.values())
+                )
             raise
         if not item.get(SOLE_OBJECT):
             await self._remove_superseded(job)

@@ -1,4 +1,8 @@
-"""The renditions bucket as publish and a reprocess use it: check, upload, list, fetch, remove."""
+"""The renditions bucket as publish and a reprocess use it: check, upload, list, fetch, remove.
+
+An HLS ladder is one rendition of many files: its master playlist's key is the entry's ``key``
+and the folder holding the rest is its ``prefix`` (see :mod:`mediamill_core.hls`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,13 @@ from typing import Any
 import anyio
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mediamill_core.hls import (
+    HLS_CONTENT_TYPE,
+    cache_control_of,
+    content_type_of,
+    ladder_master_key,
+    ladder_prefix,
+)
 from stages.contract import Rendition, TransientError
 from stages.photo.verify import verify_rendition
 
@@ -17,6 +28,8 @@ _CHUNK = 1024 * 1024
 # Below this a rendition goes up in one PutObject; from it on, in parts. The transfer manager's
 # own threshold (boto3's TransferConfig default), so nothing changes for large files.
 SINGLE_PUT_BYTES = 8 * 1024 * 1024
+# A ladder's files go up this many at a time: hundreds of small segments per variant.
+_LADDER_PARALLEL = 8
 
 
 class RenditionStore:
@@ -38,30 +51,80 @@ class RenditionStore:
         self, media_id: str, rendition: Rendition, key: str, cache_control: str
     ) -> dict[str, Any]:
         """Upload one rendition under ``key``; the item's entry for it."""
+        if rendition.content_type == HLS_CONTENT_TYPE:
+            return await self._upload_ladder(media_id, rendition, key)
         size = rendition.path.stat().st_size
-        extra = {
-            "ContentType": rendition.content_type,
-            "CacheControl": cache_control,
-            "Metadata": {"media-id": media_id, "rendition": rendition.name},
-        }
+        await self._put(
+            rendition.path,
+            key,
+            content_type=rendition.content_type,
+            cache_control=cache_control,
+            metadata={"media-id": media_id, "rendition": rendition.name},
+        )
+        return _entry(rendition, {"key": key, "bytes": size})
+
+    async def _upload_ladder(self, media_id: str, rendition: Rendition, key: str) -> dict[str, Any]:
+        """Every file of the ladder whose master playlist is ``rendition.path``, under the
+        folder ``key`` names, at the same relative paths: the playlists play as written."""
+        master_key = ladder_master_key(key)
+        prefix = ladder_prefix(master_key)
+        root = rendition.path.parent
+        files = await anyio.to_thread.run_sync(_ladder_files, root)
+        limiter = anyio.CapacityLimiter(_LADDER_PARALLEL)
+        metadata = {"media-id": media_id, "rendition": rendition.name}
+
+        async def put(path: Path) -> None:
+            relative = path.relative_to(root).as_posix()
+            async with limiter:
+                await self._put(
+                    path,
+                    f"{prefix}{relative}",
+                    content_type=content_type_of(relative),
+                    cache_control=cache_control_of(relative),
+                    metadata=metadata,
+                )
+
+        async with anyio.create_task_group() as group:
+            for path, _ in files:
+                group.start_soon(put, path)
+        stored = {"key": master_key, "prefix": prefix, "files": len(files)}
+        return _entry(rendition, {**stored, "bytes": sum(size for _, size in files)})
+
+    async def _put(
+        self,
+        path: Path,
+        key: str,
+        *,
+        content_type: str,
+        cache_control: str,
+        metadata: dict[str, str],
+    ) -> None:
+        size = (await anyio.Path(path).stat()).st_size
+        extra = {"ContentType": content_type, "CacheControl": cache_control, "Metadata": metadata}
         try:
             if size < SINGLE_PUT_BYTES:
                 # One read and one PutObject: the transfer manager's chunked reads (a thread hop
                 # each) and its bookkeeping cost more CPU than the request itself here.
-                body = await anyio.Path(rendition.path).read_bytes()
+                body = await anyio.Path(path).read_bytes()
                 await self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
             else:
                 # Streamed from disk, in parts: a transcode can be gigabytes.
-                await self._s3.upload_file(str(rendition.path), self.bucket, key, ExtraArgs=extra)
+                await self._s3.upload_file(str(path), self.bucket, key, ExtraArgs=extra)
         except (ClientError, BotoCoreError) as exc:
-            raise TransientError(f"could not upload rendition {rendition.name!r}: {exc}") from exc
-        entry: dict[str, Any] = {"key": key, "content_type": rendition.content_type, "bytes": size}
-        if rendition.width is not None:
-            entry["width"] = rendition.width
-        if rendition.height is not None:
-            entry["height"] = rendition.height
-        entry.update(rendition.extra)
-        return entry
+            name = metadata["rendition"]
+            raise TransientError(f"could not upload rendition {name!r}: {exc}") from exc
+
+    async def stored_keys(self, entries: Iterable[dict[str, Any]]) -> list[str]:
+        """Every key the item entries name: a ladder's whole folder with its master playlist."""
+        keys: list[str] = []
+        try:
+            for entry in entries:
+                keys.append(entry["key"])
+                if entry.get("prefix"):
+                    keys.extend(await self.keys_under(str(entry["prefix"])))
+        except (ClientError, BotoCoreError) as exc:
+            raise TransientError(f"could not list a ladder's files: {exc}") from exc
+        return sorted(set(keys))
 
     async def keys_under(self, prefix: str) -> list[str]:
         """Every key under ``prefix``; raises ClientError or BotoCoreError."""
@@ -99,6 +162,21 @@ class RenditionStore:
                 )
         except (ClientError, BotoCoreError) as exc:
             raise TransientError(f"could not remove renditions nobody points at: {exc}") from exc
+
+
+def _entry(rendition: Rendition, stored: dict[str, Any]) -> dict[str, Any]:
+    """The item's entry for a rendition stored as ``stored`` says (its key, size ...)."""
+    entry: dict[str, Any] = {**stored, "content_type": rendition.content_type}
+    if rendition.width is not None:
+        entry["width"] = rendition.width
+    if rendition.height is not None:
+        entry["height"] = rendition.height
+    entry.update(rendition.extra)
+    return entry
+
+
+def _ladder_files(root: Path) -> list[tuple[Path, int]]:
+    return [(path, path.stat().st_size) for path in sorted(root.rglob("*")) if path.is_file()]
 
 
 def _verify_all(renditions: list[Rendition]) -> None:

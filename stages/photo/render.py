@@ -228,21 +228,23 @@ def _os_reason(error: OSError) -> str:
 
 def thumbhash_of(image: pyvips.Image) -> str:
     """The ThumbHash of ``image`` (8-bit sRGB, ideally small), base64: a blurred grid preview."""
-    pixels = np.asarray(image.numpy(), dtype=np.float32)
+    # Box-average down to the placeholder size in libvips (``shrink`` on whole blocks, the
+    # remainder cropped), so NumPy only ever sees ~1,000 pixels: a float copy and mean of the
+    # 320 px thumb cost 3 ms under the GIL, this costs 0.5 ms, and ThumbHash keeps only the
+    # lowest frequencies anyway.
+    step = max(1, -(-max(image.width, image.height) // _PLACEHOLDER_SIZE))
+    step_x, step_y = min(step, image.width), min(step, image.height)  # a 1000 x 3 strip too
+    if step_x > 1 or step_y > 1:
+        width, height = image.width // step_x, image.height // step_y
+        image = image.crop(0, 0, width * step_x, height * step_y).shrink(step_x, step_y)
+    pixels = np.asarray(image.numpy(), dtype=np.uint8)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if pixels.shape[2] in (1, 2):  # grey (+ alpha)
         pixels = np.concatenate([pixels[:, :, :1]] * 3 + [pixels[:, :, 1:]], axis=2)
     if pixels.shape[2] == 3:
-        pixels = np.concatenate([pixels, np.full((*pixels.shape[:2], 1), 255.0)], axis=2)
-    # Box-average down to the placeholder size in NumPy: one libvips call fewer per photo, and
-    # ThumbHash keeps only the lowest frequencies anyway.
-    step = max(1, -(-max(pixels.shape[:2]) // _PLACEHOLDER_SIZE))
-    step_y, step_x = (min(step, side) for side in pixels.shape[:2])  # a 1000 x 3 strip too
-    height, width = pixels.shape[0] // step_y, pixels.shape[1] // step_x
-    blocks = pixels[: height * step_y, : width * step_x].reshape(height, step_y, width, step_x, 4)
-    small = np.rint(blocks.mean(axis=(1, 3))).astype(np.uint8)
-    return base64.b64encode(rgba_to_thumbhash(small)).decode("ascii")
+        pixels = np.concatenate([pixels, np.full((*pixels.shape[:2], 1), 255, np.uint8)], axis=2)
+    return base64.b64encode(rgba_to_thumbhash(np.ascontiguousarray(pixels))).decode("ascii")
 
 
 def fit(image: pyvips.Image, size: int) -> pyvips.Image:
@@ -250,6 +252,9 @@ def fit(image: pyvips.Image, size: int) -> pyvips.Image:
 
     One ``resize`` rather than ``thumbnail_image``, whose extra steps cost more in building the
     operations than in pixels at these sizes; alpha is premultiplied so edges do not darken.
+    ``gap=0``: Lanczos all the way, no box shrink first (libvips' default from a factor of 4),
+    which is both the better filter and, on the vector path, faster: 1440 to 320 px in 3.6 ms
+    instead of 5.1.
     """
     if image.width <= size and image.height <= size:
         return image
@@ -258,6 +263,6 @@ def fit(image: pyvips.Image, size: int) -> pyvips.Image:
     height = max(1, round(image.height * scale))
     hscale, vscale = width / image.width, height / image.height
     if not image.hasalpha():
-        return image.resize(hscale, vscale=vscale, kernel="lanczos3")
-    resized = image.premultiply().resize(hscale, vscale=vscale, kernel="lanczos3")
+        return image.resize(hscale, vscale=vscale, kernel="lanczos3", gap=0.0)
+    resized = image.premultiply().resize(hscale, vscale=vscale, kernel="lanczos3", gap=0.0)
     return resized.unpremultiply().cast(image.format)

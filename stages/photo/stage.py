@@ -39,6 +39,7 @@ from stages.photo.decode import (
     vips_failure,
 )
 from stages.photo.exif import read_exif
+from stages.photo.raw import develop, read_raw_header
 from stages.photo.render import (
     DEFAULT_RENDITIONS,
     RenditionSpec,
@@ -48,6 +49,7 @@ from stages.photo.render import (
     save_animation,
 )
 from stages.photo.verify import verify_image
+from stages.probe.raw import RAW_FORMATS
 
 DEFAULT_MAX_PIXELS = 200_000_000
 
@@ -93,12 +95,17 @@ class ThumbnailStage(Stage):
         image_format = job.metadata.get("format")
         if not isinstance(image_format, str):
             raise BadMediaError("the photo's format is unknown (the probe did not name it)")
-        header = read_header(job.original, image_format)
+        camera_raw = image_format in RAW_FORMATS  # LibRaw's, in stages.photo.raw
+        header = (read_raw_header if camera_raw else read_header)(job.original, image_format)
         check_pixels(header, self.max_pixels)
         job.check_cancelled()
         written: list[Rendition] = []  # every file made here, removed again if anything fails
         try:
-            decoded = decode(job.original, header, largest_box(options.renditions))
+            box = largest_box(options.renditions)
+            if camera_raw:
+                decoded = develop(job.original, header, box, max_pixels=self.max_pixels)
+            else:
+                decoded = decode(job.original, header, box)
             job.check_cancelled()
             stills = render_stills(
                 decoded.picture, options.renditions, job.workdir, placeholder=options.placeholder

@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from mediamill_core.keys import RAW_TYPES
 from stages.contract import BadMediaError, MediaKind
 
 HEAD_BYTES = 4096  # enough for every signature below, an ftyp brand list and an SVG prologue
@@ -21,7 +22,7 @@ class Sniffed:
     """A supported format recognised from the file's bytes."""
 
     kind: MediaKind
-    format: str  # jpeg png webp gif heif avif tiff mp4 mov webm mkv avi
+    format: str  # jpeg png webp gif heif avif tiff, a camera RAW (dng ...), mp4 mov webm mkv avi
     mime_type: str
     label: str  # how a person names it in an error message
 
@@ -41,6 +42,8 @@ FORMATS: dict[str, Sniffed] = {
         Sniffed(_IMAGE, "heif", "image/heif", "HEIF"),
         Sniffed(_IMAGE, "avif", "image/avif", "AVIF"),
         Sniffed(_IMAGE, "tiff", "image/tiff", "TIFF"),
+        # Camera RAW, decoded by LibRaw (stages.probe.raw): "dng", "image/x-adobe-dng", "DNG" ...
+        *(Sniffed(_IMAGE, raw, media_type, raw.upper()) for raw, media_type in RAW_TYPES.items()),
         Sniffed(_VIDEO, "mp4", "video/mp4", "MP4"),
         Sniffed(_VIDEO, "mov", "video/quicktime", "MOV"),
         Sniffed(_VIDEO, "webm", "video/webm", "WebM"),
@@ -62,6 +65,7 @@ _MP4_BRANDS = {
     *{b"3g2a", b"3g2b", b"3g2c", b"3ge6", b"3ge7", b"3gg6", b"kddi"},
 }
 _ISO_DECISIONS: tuple[tuple[set[bytes], str], ...] = (
+    ({b"crx "}, "cr3"),  # Canon's CR3 is ISO media too; only the major brand says so
     (_AVIF_BRANDS, "avif"),
     (_HEIF_BRANDS, "heic"),
     (_HEIF_GENERIC_BRANDS, "heif"),
@@ -74,11 +78,20 @@ _REFUSED_BRANDS = {
     b"M4B ": "an M4B audio book",
     b"M4P ": "a protected M4A audio file",
     b"F4A ": "an F4A audio file",
-    b"crx ": "a Canon raw photo (CR3)",
     b"jxl ": "a JPEG XL image",
     b"jp2 ": "a JPEG 2000 image",
     b"mjp2": "a Motion JPEG 2000 video",
 }
+# Camera RAW formats with a signature of their own (ORF and RW2 are TIFF with another magic).
+_RAW_SIGNATURES: tuple[tuple[tuple[bytes, ...], str], ...] = (
+    ((b"IIRO", b"IIRS", b"MMOR"), "orf"),
+    ((b"IIU\x00",), "rw2"),
+    ((b"FUJIFILMCCD-RAW",), "raf"),
+)
+# TIFF-based RAW files whose first IFD names the camera's maker: a NEF or ARW keeps its raw
+# data in a sub-IFD (tag 330), which a TIFF the same camera or its software saves has not.
+_RAW_MAKERS = (("NIKON", "nef"), ("SONY", "arw"))
+_SUB_IFDS, _MAKE, _DNG_VERSION = 0x014A, 0x010F, 0xC612
 # QuickTime files older than ftyp start directly with one of these boxes.
 _QUICKTIME_FIRST_BOXES = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
 
@@ -98,9 +111,6 @@ _OTHER_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "a JPEG XL image"),
     (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "a JPEG 2000 image"),
     (b"\x00\x00\x01\x00", "an icon file"),
-    (b"IIRO", "an Olympus raw photo (ORF)"),
-    (b"IIU\x00", "a Panasonic raw photo (RW2)"),
-    (b"FUJIFILMCCD-RAW", "a Fujifilm raw photo (RAF)"),
     (b"\x7fELF", "a program (ELF executable)"),
     (b"MZ", "a Windows program"),
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Microsoft Office document"),
@@ -142,6 +152,9 @@ def _supported(head: bytes) -> str | None:
         return "avi"
     if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
         return _tiff(head)
+    for signatures, raw_format in _RAW_SIGNATURES:
+        if head.startswith(signatures):
+            return raw_format
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return _matroska(head)
     if head[4:8] == b"ftyp":
@@ -175,29 +188,52 @@ def _iso_media(head: bytes) -> str:
 
 
 def _tiff(head: bytes) -> str:
-    if head[8:10] == b"CR":
-        raise _unsupported("a Canon raw photo (CR2)")
-    if _tiff_ifd0_tags(head) & {0xC612}:  # DNGVersion
-        raise _unsupported("a DNG raw photo")
+    if head[8:10] == b"CR":  # Canon writes "CR" and a version after the TIFF header
+        return "cr2"
+    entries = _tiff_ifd0(head)
+    if _DNG_VERSION in entries:
+        return "dng"
+    make = entries[_MAKE].ascii(head).upper() if _MAKE in entries else ""
+    for maker, raw_format in _RAW_MAKERS:
+        if make.startswith(maker) and _SUB_IFDS in entries:
+            return raw_format
     return "tiff"
 
 
-def _tiff_ifd0_tags(head: bytes) -> set[int]:
-    """Tag numbers in the first IFD when it lies within ``head`` (classic TIFF only)."""
+def _tiff_ifd0(head: bytes) -> dict[int, _Entry]:
+    """The first IFD's entries that lie within ``head`` (classic TIFF only), by tag."""
     order = "<" if head[:2] == b"II" else ">"
     if head[2:4] not in (b"*\x00", b"\x00*"):
-        return set()
+        return {}
     offset = struct.unpack(order + "I", head[4:8])[0]
     if offset + 2 > len(head):
-        return set()
+        return {}
     count = struct.unpack(order + "H", head[offset : offset + 2])[0]
-    tags = set()
+    entries = {}
     for index in range(count):
         entry = offset + 2 + index * 12
-        if entry + 2 > len(head):
+        if entry + 12 > len(head):
             break
-        tags.add(struct.unpack(order + "H", head[entry : entry + 2])[0])
-    return tags
+        tag, kind, values = struct.unpack(order + "HHI", head[entry : entry + 8])
+        entries[tag] = _Entry(order, kind, values, entry + 8)
+    return entries
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    order: str
+    kind: int
+    count: int
+    field: int  # where the value is, or (for values over four bytes) its offset
+
+    def ascii(self, head: bytes) -> str:
+        """The entry's text, "" when it is no ASCII entry or lies outside ``head``."""
+        if self.kind != 2:
+            return ""
+        start = self.field
+        if self.count > 4:
+            start = struct.unpack(self.order + "I", head[self.field : self.field + 4])[0]
+        return head[start : start + self.count].split(b"\x00")[0].decode("latin-1")
 
 
 def _matroska(head: bytes) -> str:

@@ -2,8 +2,8 @@
 
 The kind comes from the file's signature (:mod:`stages.probe.sniff`), never its name or
 declared type; then the header is opened for real with the decoder later stages use (libvips
-for images, FFmpeg through PyAV for videos), so a file that only looks right fails here with a
-reason.
+for images, LibRaw for camera RAW, FFmpeg through PyAV for videos), so a file that only looks
+right fails here with a reason.
 Nothing is decoded: a 100000 x 100000 PNG is reported from its header in milliseconds, and the
 pixel limit is enforced by the stages that decode.
 """
@@ -23,6 +23,7 @@ from stages.contract import ALL_KINDS, BadMediaError, Job, MediaKind, Stage, Sta
 from stages.probe.isobmff import top_level_types, video_rotation
 from stages.probe.live import photo_identifier, video_identifier
 from stages.probe.motion import embedded_video
+from stages.probe.raw import RAW_FORMATS, probe_raw
 from stages.probe.sniff import Sniffed, sniff
 
 # Turn off libvips loaders not fit for untrusted input (ImageMagick, matload, FITS, ...) once
@@ -32,6 +33,37 @@ pyvips.block_untrusted_set(True)
 # No operation cache: every upload is a new file, and a cached load would keep its spool file
 # open (and its disk space held) long after the job removed it.
 pyvips.cache_set_max(0)
+
+
+def _route_only_vips_warnings() -> None:
+    """Hand Python's logging libvips' warnings and errors, not its INFO and DEBUG chatter.
+
+    libvips reports the plan of every operation at INFO ("threadpool completed with 2 workers",
+    "reduceh: 9 point mask", 26 lines a photo), and pyvips routes every level into Python:
+    each line takes the GIL from a libvips worker thread, whose pipeline then waits while
+    another photo's Python runs. GLib's own handler drops the rest (``G_MESSAGES_DEBUG=all``
+    prints it). pyvips has no call for this; its handler is swapped for the same callback on
+    fewer levels, and pyvips' exit hook removes that one.
+    """
+    handler = getattr(pyvips, "_log_handler_id", None)
+    callback = getattr(pyvips, "_log_handler_cb", None)
+    if not handler or callback is None:
+        return
+    flags = pyvips.GLogLevelFlags
+    levels = (
+        flags.LEVEL_WARNING
+        | flags.LEVEL_CRITICAL
+        | flags.LEVEL_ERROR
+        | flags.FLAG_FATAL
+        | flags.FLAG_RECURSION
+    )
+    pyvips.glib_lib.g_log_remove_handler(b"VIPS", handler)
+    pyvips._log_handler_id = pyvips.glib_lib.g_log_set_handler(
+        b"VIPS", levels, callback, pyvips.ffi.NULL
+    )
+
+
+_route_only_vips_warnings()
 
 VIPS_LOADERS = {
     "jpeg": "jpegload",
@@ -79,6 +111,8 @@ class ProbeStage(Stage):
 
 def probe_image(path: Path, sniffed: Sniffed) -> dict[str, Any]:
     """Width, height, pages and orientation from the image header, through libvips."""
+    if sniffed.format in RAW_FORMATS:  # camera RAW: through LibRaw, as it will be decoded
+        return probe_raw(path, sniffed.label)
     try:
         image: Any = pyvips.Operation.call(
             VIPS_LOADERS[sniffed.format], str(path), access="sequential"

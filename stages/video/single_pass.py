@@ -10,9 +10,8 @@ graph and the encoders raise as the bugs they would be, and writing the MP4 fail
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from av.video.stream import VideoStream
 
 from stages.contract import BadMediaError, Job
 from stages.video.checks import Span, frame_period
+from stages.video.encoder import add_h264
 from stages.video.frame_times import FrameCadence, FrameClock
 from stages.video.graph import build_graph
 from stages.video.output import error_reason, mp4_output, writing
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
     from stages.video.stage import TranscodeOptions
 
 _CHECK_EVERY = 8  # packets between cancellation checks: a few frames, well under a second
-_BT709 = 1  # FFmpeg's enum value for BT.709 primaries, transfer and matrix alike
-_LIMITED_RANGE = 1
 # The header's duration also counts audio, and edit lists shift a stream by a few frames: a
 # video is cut short when it misses more than a second and 5 % of what the header states.
 _SHORT_BY = 1.0
@@ -55,6 +53,25 @@ class Tally:
     repeats: int = 0  # decoded frames whose timestamp did not advance: dropped, as ffmpeg does
     cut_short: bool = False  # the demuxer failed before the end
     warnings: list[str] = field(default_factory=list)
+
+
+def read_packets(
+    source: InputContainer,
+    wanted: list[Any],
+    cut_short: Callable[[av.error.FFmpegError], None],
+) -> Iterator[av.Packet[Any]]:
+    """The input's packets; a demuxer error ends the file (input damage, tolerated), told to
+    ``cut_short``, which may raise instead."""
+    packets = source.demux(wanted)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as error:
+            cut_short(error)
+            return
+        yield packet
 
 
 class VideoPass:
@@ -133,17 +150,7 @@ class VideoPass:
         return sum(timing.repaired for timing in self.timing.values())
 
     def _read(self, wanted: list[Any]) -> Iterator[av.Packet[Any]]:
-        """The input's packets; a demuxer error ends the file (input damage, tolerated)."""
-        packets = self.source.demux(wanted)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                return
-            except av.error.FFmpegError as error:
-                self._cut_short(error)
-                return
-            yield packet
+        return read_packets(self.source, wanted, self._cut_short)
 
     # --- video --------------------------------------------------------------------------------
 
@@ -157,35 +164,19 @@ class VideoPass:
                 keyframe_first=True,
             )
             return output.add_stream_from_template(self.video_in)
-        rate = self.facts.rate or Fraction(30)
-        if self.plan.fps_cap is not None:
-            rate = Fraction(self.plan.fps_cap).limit_denominator(1001)
-        stream: Any = output.add_stream("libx264", rate=rate)
-        # The filter graph's clock: the source's, or the fps filter's 1/rate. Set before any
-        # packet is muxed, so uneven (variable-rate) timestamps are kept exactly.
-        clock = 1 / rate if self.plan.fps_cap is not None else self.video_in.time_base
-        stream.time_base = stream.codec_context.time_base = clock
-        width, height = self.plan.width, self.plan.height
-        if self.facts.rotation in (90, 270):
-            width, height = height, width
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(self.options.crf), "preset": self.options.preset}
-        context = stream.codec_context
-        # PyAV defaults encoders to slice threads, which x264 turns into its slower sliced
-        # mode; AUTO gives x264's frame threads, as the ffmpeg command line does.
-        context.thread_type = "AUTO"
-        context.thread_count = self.options.threads
-        context.color_range = _LIMITED_RANGE
         lut = None
         if self.facts.signal is not None:
             with writing("the tone-mapping table"):
                 lut = write_cube(self.job.workdir / "tonemap.cube", self.facts.signal)
-            context.color_primaries = context.color_trc = context.colorspace = _BT709
-        else:  # SDR keeps its own colour description (see stages.video.graph)
-            source = self.video_in.codec_context
-            context.color_primaries = source.color_primaries
-            context.color_trc = source.color_trc
-            context.colorspace = source.colorspace
+        stream = add_h264(
+            output,
+            self.video_in,
+            self.facts,
+            self.plan,
+            options={"crf": str(self.options.crf), "preset": self.options.preset},
+            threads=self.options.threads,
+            tonemapped=lut is not None,
+        )
         self.graph = build_graph(
             self.video_in,
             width=self.plan.width,

@@ -71,18 +71,7 @@ class TranscodeStage(Stage):
     def run_sync(self, job: Job) -> StageResult:
         options = self.options
         assert isinstance(options, TranscodeOptions)
-        source = _open(job)
-        try:
-            facts = read_facts(source, job.metadata)
-            if facts.pixel_format == "unknown":
-                # FFmpeg learns a stream's pixel format by decoding its first frames: none did.
-                raise BadMediaError(
-                    f"no frame of the {facts.video_codec} video stream decodes: "
-                    "its data is damaged or missing"
-                )
-        except BaseException:
-            source.close()
-            raise
+        source, facts = open_source(job)
         plan = plan_for(facts, max_short_side=options.max_short_side, max_fps=options.max_fps)
         job.log.info("transcode_plan", copy_video=plan.copy_video, reasons=plan.reasons)
         while True:
@@ -94,6 +83,23 @@ class TranscodeStage(Stage):
                     job.log.warning("remux_refused", stream=refused.stream, reason=refused.reason)
                     plan = plan.encoding(refused.stream, str(refused))
             source = _open(job)  # a fresh read from the start
+
+
+def open_source(job: Job) -> tuple[av.container.InputContainer, VideoFacts]:
+    """The upload opened, and the facts of its streams; BadMediaError if no frame decodes."""
+    source = _open(job)
+    try:
+        facts = read_facts(source, job.metadata)
+        if facts.pixel_format == "unknown":
+            # FFmpeg learns a stream's pixel format by decoding its first frames: none did.
+            raise BadMediaError(
+                f"no frame of the {facts.video_codec} video stream decodes: "
+                "its data is damaged or missing"
+            )
+    except BaseException:
+        source.close()
+        raise
+    return source, facts
 
 
 def _open(job: Job) -> av.container.InputContainer:

@@ -516,6 +516,25 @@ def test_thumbhash_encoder_matches_the_reference_port_on_opaque_images(
     assert average[3] == pytest.approx(1.0)
 
 
+async def test_the_placeholder_is_the_thumbhash_of_the_photo_upright(tmp_path: Path) -> None:
+    # Stored sideways (EXIF 6, turn 90 degrees clockwise): red on top is red on the right.
+    card = Image.new("RGB", (900, 1600), BLUE)
+    card.paste(RED, (0, 0, 900, 800))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "halves.jpg"
+    card.save(path, "JPEG", quality=95, exif=exif.tobytes())
+    out = await thumbnail(path, tmp_path)
+    digest = base64.b64decode(out.metadata["placeholder"]["thumbhash"])
+    upright = ImageOps.exif_transpose(Image.open(path)).resize((32, 18), Image.Resampling.BOX)
+    assert digest == rgba_to_thumbhash(np.asarray(upright.convert("RGBA"), dtype=np.uint8))
+    assert thumbhash.thumb_hash_to_approximate_aspect_ratio(list(digest)) > 1
+    average = thumbhash.thumb_hash_to_average_rgba(list(digest))
+    mean = [(r + b) / 2 / 255 for r, b in zip(RED, BLUE, strict=True)]
+    assert average[:3] == pytest.approx(mean, abs=0.03)
+    assert average[3] == pytest.approx(1.0)
+
+
 def test_thumbhash_refuses_images_over_100_pixels() -> None:
     with pytest.raises(ValueError, match="100x100"):
         rgba_to_thumbhash(np.zeros((101, 10, 4), dtype=np.uint8))

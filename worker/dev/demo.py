@@ -27,9 +27,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from mediamill_core.hls import HLS_CONTENT_TYPE, MASTER_PLAYLIST
 from mediamill_core.keys import EXTENSIONS
 from worker.dev.embedded import embedded_stack
 from worker.dev.emulator import EmulatorMode
+from worker.dev.ladder_download import download_ladder
 from worker.dev.throughput import measure
 
 TERMINAL = ("READY", "FAILED")
@@ -172,6 +174,15 @@ class DemoClient:
         await anyio.Path(target).write_bytes(data)
         return len(data)
 
+    async def download_ladder(self, master_url: str, folder: Path) -> int:
+        """An HLS ladder, whole, under ``folder`` (its ``master.m3u8`` plays from there)."""
+        return await download_ladder(
+            self._http,
+            master_url,
+            folder,
+            lambda url: self._auth if url.startswith(f"{self._api}/") else {},
+        )
+
 
 class DemoError(Exception):
     """An upload the demo could not hand over to the API."""
@@ -204,9 +215,13 @@ async def _process_one(
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
             folder.mkdir(parents=True, exist_ok=True)
             for name, rendition in result.item.get("renditions", {}).items():
-                ext = EXTENSIONS.get(rendition.get("content_type") or "", "bin")
-                target = folder / f"{name}.{ext}"
-                downloaded = await client.download(rendition["url"], target)
+                if rendition.get("content_type") == HLS_CONTENT_TYPE:
+                    target = folder / name / MASTER_PLAYLIST
+                    downloaded = await client.download_ladder(rendition["url"], target.parent)
+                else:
+                    ext = EXTENSIONS.get(rendition.get("content_type") or "", "bin")
+                    target = folder / f"{name}.{ext}"
+                    downloaded = await client.download(rendition["url"], target)
                 result.renditions.append(
                     {
                         "name": name,
@@ -351,6 +366,7 @@ def make_demo_samples(directory: Path, *, include_broken: bool = False) -> list[
         write_fake_jpeg,
     )
     from worker.dev.motion_samples import write_motion_photo
+    from worker.dev.raw_samples import write_dng
     from worker.dev.samples import write_gif, write_heic, write_jpeg, write_png, write_video
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -362,6 +378,7 @@ def make_demo_samples(directory: Path, *, include_broken: bool = False) -> list[
         write_heic(directory / "phone.heic", 640, 480, gps=(37.3349, -122.009)),
         # An Android motion photo: a JPEG with a clip appended ("MP" names it, as Pixels do).
         write_motion_photo(directory / "PXL_MP.jpg", 640, 480, seconds=1.5),
+        write_dng(directory / "camera.dng", 3000, 2000, preview=1600, orientation=6),
         write_video(directory / "clip.mp4", seconds=2.0),
         write_video(directory / "phone.mov", container="mov", seconds=1.5, rotation=90),
         write_video(directory / "hdr.mp4", codec="hevc", ten_bit=True, hlg=True, seconds=1.0),

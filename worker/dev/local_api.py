@@ -140,6 +140,7 @@ def request_event(
             cookies.extend(part.strip() for part in value.split(";") if part.strip())
         else:
             headers[key] = f"{headers[key]},{value}" if key in headers else value
+    headers.setdefault("x-forwarded-proto", request.scheme)  # as API Gateway adds it
     query: dict[str, str] = {}
     for name, value in request.rel_url.query.items():
         query[name] = f"{query[name]},{value}" if name in query else value

@@ -135,7 +135,7 @@ class ResultWriter:
             written = await self._writes.merge(item, lease, sets, stamp=stamp, event_token=token)
         except StaleJob as exc:
             log.info("reprocess_dropped", detail=str(exc))
-            await self._forget([entry["key"] for entry in uploaded.values()], log)
+            await self._forget(await self._store.stored_keys(uploaded.values()), log)
             return False
         except (ClientError, BotoCoreError) as exc:
             # Perhaps written after all: the next try finds the request satisfied, or merges
@@ -161,9 +161,16 @@ class ResultWriter:
     async def _tidy(self, item: dict[str, Any], prefix: str, log: FilteringBoundLogger) -> None:
         """Remove what the item no longer points at under its own tag, while the lease still
         keeps any other reprocess from writing there."""
-        pointed = {entry.get("key") for entry in (item.get("renditions") or {}).values()}
+        entries = (item.get("renditions") or {}).values()
+        pointed = {entry.get("key") for entry in entries}
+        # A ladder's entry points at its whole folder.
+        folders = tuple(str(entry["prefix"]) for entry in entries if entry.get("prefix"))
         try:
-            stale = [key for key in await self._store.keys_under(prefix) if key not in pointed]
+            stale = [
+                key
+                for key in await self._store.keys_under(prefix)
+                if key not in pointed and not key.startswith(folders)
+            ]
         except (ClientError, BotoCoreError) as exc:
             log.warning("replaced_renditions_not_listed", error=str(exc))
             return

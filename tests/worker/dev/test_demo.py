@@ -52,16 +52,16 @@ def test_demo_on_generated_samples_ends_every_item_ready(tmp_path: Path) -> None
     # Throughput, from the items' own timestamps; on stderr, so stdout stays one row per file.
     [line] = [x for x in run.stderr.splitlines() if x.startswith("throughput:")]
     figures = re.fullmatch(
-        r"throughput: 6 photos, 4 videos \(10 READY\) in ([0-9.]+) s from the first upload to "
+        r"throughput: 7 photos, 4 videos \(11 READY\) in ([0-9.]+) s from the first upload to "
         r"the last READY: ([0-9.]+) photos/s, ([0-9.]+) videos/s, ([0-9.]+) media/s",
         line,
     )
     assert figures, line
     seconds, photos, videos, media = map(float, figures.groups())
     assert 0 < seconds < elapsed
-    assert photos == pytest.approx(6 / seconds, abs=0.01)
+    assert photos == pytest.approx(7 / seconds, abs=0.01)
     assert videos == pytest.approx(4 / seconds, abs=0.01)
-    assert media == pytest.approx(10 / seconds, abs=0.01)
+    assert media == pytest.approx(11 / seconds, abs=0.01)
     rows = results(run.stdout)
     assert [Path(r["file"]).name for r in rows] == [
         "photo.jpg",
@@ -70,26 +70,29 @@ def test_demo_on_generated_samples_ends_every_item_ready(tmp_path: Path) -> None
         "camera.jpg",
         "phone.heic",
         "PXL_MP.jpg",
+        "camera.dng",
         "clip.mp4",
         "phone.mov",
         "hdr.mp4",
         "web.webm",
     ]
     assert all(r["status"] == "READY" and r["error"] is None for r in rows), rows
-    assert [r["kind"] for r in rows] == ["image"] * 6 + ["video"] * 4
-    for row in rows[6:]:  # every video plays as an MP4, with a poster and its stills
+    assert [r["kind"] for r in rows] == ["image"] * 7 + ["video"] * 4
+    raw = rows[6]["metadata"]  # the camera RAW, upright from its orientation flag
+    assert (raw["format"], raw["width"], raw["height"]) == ("dng", 2000, 3000)
+    for row in rows[7:]:  # every video plays as an MP4, with a poster and its stills
         assert {"video", "thumb", "preview", "preview_anim"} <= {
             r["name"] for r in row["renditions"]
         }
-    phone = rows[7]["metadata"]
+    phone = rows[8]["metadata"]
     assert (phone["width"], phone["height"], phone["rotation"]) == (240, 320, 90)
-    assert rows[8]["metadata"]["hdr"] == "hlg"
+    assert rows[9]["metadata"]["hdr"] == "hlg"
     # The motion photo: its stills, and its clip as an MP4 with the clip's duration.
     motion = {r["name"]: r for r in rows[5]["renditions"]}
     assert set(motion) >= {"thumb", "preview", "motion"}
     assert (motion["motion"]["content_type"], motion["motion"]["width"]) == ("video/mp4", 640)
     assert rows[5]["metadata"]["motion"]["duration"] == pytest.approx(1.5, abs=0.05)
-    assert all("motion" not in row["metadata"] for row in rows[:5])
+    assert all("motion" not in row["metadata"] for row in rows[:5] + rows[6:7])
     for row in rows:
         assert len(row["media_id"]) == 32
         assert row["metadata"]["width"] > 0

@@ -18,7 +18,8 @@ GPS_IFD = 0x8825
 
 def test_demo_samples_are_one_of_each_kind_plus_broken_files(tmp_path: Path) -> None:
     plain = demo.make_demo_samples(tmp_path / "plain")
-    assert {p.suffix for p in plain} >= {".jpg", ".png", ".gif", ".heic", ".mp4", ".mov", ".webm"}
+    suffixes = {p.suffix for p in plain}
+    assert suffixes >= {".jpg", ".png", ".gif", ".heic", ".dng", ".mp4", ".mov", ".webm"}
     paths = demo.make_demo_samples(tmp_path / "demo", include_broken=True)
     assert [p.name for p in paths[: len(plain)]] == [p.name for p in plain]
     broken = {path.name: path for path in paths[len(plain) :]}
