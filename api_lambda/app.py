@@ -13,6 +13,7 @@ from api_lambda.deletion import MediaDeletion
 from api_lambda.edits import parse_edit
 from api_lambda.errors import ApiError, Conflict, NotFound, Unauthorized
 from api_lambda.listing import list_media, parse_list_query
+from api_lambda.live_pairs import LivePairs
 from api_lambda.media import media_view
 from api_lambda.multipart import MultipartUploads, PartPlan, parse_complete, plan_parts
 from api_lambda.openapi import openapi_document
@@ -71,6 +72,7 @@ class MediaApi:
             originals_bucket=settings.originals_bucket,
             renditions_bucket=settings.renditions_bucket,
             media_topic_arn=settings.media_topic_arn,
+            live_pairs=LivePairs(dynamodb, settings.table),
         )
         self._ladders = LadderPlaylists(
             s3,

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from api_lambda.live_pairs import LivePairs
 from api_lambda.multipart import MultipartUploads
 from api_lambda.table import MediaTable
 from mediamill_core.keys import original_key
@@ -33,6 +34,7 @@ class MediaDeletion:
         originals_bucket: str,
         renditions_bucket: str,
         media_topic_arn: str | None,
+        live_pairs: LivePairs | None = None,
     ) -> None:
         self._table = table
         self._s3 = s3
@@ -41,16 +43,24 @@ class MediaDeletion:
         self._originals = originals_bucket
         self._renditions = renditions_bucket
         self._topic = media_topic_arn
+        self._live_pairs = live_pairs
 
     def delete(self, media_id: str, caller: str, *, announce: bool = True) -> None:
         """Remove the caller's media everywhere; NotFound when it is not (or no longer) theirs."""
         item = self._table.begin_delete(media_id, caller)
+        if self._live_pairs is not None:
+            self._live_pairs.unlink(item)
         key = original_key(media_id)
         upload_id = (item.get("multipart") or {}).get("upload_id")
         if upload_id:
             self._multipart.abort(key, upload_id)
         self._delete_objects(self._originals, [key])
-        listed = [rendition["key"] for rendition in (item.get("renditions") or {}).values()]
+        # Only its own: a Live Photo's ``motion`` rendition is its clip's object, not the still's.
+        listed = [
+            rendition["key"]
+            for rendition in (item.get("renditions") or {}).values()
+            if str(rendition.get("key", "")).startswith(f"{media_id}/")
+        ]
         # Also whatever sits under the id's prefix: renditions of a job that lost the race.
         self._delete_objects(self._renditions, [*listed, *self._keys_under(f"{media_id}/")])
         if announce and self._topic:

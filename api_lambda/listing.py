@@ -30,6 +30,8 @@ class ListQuery(BaseModel):
     album: AlbumName | None = None
     kind: Literal["image", "video"] | None = None
     status: Literal["PENDING_UPLOAD", "PROCESSING", "READY", "FAILED"] | None = None
+    # A Live Photo's clip is shown through its still (its ``motion`` rendition) unless asked for.
+    companions: Literal["hide", "include"] = "hide"
 
     def filters(self) -> dict[str, str]:
         chosen = {"album": self.album, "kind": self.kind, "status": self.status}
@@ -59,6 +61,7 @@ def list_media(table: MediaTable, caller: str, query: ListQuery) -> MediaPage:
             limit=_FILTERED_READ if filters else remaining,
             start=start,
             filters=filters,
+            hide_companions=query.companions == "hide",
         )
         found.extend(items)
         if len(found) >= query.limit or start is None:

@@ -19,6 +19,8 @@ _PLAIN_FIELDS = (
     "created_at",
     "updated_at",
 )
+# Shown only on the halves of a Live Photo (see mediamill_core.live): each names the other.
+_PAIR_FIELDS = ("live_video_id", "companion_of")
 
 
 def media_view(item: Mapping[str, Any], rendition_url: Callable[[str], str]) -> dict[str, Any]:
@@ -35,6 +37,7 @@ def media_view(item: Mapping[str, Any], rendition_url: Callable[[str], str]) -> 
         warnings=item.get("warnings") or [],
         error=item.get("error"),
     )
+    view.update({name: item[name] for name in _PAIR_FIELDS if item.get(name)})
     return view
 
 

@@ -128,6 +128,14 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
             "stages": {"type": "array", "items": {"type": "object"}},
             "warnings": {"type": "array", "items": {"type": "string"}},
             "error": _NULLABLE_STRING,
+            "live_video_id": {
+                "type": "string",
+                "description": "a Live Photo's still: the media id of its clip",
+            },
+            "companion_of": {
+                "type": "string",
+                "description": "a Live Photo's clip: the media id of its still",
+            },
         },
     },
     "MediaPage": {

@@ -20,6 +20,7 @@ from mediamill_core.items import (
     utc_now,
 )
 from mediamill_core.keys import is_media_id
+from mediamill_core.live import COMPANION_OF
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -147,10 +148,12 @@ class MediaTable:
         limit: int,
         start: dict[str, Any] | None,
         filters: Mapping[str, str],
+        hide_companions: bool = False,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """One Query of the by-owner index, newest first: (matching items, last key read).
 
-        ``filters`` are exact matches; items being deleted or expired never show.
+        ``filters`` are exact matches; items being deleted or expired never show, nor, with
+        ``hide_companions``, the clips of Live Photos.
         """
         names = {"#owner": "owner", "#status": "status"}
         values: dict[str, Any] = {
@@ -163,6 +166,9 @@ class MediaTable:
             names[f"#f{index}"] = name
             values[f":f{index}"] = value
             conditions.append(f"#f{index} = :f{index}")
+        if hide_companions:
+            names["#companion"] = COMPANION_OF
+            conditions.append("attribute_not_exists(#companion)")
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": OWNER_INDEX,

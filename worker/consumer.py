@@ -28,6 +28,7 @@ from worker.events import MalformedMessage, parse_message
 from worker.health import Liveness, start_status_server
 from worker.intake import Intake
 from worker.jobs import UploadProcessor
+from worker.live_photos import LivePhotos
 from worker.notify import MediaEvents, Outbox
 from worker.pipeline import Pipeline
 from worker.queue import InFlight, MediaQueue
@@ -142,6 +143,7 @@ class Worker:
                     spool=spool,
                     lease_seconds=self.settings.visibility_timeout,
                     spool_wait_seconds=self.settings.spool_wait_seconds,
+                    live=LivePhotos(aws.dynamodb, self.settings.table),
                 )
                 sweeper = Sweeper(
                     dynamodb=aws.dynamodb,

@@ -23,6 +23,7 @@ from stages.contract import BadMediaError, MediaSource, TransientError
 from worker import metrics
 from worker.claims import ClaimContended, ClaimOutcome, Lease, StoredObject, killed_worker_reason
 from worker.events import UploadEvent
+from worker.live_photos import LivePhotos, pair_live_photo
 from worker.notify import Outbox
 from worker.originals import Originals, Superseded
 from worker.pipeline import JobOutcome, Pipeline
@@ -47,6 +48,7 @@ class UploadProcessor:
         spool: Spool,
         lease_seconds: float,
         spool_wait_seconds: float = 60.0,
+        live: LivePhotos | None = None,
     ) -> None:
         self._originals = Originals(s3)
         self._store = store
@@ -56,6 +58,7 @@ class UploadProcessor:
         self._scratch = spool
         self._lease_seconds = lease_seconds
         self._spool_wait = spool_wait_seconds
+        self._live = live
         self.solo = SoloGate()
 
     async def process(
@@ -116,6 +119,13 @@ class UploadProcessor:
             assert claim.item is not None
             metrics.JOBS.labels("duplicate", attempt.lane).inc()
             log.info("duplicate_delivery", status=claim.item.get("status"))
+            if self._live is not None:
+                # The job that made it READY may have died before it paired a Live Photo.
+                try:
+                    await pair_live_photo(self._live, claim.item, log)
+                except TransientError as exc:
+                    log.warning("live_photo_not_paired", error=str(exc))
+                    return RETRY
             return await self._announce(claim.item, secrets.token_hex(8), log)
 
         source = source_of(media_id, claim.item, upload, obj)

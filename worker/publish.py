@@ -30,6 +30,7 @@ from stages.contract import (
     StageResult,
     TransientError,
 )
+from worker.live_photos import LivePhotos, pair_live_photo
 from worker.notify import MediaEvents, Outbox
 from worker.rendition_store import RenditionStore
 from worker.store import SOLE_OBJECT, MediaStore, StaleJob
@@ -50,6 +51,7 @@ class PublishStage(Stage):
     _renditions: RenditionStore
     _store: MediaStore
     _outbox: Outbox
+    _live: LivePhotos
 
     async def start(self, context: StageContext) -> None:
         aws = context.resources["aws"]
@@ -60,6 +62,7 @@ class PublishStage(Stage):
             aws.dynamodb, context.settings.table, event_lock_seconds=lock_seconds
         )
         self._outbox = Outbox(MediaEvents(aws.sns, context.settings.media_topic_arn), self._store)
+        self._live = LivePhotos(aws.dynamodb, context.settings.table)
 
     async def run(self, job: Job) -> StageResult:
         started = time.monotonic()
@@ -123,6 +126,7 @@ class PublishStage(Stage):
             # READY is recorded and the event stays owed: the sweep sends it, so the upload
             # is not processed again for it.
             job.log.warning("event_not_sent", error=str(exc))
+        await pair_live_photo(self._live, item, job.log)
         return StageResult()
 
     async def _remove_superseded(self, job: Job) -> None:

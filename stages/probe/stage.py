@@ -21,6 +21,7 @@ from av.video.stream import VideoStream
 
 from stages.contract import ALL_KINDS, BadMediaError, Job, MediaKind, Stage, StageResult
 from stages.probe.isobmff import top_level_types, video_rotation
+from stages.probe.live import photo_identifier, video_identifier
 from stages.probe.motion import embedded_video
 from stages.probe.raw import RAW_FORMATS, probe_raw
 from stages.probe.sniff import Sniffed, sniff
@@ -83,7 +84,7 @@ class ProbeStage(Stage):
     """Decides the media kind and format from the bytes and reads dimensions and duration."""
 
     name = "probe"
-    version = "1.1.0"  # 1.1: motion photos declared in the XMP
+    version = "1.2.0"  # 1.1: motion photos declared in the XMP; 1.2: Live Photo identifiers
     kinds = ALL_KINDS
     requires = ()
     optional = False
@@ -120,6 +121,7 @@ def probe_image(path: Path, sniffed: Sniffed) -> dict[str, Any]:
         pages = _vips_int(image, "n-pages", 1)
         orientation = _vips_int(image, "orientation", 1)
         xmp = image.get("xmp-data") if image.get_typeof("xmp-data") != 0 else None
+        exif = image.get("exif-data") if image.get_typeof("exif-data") != 0 else None
     except pyvips.Error as error:
         if sniffed.format != "heif":
             raise _corrupt(sniffed, vips_reason(error, path)) from error
@@ -131,6 +133,7 @@ def probe_image(path: Path, sniffed: Sniffed) -> dict[str, Any]:
         "animated": sniffed.format in _ANIMATED_FORMATS and pages > 1,
         "orientation": orientation,
         **_motion_photo(xmp),
+        "content_identifier": photo_identifier(exif),
     }
 
 
@@ -152,6 +155,7 @@ def _heif_header(path: Path, sniffed: Sniffed, vips_error: pyvips.Error) -> dict
         width, height = heif.size
         pages = len(heif)
         xmp = heif.info.get("xmp")
+        exif = heif.info.get("exif")
     except (ValueError, RuntimeError, OSError) as error:
         raise _corrupt(sniffed, vips_reason(vips_error, path)) from error
     return {
@@ -161,6 +165,7 @@ def _heif_header(path: Path, sniffed: Sniffed, vips_error: pyvips.Error) -> dict
         "animated": False,
         "orientation": 1,  # libheif applies the irot/imir transforms itself
         **_motion_photo(xmp),
+        "content_identifier": photo_identifier(exif),
     }
 
 
@@ -207,6 +212,8 @@ def _video_facts(container: InputContainer, sniffed: Sniffed) -> dict[str, Any]:
         "fps": round(float(rate), 3) if rate else None,
         "rotation": 0,
         "audio_codec": audios[0].codec_context.codec.canonical_name if audios else None,
+        # A Live Photo's MOV: the still it belongs to carries the same (see stages.probe.live).
+        "content_identifier": video_identifier(container.metadata),
     }
 
 

@@ -52,6 +52,8 @@ ACTIONS = {
     ("sqs", "delete_message_batch"): {"sqs:DeleteMessage"},
     ("sqs", "change_message_visibility_batch"): {"sqs:ChangeMessageVisibility"},
     ("sqs", "send_message_batch"): {"sqs:SendMessage"},
+    # A transaction is authorized as its parts (worker/live_photos.py: updates and a check).
+    ("dynamodb", "transact_write_items"): {"dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"},
 }
 # S3's transfer methods that boto3 adds to the client.
 _S3_TRANSFER = {

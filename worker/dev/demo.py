@@ -27,8 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from mediamill_core.hls import HLS_CONTENT_TYPE, MASTER_PLAYLIST
-from mediamill_core.keys import EXTENSIONS
+from worker.dev.demo_renditions import download_renditions, pair_fields, settle_live_photos
 from worker.dev.embedded import embedded_stack
 from worker.dev.emulator import EmulatorMode
 from worker.dev.ladder_download import download_ladder
@@ -74,6 +73,7 @@ class DemoResult:
             "location": self.item.get("location"),
             "warnings": self.item.get("warnings") or [],
             "renditions": self.renditions,
+            **pair_fields(self.item),  # a Live Photo's halves name each other
             "stages": [
                 {
                     key: stage.get(key)
@@ -214,24 +214,7 @@ async def _process_one(
             folder = out / (result.folder or result.file.name)
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
             folder.mkdir(parents=True, exist_ok=True)
-            for name, rendition in result.item.get("renditions", {}).items():
-                if rendition.get("content_type") == HLS_CONTENT_TYPE:
-                    target = folder / name / MASTER_PLAYLIST
-                    downloaded = await client.download_ladder(rendition["url"], target.parent)
-                else:
-                    ext = EXTENSIONS.get(rendition.get("content_type") or "", "bin")
-                    target = folder / f"{name}.{ext}"
-                    downloaded = await client.download(rendition["url"], target)
-                result.renditions.append(
-                    {
-                        "name": name,
-                        "path": str(target),
-                        "content_type": rendition.get("content_type"),
-                        "width": rendition.get("width"),
-                        "height": rendition.get("height"),
-                        "bytes": downloaded,
-                    }
-                )
+            await download_renditions(client, result, folder)
     except (DemoError, aiohttp.ClientError) as exc:
         result.status = "REJECTED"
         result.error = str(exc)
@@ -319,6 +302,7 @@ async def run_demo(
                     async with anyio.create_task_group() as group:
                         for result in results:
                             group.start_soon(one, result)
+                    await settle_live_photos(client, results, out, deadline)
     if as_json:
         for result in results:
             sys.stdout.write(json.dumps(result.as_json()) + "\n")
@@ -365,11 +349,13 @@ def make_demo_samples(directory: Path, *, include_broken: bool = False) -> list[
         write_damaged_jpeg,
         write_fake_jpeg,
     )
+    from worker.dev.live_samples import write_live_photo
     from worker.dev.motion_samples import write_motion_photo
     from worker.dev.raw_samples import write_dng
     from worker.dev.samples import write_gif, write_heic, write_jpeg, write_png, write_video
 
     directory.mkdir(parents=True, exist_ok=True)
+    live_still, live_clip = write_live_photo(directory, "1E4C8A3F-7B2D-4E91-A0C5-3D6F9B8E2A17")
     made = [
         write_jpeg(directory / "photo.jpg", orientation=6, gps=(48.8584, 2.2945)),
         write_png(directory / "logo.png", alpha=True),
@@ -379,10 +365,13 @@ def make_demo_samples(directory: Path, *, include_broken: bool = False) -> list[
         # An Android motion photo: a JPEG with a clip appended ("MP" names it, as Pixels do).
         write_motion_photo(directory / "PXL_MP.jpg", 640, 480, seconds=1.5),
         write_dng(directory / "camera.dng", 3000, 2000, preview=1600, orientation=6),
+        # An iPhone Live Photo: a HEIC and a MOV sharing Apple's content identifier.
+        live_still,
         write_video(directory / "clip.mp4", seconds=2.0),
         write_video(directory / "phone.mov", container="mov", seconds=1.5, rotation=90),
         write_video(directory / "hdr.mp4", codec="hevc", ten_bit=True, hlg=True, seconds=1.0),
         write_video(directory / "web.webm", container="webm", codec="vp9", seconds=1.5),
+        live_clip,
     ]
     if include_broken:
         made.append(write_broken_jpeg(directory / "broken.jpg"))

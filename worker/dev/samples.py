@@ -232,16 +232,19 @@ def write_video(
     hlg: bool = False,
     variable_rate: bool = False,
     tags: dict[str, str] | None = None,
+    metadata_keys: bool = False,
 ) -> Path:
     """A short video: ``codec`` is h264, hevc, vp9, vp8, mpeg4 or mjpeg; audio is a 440 Hz tone.
 
     ``rotation`` (clockwise degrees for display) is written as the stream's display matrix;
     ``ten_bit`` encodes 10-bit 4:2:0 (HEVC, VP9); ``hlg`` tags the stream BT.2020 HLG as an
     iPhone does; ``variable_rate`` spaces frames unevenly; ``tags`` become container metadata
-    (``location``, ``creation_time``: the MOV/MP4 muxer writes them as a phone does).
+    (``location``, ``creation_time``: the MOV/MP4 muxer writes them as a phone does);
+    ``metadata_keys`` writes them as QuickTime ``mdta`` keys instead, as an iPhone's MOV has them.
     """
     pix_fmt = "yuv420p10le" if ten_bit else "yuvj420p" if codec == "mjpeg" else "yuv420p"
-    with av.open(str(path), mode="w", format=_CONTAINER_FORMAT[container]) as output:
+    muxer = {"movflags": "use_metadata_tags"} if metadata_keys else {}
+    with av.open(str(path), mode="w", format=_CONTAINER_FORMAT[container], options=muxer) as output:
         output.metadata.update(tags or {})
         video: Any = output.add_stream(_ENCODER.get(codec, codec), rate=fps)
         video.width, video.height, video.pix_fmt = width, height, pix_fmt

@@ -21,6 +21,7 @@ from mediamill_core.items import iso, utc_now
 from mediamill_core.keys import rendition_key, rendition_prefix
 from mediamill_core.reprocess import ReprocessRequest
 from stages.contract import Rendition, StageResult, TransientError
+from worker.live_photos import LivePhotos, pair_live_photo
 from worker.notify import Outbox
 from worker.pipeline import JobOutcome, JobState
 from worker.publish import PublishOptions
@@ -48,6 +49,7 @@ class ResultWriter:
         self._store = RenditionStore(s3, bucket)
         self._writes = writes
         self._outbox = outbox
+        self._live = LivePhotos.beside(writes)
         self._final = frozenset(stage.name for stage in registry.order if stage.final)
         # Renditions are served as publish serves them.
         options = next(
@@ -140,6 +142,11 @@ class ResultWriter:
             # again and its clean-up removes what this one uploaded.
             raise TransientError(f"could not merge the reprocess: {exc}") from exc
         await self._tidy(written, rendition_prefix(media_id, tag), log)
+        try:
+            # A clip's new ``video`` rendition: its still's ``motion`` follows it.
+            await pair_live_photo(self._live, written, log)
+        except TransientError as exc:
+            log.warning("live_photo_not_paired", error=str(exc), detail="its next finish does")
         try:
             await self._writes.release_lease(media_id, lease)
         except (ClientError, BotoCoreError) as exc:

@@ -52,16 +52,16 @@ def test_demo_on_generated_samples_ends_every_item_ready(tmp_path: Path) -> None
     # Throughput, from the items' own timestamps; on stderr, so stdout stays one row per file.
     [line] = [x for x in run.stderr.splitlines() if x.startswith("throughput:")]
     figures = re.fullmatch(
-        r"throughput: 7 photos, 4 videos \(11 READY\) in ([0-9.]+) s from the first upload to "
+        r"throughput: 8 photos, 5 videos \(13 READY\) in ([0-9.]+) s from the first upload to "
         r"the last READY: ([0-9.]+) photos/s, ([0-9.]+) videos/s, ([0-9.]+) media/s",
         line,
     )
     assert figures, line
     seconds, photos, videos, media = map(float, figures.groups())
     assert 0 < seconds < elapsed
-    assert photos == pytest.approx(7 / seconds, abs=0.01)
-    assert videos == pytest.approx(4 / seconds, abs=0.01)
-    assert media == pytest.approx(11 / seconds, abs=0.01)
+    assert photos == pytest.approx(8 / seconds, abs=0.01)
+    assert videos == pytest.approx(5 / seconds, abs=0.01)
+    assert media == pytest.approx(13 / seconds, abs=0.01)
     rows = results(run.stdout)
     assert [Path(r["file"]).name for r in rows] == [
         "photo.jpg",
@@ -71,22 +71,31 @@ def test_demo_on_generated_samples_ends_every_item_ready(tmp_path: Path) -> None
         "phone.heic",
         "PXL_MP.jpg",
         "camera.dng",
+        "IMG_0001.HEIC",
         "clip.mp4",
         "phone.mov",
         "hdr.mp4",
         "web.webm",
+        "IMG_0001.MOV",
     ]
     assert all(r["status"] == "READY" and r["error"] is None for r in rows), rows
-    assert [r["kind"] for r in rows] == ["image"] * 7 + ["video"] * 4
+    assert [r["kind"] for r in rows] == ["image"] * 8 + ["video"] * 5
+    # The Live Photo: the still plays its MOV's MP4 as `motion`, the clip names its still.
+    still, clip = rows[7], rows[12]
+    assert (still["live_video_id"], clip["companion_of"]) == (clip["media_id"], still["media_id"])
+    motion = {r["name"]: r for r in still["renditions"]}["motion"]
+    assert motion["content_type"] == "video/mp4"
+    assert Path(motion["path"]).stat().st_size == motion["bytes"] > 0
+    assert still["metadata"]["motion"]["form"] == "live_photo"
     raw = rows[6]["metadata"]  # the camera RAW, upright from its orientation flag
     assert (raw["format"], raw["width"], raw["height"]) == ("dng", 2000, 3000)
-    for row in rows[7:]:  # every video plays as an MP4, with a poster and its stills
+    for row in rows[8:]:  # every video plays as an MP4, with a poster and its stills
         assert {"video", "thumb", "preview", "preview_anim"} <= {
             r["name"] for r in row["renditions"]
         }
-    phone = rows[8]["metadata"]
+    phone = rows[9]["metadata"]
     assert (phone["width"], phone["height"], phone["rotation"]) == (240, 320, 90)
-    assert rows[9]["metadata"]["hdr"] == "hlg"
+    assert rows[10]["metadata"]["hdr"] == "hlg"
     # The motion photo: its stills, and its clip as an MP4 with the clip's duration.
     motion = {r["name"]: r for r in rows[5]["renditions"]}
     assert set(motion) >= {"thumb", "preview", "motion"}
