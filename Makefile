@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
+# npm's sharp, installed from bench/sharp/package-lock.json (set before the rules that need it).
+SHARP_STAMP := bench/sharp/node_modules/.installed
 STAMP := $(VENV)/.installed
 
 .PHONY: venv demo dev test lint format clean constraints bench chaos image image-smoke tools
@@ -62,7 +64,6 @@ tools:
 	}
 
 # npm's sharp, the bench's photo reference (bench/sharp/package-lock.json); tests/bench run it.
-SHARP_STAMP := bench/sharp/node_modules/.installed
 $(SHARP_STAMP): bench/sharp/package-lock.json
 	command -v npm >/dev/null || { echo "the sharp reference needs Node.js 20+ and npm" >&2; exit 1; }
 	npm ci --prefix bench/sharp --no-audit --no-fund --loglevel=error

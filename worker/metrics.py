@@ -30,12 +30,13 @@ from stages.contract import Stage
 # The *_created series would double what each task remote-writes, for nothing a panel reads.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-# Up to the longest built-in stage timeout (transcode, 3 h), with a bucket at each of the others
-# (probe 60 s, tagging 120 s, thumbnail 180 s, publish 900 s): a stage that ran into its
-# timeout shows as such. tests/worker/test_metrics.py fails when a built-in outgrows the top.
+# Up to the longest a built-in stage may take (hls: its 3 h timeout plus an optional stage's
+# retry budget), with a bucket at each timeout (probe 60 s, tagging 120 s, thumbnail 180 s,
+# publish and motion 900 s, transcode and hls 3 h): a stage that ran into its timeout shows as
+# such. tests/worker/test_metrics.py fails when a built-in outgrows the top.
 _STAGE_BUCKETS = (
     *(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 180, 300, 600, 900),
-    *(1800, 3600, 7200, 10800),
+    *(1800, 3600, 7200, 10800, 14400),
 )
 # Fine around the minutes a latency goal is set in, then up to the 12 h SQS lets a job hold its
 # message (worker.consumer.check_timing keeps every chain of stage timeouts under that).
