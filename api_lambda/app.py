@@ -250,7 +250,8 @@ class MediaApi:
         self, request: ApiRequest, caller: str, parameters: Parameters
     ) -> LambdaResponse:
         page = list_media(self._table, caller, parse_list_query(request.query))
-        items = [media_view(item, self._urls(request)) for item in page.items]
+        urls = self._urls(request)  # one per request, not per item
+        items = [media_view(item, urls) for item in page.items]
         return json_response(200, {"items": items, "next_cursor": page.cursor})
 
     def _get_media(

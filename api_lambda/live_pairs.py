@@ -17,8 +17,8 @@ from mediamill_core.items import encode, is_conditional_failure, iso, utc_now
 from mediamill_core.live import (
     HALVES,
     LINK_FIELD,
-    MOTION,
     UNLINK,
+    UNLINK_NAMES,
     Half,
     half_of,
     link_key,
@@ -47,7 +47,7 @@ class LivePairs:
             self._forget(link_key(str(item["owner"]), str(identifier)), own, media_id)
 
     def _unlink(self, media_id: str, half: Half, linked: str) -> None:
-        names = {"#link": LINK_FIELD[half]} | ({"#motion": MOTION} if half == "photo" else {})
+        names = UNLINK_NAMES[half]
         try:
             self._ddb.update_item(
                 TableName=self._table,

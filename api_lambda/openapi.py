@@ -15,6 +15,7 @@ from api_lambda.edits import MediaEdit
 from api_lambda.listing import ListQuery
 from api_lambda.multipart import CompleteRequest
 from api_lambda.uploads import UploadRequest
+from mediamill_core.hls import HLS_CONTENT_TYPE
 
 _REF = "#/components/schemas/{model}"
 _ERRORS = {
@@ -70,7 +71,7 @@ _VARIANT = {"name": "variant", "in": "path", "required": True, "schema": {"type"
 _PLAYLIST_ANSWER = {
     "200": {
         "description": "An HLS playlist (RFC 8216).",
-        "content": {"application/vnd.apple.mpegurl": {"schema": {"type": "string"}}},
+        "content": {HLS_CONTENT_TYPE: {"schema": {"type": "string"}}},
     }
 }
 

@@ -35,9 +35,9 @@ from rich.table import Table
 
 from bench.prices import PRICES, CostError, Prices
 from bench.report import Measurement
+from bench.scaling.inputs import TEMPLATE
 
 RESULTS = Path(__file__).with_name("results.json")
-TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "ecs" / "template.yaml"
 
 PHOTOS = 1000
 VIDEO_SECONDS = 3600.0
@@ -310,7 +310,7 @@ def after_bench(done: Sequence[Measurement], *, out: Path) -> list[Measurement]:
     """`python -m bench`'s last step: this run's figures priced, the rows added to ``out``."""
     rows = [asdict(m) for m in done]
     costs = run(rows, prices=Prices.load(), task=TaskSize.from_template())
-    write_back(out, read_results(out) if out.exists() else rows, costs)
+    write_back(out, rows, costs)  # `python -m bench` wrote exactly these rows to ``out``
     return costs
 
 

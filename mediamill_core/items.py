@@ -42,6 +42,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_iso(text: str) -> datetime:
+    """The moment ``iso`` wrote (any ISO 8601 time); ValueError for anything else."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 

@@ -28,6 +28,11 @@ UNLINK: dict[Half, str] = {
     "photo": "REMOVE #link, renditions.#motion, metadata.#motion",
     "video": "REMOVE #link",
 }
+# The attribute names each UNLINK expression uses.
+UNLINK_NAMES: dict[Half, dict[str, str]] = {
+    "photo": {"#link": LINK_FIELD["photo"], "#motion": MOTION},
+    "video": {"#link": LINK_FIELD["video"]},
+}
 
 
 def link_key(owner: str, identifier: str) -> str:

@@ -25,6 +25,7 @@ from mediamill_core.live import (
     LIVE_VIDEO_ID,
     MOTION,
     UNLINK,
+    UNLINK_NAMES,
     Half,
     half_of,
     link_key,
@@ -103,9 +104,9 @@ class LivePhotos(TableWrites):
         if partner is not None and old == identifier:
             return  # the same pair: registering below puts it back in place if need be
         media_id = item["media_id"]
-        await self._unlink(media_id, half, str(partner_id), "REMOVE #link")
+        await self._unlink(media_id, half, str(partner_id), whole=False)
         if partner is not None:
-            await self._unlink(str(partner_id), other(half), media_id, UNLINK[other(half)])
+            await self._unlink(str(partner_id), other(half), media_id, whole=True)
         if old:
             try:
                 await self._update(
@@ -121,10 +122,10 @@ class LivePhotos(TableWrites):
                     raise
         log.info("live_photo_unpaired", media_id=media_id, partner=partner_id)
 
-    async def _unlink(self, media_id: str, half: Half, linked: str, expression: str) -> None:
-        names = {"#link": LINK_FIELD[half]}
-        if "#motion" in expression:
-            names["#motion"] = MOTION
+    async def _unlink(self, media_id: str, half: Half, linked: str, *, whole: bool) -> None:
+        """Remove the link (``whole``: and what pairing gave the half) while it is ``linked``."""
+        expression = UNLINK[half] if whole else "REMOVE #link"
+        names = UNLINK_NAMES[half] if whole else {"#link": LINK_FIELD[half]}
         try:
             await self._ddb.update_item(
                 TableName=self._table,

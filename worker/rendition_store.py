@@ -57,6 +57,7 @@ class RenditionStore:
         await self._put(
             rendition.path,
             key,
+            size,
             content_type=rendition.content_type,
             cache_control=cache_control,
             metadata={"media-id": media_id, "rendition": rendition.name},
@@ -73,20 +74,21 @@ class RenditionStore:
         limiter = anyio.CapacityLimiter(_LADDER_PARALLEL)
         metadata = {"media-id": media_id, "rendition": rendition.name}
 
-        async def put(path: Path) -> None:
+        async def put(path: Path, size: int) -> None:
             relative = path.relative_to(root).as_posix()
             async with limiter:
                 await self._put(
                     path,
                     f"{prefix}{relative}",
+                    size,
                     content_type=content_type_of(relative),
                     cache_control=cache_control_of(relative),
                     metadata=metadata,
                 )
 
         async with anyio.create_task_group() as group:
-            for path, _ in files:
-                group.start_soon(put, path)
+            for path, size in files:
+                group.start_soon(put, path, size)
         stored = {"key": master_key, "prefix": prefix, "files": len(files)}
         return _entry(rendition, {**stored, "bytes": sum(size for _, size in files)})
 
@@ -94,12 +96,13 @@ class RenditionStore:
         self,
         path: Path,
         key: str,
+        size: int,
         *,
         content_type: str,
         cache_control: str,
         metadata: dict[str, str],
     ) -> None:
-        size = (await anyio.Path(path).stat()).st_size
+        """``size``: the file's bytes, which the caller has read already."""
         extra = {"ContentType": content_type, "CacheControl": cache_control, "Metadata": metadata}
         try:
             if size < SINGLE_PUT_BYTES:

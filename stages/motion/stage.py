@@ -26,6 +26,7 @@ from stages.contract import (
 from stages.motion.extract import Extracted, VideoUnusable, extract
 from stages.photo.render import RenditionSpec
 from stages.probe.motion import EmbeddedVideo
+from stages.probe.raw import RAW_FORMATS
 from stages.probe.sniff import sniff
 from stages.probe.stage import probe_image
 from stages.video.stage import Preset, TranscodeOptions, TranscodeStage
@@ -69,6 +70,8 @@ class MotionStage(Stage):
     def run_sync(self, job: Job) -> StageResult:
         if "motion_photo" in job.metadata:
             stated = job.metadata["motion_photo"]
+        elif job.metadata.get("format") in RAW_FORMATS:
+            stated = None  # a RAW carries no appended video: not worth opening in LibRaw again
         else:  # probed before motion photos were read (a reprocess): read the claim now
             stated = probe_image(job.original, sniff(job.original)).get("motion_photo")
         if not stated:

@@ -13,7 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from mediamill_core.hls import MASTER_PLAYLIST, playlist_uris
+from mediamill_core.hls import MASTER_PLAYLIST, VARIANT_PLAYLIST, playlist_uris
 from stages.contract import RenditionInvalid
 
 _AAC_LC = "mp4a.40.2"
@@ -36,7 +36,7 @@ class Variant:
 
     @property
     def playlist(self) -> str:
-        return f"{self.name}/index.m3u8"
+        return f"{self.name}/{VARIANT_PLAYLIST}"
 
     def summary(self) -> dict[str, Any]:
         """What the item's ``hls`` rendition entry says of this variant."""

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from mediamill_core.items import parse_iso
+
 
 @dataclass(frozen=True, slots=True)
 class Throughput:
@@ -65,5 +67,4 @@ def measure(items: Iterable[Mapping[str, Any]]) -> Throughput | None:
 
 
 def _moment(stamp: str) -> datetime:
-    # As mediamill_core.items.iso writes them: ISO 8601 in UTC with a trailing Z.
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return parse_iso(stamp)

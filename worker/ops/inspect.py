@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from botocore.exceptions import ClientError
 
-from mediamill_core.items import MediaStatus, decode, iso
+from mediamill_core.items import MediaStatus, decode, iso, parse_iso
 from mediamill_core.keys import is_media_id, original_key
 from mediamill_core.settings import Settings
 from worker.claims import lease_left
@@ -219,7 +219,7 @@ def _seconds_since(stamp: Any, now: float) -> float | None:
     if not isinstance(stamp, str):
         return None
     try:
-        return now - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        return now - parse_iso(stamp).timestamp()
     except ValueError:
         return None
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mediamill_core.items import MediaStatus, decode, iso
 from mediamill_core.keys import is_media_id, media_id_from_key, object_tag
+from mediamill_core.reprocess import REQUEST_TYPE
 from worker.claims import lease_left
 from worker.events import MalformedMessage, UploadEvent, parse_message
 
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 _GET_BATCH = 100  # BatchGetItem's limit
-# What `mediamill reprocess` names its requests (their "type" field).
-REPROCESS_TYPE = "mediamill.reprocess"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +128,7 @@ def _reprocess_request(body: str) -> dict[str, Any] | None:
         return None
     if (
         isinstance(document, dict)
-        and document.get("type") == REPROCESS_TYPE
+        and document.get("type") == REQUEST_TYPE
         and is_media_id(str(document.get("media_id", "")))
     ):
         return document

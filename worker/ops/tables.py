@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
+from mediamill_core.items import parse_iso
+
 
 def print_table(
     title: str,
@@ -46,7 +48,7 @@ def moment(value: datetime | str | None) -> str:
         return "-"
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            value = parse_iso(value)
         except ValueError:
             return str(value)
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
