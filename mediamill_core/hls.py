@@ -9,8 +9,9 @@ presigned URLs instead (relative entries do not survive a presigned query string
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
+from typing import Any
 
 HLS_CONTENT_TYPE = "application/vnd.apple.mpegurl"
 MASTER_PLAYLIST = "master.m3u8"
@@ -40,6 +41,14 @@ def ladder_master_key(rendition_key: str) -> str:
     ``<id>/<tag>/hls/master.m3u8``, the ladder's other files beside it."""
     stem = rendition_key.removesuffix(".m3u8")
     return f"{stem}/{MASTER_PLAYLIST}"
+
+
+def held_keys(renditions: Mapping[str, Mapping[str, Any]]) -> Callable[[str], bool]:
+    """Whether an S3 key is one an item's renditions hold: an entry's own key, or any file
+    under a ladder entry's ``prefix`` (the entry names only its master playlist)."""
+    keys = {str(entry.get("key")) for entry in renditions.values()}
+    folders = tuple(str(entry["prefix"]) for entry in renditions.values() if entry.get("prefix"))
+    return lambda key: key in keys or key.startswith(folders)
 
 
 def content_type_of(relative: str) -> str:

@@ -10,6 +10,8 @@ from typing import Any
 import anyio
 import pytest
 
+from mediamill_core.hls import HLS_CONTENT_TYPE
+from mediamill_core.items import encode
 from mediamill_core.keys import new_media_id, original_key
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, queue_counts
@@ -163,3 +165,34 @@ def test_an_unknown_id_is_said_so_and_exits_1(
 
     assert main(["inspect", "../etc/passwd"]) == 1
     assert "is not a media id (32 hexadecimal digits)" in capsys.readouterr().err
+
+
+async def test_every_file_of_a_ladder_belongs_to_the_current_item(
+    settings: Settings,
+    stack: Stack,
+    photo: Path,
+    s3: Any,
+    dynamodb: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A ladder's entry names its master playlist; the variants and segments under its prefix
+    are the item's too, not "not in the item"."""
+    media_id = Uploader(settings).upload(photo)
+    await process(settings)
+    _, found = inspect_json(capsys, media_id)
+    prefix = f"{media_id}/{found['item']['source']['tag']}/hls/"
+    files = [f"{prefix}master.m3u8", f"{prefix}360p/index.m3u8", f"{prefix}360p/seg_00000.m4s"]
+    for key in files:
+        s3.put_object(Bucket=stack.names.renditions_bucket, Key=key, Body=b"x")
+    entry = {"key": files[0], "prefix": prefix, "content_type": HLS_CONTENT_TYPE, "files": 3}
+    dynamodb.update_item(
+        TableName=stack.names.table,
+        Key=encode({"media_id": media_id}),
+        UpdateExpression="SET renditions.hls = :entry",
+        ExpressionAttributeValues=encode({":entry": entry}),
+    )
+
+    _, found = inspect_json(capsys, media_id)
+
+    objects = {o["key"]: o["belongs"] for o in found["objects"]}
+    assert [objects[key] for key in files] == ["current"] * 3

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from botocore.exceptions import ClientError
 
+from mediamill_core.hls import held_keys
 from mediamill_core.items import MediaStatus, decode, iso, parse_iso
 from mediamill_core.keys import is_media_id, original_key
 from mediamill_core.settings import Settings
@@ -99,7 +100,7 @@ def _renditions(
 ) -> list[dict[str, Any]]:
     """Every object under the media id's prefix, and which set it belongs to."""
     current = (item.get("source") or {}).get("tag")
-    named = {str(r.get("key")) for r in (item.get("renditions") or {}).values()}
+    held = held_keys(item.get("renditions") or {})
     found = []
     pages = clients.s3.get_paginator("list_objects_v2").paginate(
         Bucket=settings.renditions_bucket, Prefix=f"{media_id}/"
@@ -108,7 +109,7 @@ def _renditions(
         for obj in page.get("Contents", []):
             key = str(obj.get("Key"))
             tag = key.split("/")[1] if key.count("/") >= 2 else None
-            if key in named:
+            if held(key):
                 belongs = "current"
             elif tag is not None and tag == current:
                 belongs = "current tag, not in the item (a job under way, or one refused)"

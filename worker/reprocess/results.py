@@ -17,6 +17,7 @@ import anyio
 from botocore.exceptions import BotoCoreError, ClientError
 from structlog.typing import FilteringBoundLogger
 
+from mediamill_core.hls import held_keys
 from mediamill_core.items import iso, utc_now
 from mediamill_core.keys import rendition_key, rendition_prefix
 from mediamill_core.reprocess import ReprocessRequest
@@ -161,16 +162,9 @@ class ResultWriter:
     async def _tidy(self, item: dict[str, Any], prefix: str, log: FilteringBoundLogger) -> None:
         """Remove what the item no longer points at under its own tag, while the lease still
         keeps any other reprocess from writing there."""
-        entries = (item.get("renditions") or {}).values()
-        pointed = {entry.get("key") for entry in entries}
-        # A ladder's entry points at its whole folder.
-        folders = tuple(str(entry["prefix"]) for entry in entries if entry.get("prefix"))
+        held = held_keys(item.get("renditions") or {})
         try:
-            stale = [
-                key
-                for key in await self._store.keys_under(prefix)
-                if key not in pointed and not key.startswith(folders)
-            ]
+            stale = [key for key in await self._store.keys_under(prefix) if not held(key)]
         except (ClientError, BotoCoreError) as exc:
             log.warning("replaced_renditions_not_listed", error=str(exc))
             return
