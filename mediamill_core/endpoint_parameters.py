@@ -77,8 +77,9 @@ def resolve_endpoints_per_bucket(client: Any) -> frozenset[str]:
     except AttributeError as error:
         _warn_once(f"botocore's internals changed ({error})")
         return frozenset()
-    if not isinstance(definitions, dict) or set(definitions) != set(ruleset["parameters"]):
-        _warn_once("botocore's resolver no longer holds the ruleset's parameters as expected")
+    # A botocore with the upstream fix may hold fewer names than the ruleset: still a match.
+    if not isinstance(definitions, dict) or not set(definitions) <= set(ruleset["parameters"]):
+        _warn_once("botocore's resolver no longer holds the ruleset's parameters by name")
         return frozenset()
     dropped = unreferenced_parameters(ruleset)
     if dropped:
