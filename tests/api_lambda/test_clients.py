@@ -11,6 +11,7 @@ import boto3
 from api_lambda.clients import s3_client
 from mediamill_core.settings import Settings, load_settings
 from mediamill_testkit.client import presigned_post
+from mediamill_testkit.endpoints import ruleset_evaluations
 
 
 def test_aws_urls_are_sigv4_on_the_regional_virtual_host() -> None:
@@ -68,27 +69,20 @@ def test_aws_max_attempts_counts_every_try_as_the_worker_does() -> None:
     assert len(calls) == 3
 
 
-def _evaluations() -> int:
-    from botocore.endpoint_provider import EndpointProvider
-
-    # One miss of botocore's endpoint cache is one evaluation of a whole ruleset.
-    return int(EndpointProvider.resolve_endpoint.cache_info().misses)
-
-
 def test_urls_for_many_keys_resolve_the_endpoint_once(settings: Settings, s3: Any) -> None:
     signer = s3_client(settings)
     keys = [f"renditions/m{i:03d}/preview.jpg" for i in range(30)]
     for key in keys:
         s3.put_object(Bucket=settings.renditions_bucket, Key=key, Body=key.encode())
 
-    before = _evaluations()
+    before = ruleset_evaluations()
     urls = [
         signer.generate_presigned_url(
             "get_object", Params={"Bucket": settings.renditions_bucket, "Key": key}
         )
         for key in keys
     ]
-    assert _evaluations() - before == 1
+    assert ruleset_evaluations() - before == 1
     for key, url in zip(keys, urls, strict=True):
         with urllib.request.urlopen(url) as answer:
             assert answer.read() == key.encode()

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from botocore.endpoint_provider import EndpointProvider
 
 from mediamill_core import endpoint_parameters
 from mediamill_core.endpoint_parameters import (
@@ -16,6 +15,7 @@ from mediamill_core.endpoint_parameters import (
     resolve_endpoints_per_bucket,
     unreferenced_parameters,
 )
+from mediamill_testkit.endpoints import ruleset_evaluations
 
 # A ruleset of the shape botocore loads: Region is read by a condition, Stage only inside a
 # template string, Key and Tag by nothing (Tag is required, so resolution still needs it).
@@ -54,24 +54,19 @@ def test_unread_parameters_are_left_out_unless_resolution_requires_them() -> Non
     assert unreferenced_parameters(TINY_RULESET) == {"Key", "Flag"}
 
 
-def misses() -> int:
-    # One miss of botocore's endpoint cache is one evaluation of a whole ruleset.
-    return int(EndpointProvider.resolve_endpoint.cache_info().misses)
-
-
 def test_objects_under_many_keys_resolve_the_endpoint_once_per_bucket(s3: Any) -> None:
     assert resolve_endpoints_per_bucket(s3) == {"Key", "Prefix", "CopySource"}
     buckets = [f"ep-{uuid.uuid4().hex[:12]}" for _ in range(2)]
     for bucket in buckets:
         s3.create_bucket(Bucket=bucket)
 
-    before = misses()
+    before = ruleset_evaluations()
     for bucket in buckets:
         for i in range(25):
             s3.put_object(
                 Bucket=bucket, Key=f"media/{i}/preview.jpg", Body=f"{bucket}/{i}".encode()
             )
-    assert misses() - before == len(buckets)
+    assert ruleset_evaluations() - before == len(buckets)
 
     for bucket in buckets:
         listed = s3.list_objects_v2(Bucket=bucket, Prefix="media/")["Contents"]
@@ -110,10 +105,10 @@ def test_changed_botocore_internals_warn_once_and_calls_still_work(
     assert len(warnings) == 1
     assert "boto/botocore#3528" in warnings[0].getMessage()
 
-    before = misses()
+    before = ruleset_evaluations()
     for i in range(5):
         s3.put_object(Bucket=bucket, Key=f"k/{i}", Body=b"x")
-    assert misses() - before == 5  # unchanged: one evaluation per key, as botocore does
+    assert ruleset_evaluations() - before == 5  # as botocore does: one evaluation per key
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 5
 
 

@@ -5,15 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from botocore.endpoint_provider import EndpointProvider
-
 from mediamill_core.settings import load_settings
+from mediamill_testkit.endpoints import ruleset_evaluations
 from worker.aws import open_clients
-
-
-def _evaluations() -> int:
-    # One miss of botocore's endpoint cache is one evaluation of a whole ruleset.
-    return int(EndpointProvider.resolve_endpoint.cache_info().misses)
 
 
 async def test_renditions_under_many_keys_land_with_one_evaluation_per_bucket(
@@ -25,11 +19,11 @@ async def test_renditions_under_many_keys_land_with_one_evaluation_per_bucket(
         bucket = f"ep-{uuid.uuid4().hex[:12]}"
         await aws.s3.create_bucket(Bucket=bucket)
 
-        before = _evaluations()
+        before = ruleset_evaluations()
         await asyncio.gather(
             *(aws.s3.put_object(Bucket=bucket, Key=k, Body=k.encode()) for k in keys)
         )
-        assert _evaluations() - before == 1
+        assert ruleset_evaluations() - before == 1
 
         listed = await aws.s3.list_objects_v2(Bucket=bucket, Prefix="renditions/")
         assert sorted(o["Key"] for o in listed["Contents"]) == keys
@@ -47,10 +41,10 @@ def test_operator_commands_head_object_after_object_with_one_evaluation(
     s3.create_bucket(Bucket=bucket)
     keys = [f"originals/m{i:03d}" for i in range(20)]
 
-    before = _evaluations()
+    before = ruleset_evaluations()
     for key in keys:
         s3.put_object(Bucket=bucket, Key=key, Body=b"x")
     sizes = [s3.head_object(Bucket=bucket, Key=key)["ContentLength"] for key in keys]
     # Object calls on one bucket share one set of endpoint parameters: one evaluation for all.
-    assert _evaluations() - before == 1
+    assert ruleset_evaluations() - before == 1
     assert sizes == [1] * len(keys)
