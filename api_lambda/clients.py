@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import boto3
 from botocore.config import Config
 
+from mediamill_core.endpoint_parameters import resolve_endpoints_per_bucket
 from mediamill_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,12 +36,15 @@ def s3_client(settings: Settings) -> S3Client:
         # refuse.
         s3={"addressing_style": "path" if settings.endpoint_url else "virtual"},
     )
-    return boto3.client(
+    client = boto3.client(
         "s3",
         endpoint_url=settings.endpoint_url,
         region_name=settings.region,
         config=_config(settings).merge(presigning),
     )
+    # Else every URL signed for a new key evaluates the whole endpoint ruleset again.
+    resolve_endpoints_per_bucket(client)
+    return client
 
 
 def dynamodb_client(settings: Settings) -> DynamoDBClient:
@@ -55,9 +59,11 @@ def sns_client(settings: Settings) -> SNSClient:
 
 
 def _plain_client(service: Literal["dynamodb", "sns"], settings: Settings) -> Any:
-    return boto3.client(
+    client = boto3.client(
         service,
         endpoint_url=settings.endpoint_url,
         region_name=settings.region,
         config=_config(settings),
     )
+    resolve_endpoints_per_bucket(client)  # nothing to leave out today: kept right if one comes
+    return client

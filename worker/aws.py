@@ -10,6 +10,7 @@ from typing import Any
 import aioboto3
 from botocore.config import Config
 
+from mediamill_core.endpoint_parameters import resolve_endpoints_per_bucket
 from mediamill_core.settings import Settings
 from worker import metrics
 
@@ -54,6 +55,8 @@ async def open_clients(settings: Settings) -> AsyncIterator[AwsClients]:
         }
         for client in clients.values():
             client.meta.events.register("before-call", _count_call)
+            # Else every S3 call on a new key evaluates the whole endpoint ruleset again.
+            resolve_endpoints_per_bucket(client)
         yield AwsClients(**clients)
 
 

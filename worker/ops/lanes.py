@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal, cast
 import boto3
 from botocore.config import Config
 
+from mediamill_core.endpoint_parameters import resolve_endpoints_per_bucket
 from mediamill_core.settings import ENV_PREFIX, Settings
 from worker.aws import client_config
 from worker.queue import BACKFILL, MEDIA, LaneName
@@ -52,9 +53,12 @@ def ops_clients(settings: Settings) -> OpsClients:
     config = client_config(settings)
 
     def client(service: Literal["sqs", "s3", "dynamodb"], config: Config = config) -> object:
-        return boto3.client(
+        made = boto3.client(
             service, endpoint_url=settings.endpoint_url, region_name=settings.region, config=config
         )
+        # `inspect` heads and lists object after object: one endpoint resolution per bucket.
+        resolve_endpoints_per_bucket(made)
+        return made
 
     once = config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
     return OpsClients(
