@@ -145,7 +145,8 @@ def test_pinning_a_process_reaches_every_thread_of_it() -> None:
         [
             sys.executable,
             "-c",
-            "import threading, time; threading.Thread(target=time.sleep, args=(30,)).start(); time.sleep(30)",
+            "import threading, time; "
+            "threading.Thread(target=time.sleep, args=(30,)).start(); time.sleep(30)",
         ]
     )
     try:
