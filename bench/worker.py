@@ -9,9 +9,14 @@ every upload of the round is READY. Each reports the CPU it used and the time fr
 of work to the last upload's end; the worker also counts its AWS calls by operation.
 
 - stage CPU per upload: the stages alone, over the uploads of a round;
-- the worker's own CPU per upload: the worker's CPU less the stages' (claims, spooling, S3,
-  DynamoDB, SNS, Rekognition, SQS, logging, the event loop);
+- the worker's own CPU per upload: the CPU of the worker's own threads in its window, the event
+  loop's and anyio's (claims, spooling, S3, DynamoDB, SNS, Rekognition, SQS, logging), against
+  the rest of its CPU, its stages', in the same process and seconds; and, across processes, the
+  worker's CPU less the stages' alone;
 - end to end: uploads per second through the worker against the stages alone.
+
+Each suite runs twice: first with moto on a core of its own and the work on the others (AWS is
+elsewhere in production: this is the figure per core), then with every core shared with moto.
 
     python -m bench worker                      # part of `make bench`
     python -m bench.worker [--quick] [--concurrency 8] [--cpu-threads 2] [--rounds 3]
@@ -114,15 +119,39 @@ def summarise(
     workers = rounds.baseline if baseline else rounds.worker
     stage_cpu = per_upload(rounds.stage, "cpu_seconds")
     worker_cpu = per_upload(workers, "cpu_seconds")
-    own = worker_cpu - stage_cpu
+    # In the worker's process and window: its own threads' CPU, and the rest (its stages').
+    own = per_upload(workers, "own_cpu_seconds")
+    inside = median([(r["cpu_seconds"] - r["own_cpu_seconds"]) / r["uploads"] for r in workers])
+    own_share = median(
+        [r["own_cpu_seconds"] / (r["cpu_seconds"] - r["own_cpu_seconds"]) for r in workers]
+    )
     stage_rate, worker_rate = rate(rounds.stage), rate(workers)
     calls = calls_per_upload(workers)
     moto = median([r["moto_cpu_seconds"] / r["total_uploads"] for r in workers])
     name = f"{'baseline' if baseline else 'worker'} {kind.label}"
     rows = [
         Measurement(f"{name} stage CPU/upload", stage_cpu * 1000, "ms"),
+        Measurement(
+            f"{name} stage CPU in the worker/upload",
+            inside * 1000,
+            "ms",
+            f"{name} stage CPU/upload",
+            stage_cpu / inside,
+        ),
         Measurement(f"{name} own CPU/upload", own * 1000, "ms"),
-        Measurement(f"{name} own CPU vs stage's", 100 * own / stage_cpu, "%"),
+        Measurement(f"{name} own CPU vs stage's", 100 * own_share, "%"),
+        # The same by difference, across processes: the worker's CPU less the stages' alone.
+        # It also charges the worker with any stage work that costs more beside the event loop.
+        Measurement(
+            f"{name} worker CPU less the stage alone's/upload",
+            (worker_cpu - stage_cpu) * 1000,
+            "ms",
+        ),
+        Measurement(
+            f"{name} worker CPU less the stage alone's vs stage's",
+            100 * (worker_cpu - stage_cpu) / stage_cpu,
+            "%",
+        ),
         Measurement(f"{name} stage alone", stage_rate, kind.unit),
         Measurement(
             f"{name} end to end",
@@ -146,6 +175,22 @@ def process_cpu_seconds(pid: int) -> float:
     """User and system CPU a live process has used (Linux /proc), for the emulation's share."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pin_process(pid: int, cores: set[int]) -> None:
+    """Keep every thread of ``pid`` on ``cores``: the threads it starts later inherit it."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cores)
+
+
+def placements(cores: Sequence[int]) -> list[tuple[str, set[int] | None]]:
+    """Where a suite runs: moto on a core of its own beside the work's (when there are two or
+    more, as AWS is elsewhere in production), then every core shared with moto."""
+    found: list[tuple[str, set[int] | None]] = []
+    if len(cores) >= 2:
+        found.append(("moto on its own core", set(cores[:-1])))
+    found.append(("moto beside it", None))
+    return found
 
 
 def worker_env(
@@ -235,8 +280,12 @@ def measure(
     cpu_threads: int,
     profile: Path | None = None,
     baseline: Path | None = None,
+    work_cores: set[int] | None = None,
 ) -> tuple[dict[str, Rounds], float]:
-    """Interleaved rounds for every kind on one emulated stack; the mean 1-minute load."""
+    """Interleaved rounds for every kind on one emulated stack; the median 1-minute load.
+
+    ``work_cores``: the stage and worker children run on these cores and moto on the others.
+    """
     from worker.dev.devstack import StackNames, provision, use_dev_credentials
     from worker.dev.emulator import MotoProcess
 
@@ -252,6 +301,9 @@ def measure(
         assert aws.pid is not None
         stack = provision(endpoint, StackNames.random("bench"), visibility_timeout=120)
         env = worker_env(stack.settings_env(), Path(tmp), concurrency, cpu_threads)
+        if work_cores is not None:
+            pin_process(aws.pid, set(os.sched_getaffinity(0)) - work_cores)
+            env[PIN_ENV] = ",".join(map(str, sorted(work_cores)))
         for number in range(rounds):
             for kind in kinds:
                 loads.append(os.getloadavg()[0])
@@ -285,6 +337,8 @@ def measure(
 
 
 KINDS = ("photo", "video")
+# The cores a child keeps to (bench.worker_child reads it before it starts a thread).
+PIN_ENV = "BENCH_WORKER_CORES"
 
 
 def inputs(root: Path, *, quick: bool, kinds: Sequence[str] = KINDS) -> list[Kind]:
@@ -321,28 +375,34 @@ def run(
 
     defaults = Settings.model_fields
     slots = concurrency or int(defaults["concurrency"].default)
-    threads = cpu_threads or cpu_count()
+    rows: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="bench-worker-inputs-") as tmp:
         made = inputs(Path(tmp), quick=quick, kinds=kinds)
-        found, load = measure(
-            made,
-            rounds=rounds or (1 if quick else 3),
-            concurrency=slots,
-            cpu_threads=threads,
-            profile=profile,
-            baseline=baseline,
-        )
-    rows: list[Measurement] = []
-    for kind in made:
-        rows.extend(summarise(kind, found[kind.label], load=load))
-        if baseline is not None:
-            rows.extend(summarise(kind, found[kind.label], load=load, baseline=True))
-    # Named by the settings too: a sweep's rows for several settings stay apart.
-    tag = f" [{slots} jobs, {threads} CPU threads]"
-    return [
-        Measurement(m.name + tag, m.value, m.unit, m.reference and m.reference + tag, m.ratio)
-        for m in rows
-    ]
+        for where, work_cores in placements(sorted(os.sched_getaffinity(0))):
+            # One CPU thread per core the work has, as the worker's default is.
+            threads = cpu_threads or (len(work_cores) if work_cores else cpu_count())
+            found, load = measure(
+                made,
+                rounds=rounds or (1 if quick else 3),
+                concurrency=slots,
+                cpu_threads=threads,
+                profile=profile,
+                baseline=baseline,
+                work_cores=work_cores,
+            )
+            # Named by the settings too: a sweep's rows for several settings stay apart.
+            tag = f" [{slots} jobs, {threads} CPU threads, {where}]"
+            for kind in made:
+                found_rows = summarise(kind, found[kind.label], load=load)
+                if baseline is not None:
+                    found_rows += summarise(kind, found[kind.label], load=load, baseline=True)
+                rows.extend(
+                    Measurement(
+                        m.name + tag, m.value, m.unit, m.reference and m.reference + tag, m.ratio
+                    )
+                    for m in found_rows
+                )
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -22,6 +22,9 @@ import anyio.lowlevel
 from stages.contract import BadMediaError, Job, JobCancelled, Stage, StageResult, TransientError
 from worker import metrics
 
+# A CPU-bound stage's thread is named "stage NAME MEDIA_ID": the bench tells them from the worker's.
+STAGE_THREAD_PREFIX = "stage "
+
 
 class StageTimeout(TransientError):
     """A stage ran past its timeout or was cancelled; ``stopped`` is False when its thread had
@@ -147,7 +150,7 @@ class _StageThread:
                 with contextlib.suppress(RuntimeError):
                     anyio.from_thread.run_sync(self._returned, token=token)
 
-        name = f"stage {self.stage.name} {self.job.media_id}"
+        name = f"{STAGE_THREAD_PREFIX}{self.stage.name} {self.job.media_id}"
         try:
             threading.Thread(target=target, name=name, daemon=True).start()
         except BaseException:

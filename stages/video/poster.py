@@ -34,6 +34,9 @@ _DARKEST = 24.0  # mean grey level (0-255) below which a frame counts as black
 _FLATTEST = 8.0  # grey standard deviation below which a frame is one flat colour
 _TIME_SLACK = 1e-3  # seconds: frame times are rounded, 3/24 s may read as 0.12499
 
+# The helper thread that decodes stills beside the encode (a stage thread, not the worker's).
+STILLS_THREAD_PREFIX = "stills"
+
 
 @dataclass(frozen=True, slots=True)
 class FrameQuality:
@@ -165,7 +168,7 @@ class VideoStills:
             fps=animation_fps,
             size=animation.size if animation is not None else 1,
         )
-        self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stills")
+        self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix=STILLS_THREAD_PREFIX)
         self._poster_work: Future[Stills | None] | None = None
         self._animation_work: Future[Rendition | None] | None = None
 

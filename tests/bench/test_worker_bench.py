@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from bench.worker import Kind, Rounds, calls_per_upload, process_cpu_seconds, summarise
-from bench.worker_child import Window
+from bench.worker import (
+    Kind,
+    Rounds,
+    calls_per_upload,
+    pin_process,
+    placements,
+    process_cpu_seconds,
+    summarise,
+)
+from bench.worker_child import OwnThreads, Window
+from worker.stage_runner import STAGE_THREAD_PREFIX
 
 
 def test_the_window_opens_after_the_warm_uploads_and_closes_after_the_counted_ones() -> None:
@@ -52,7 +64,7 @@ def test_an_operation_missing_from_a_round_counts_zero_there() -> None:
     assert calls_per_upload(rounds) == {"s3.ListObjectsV2": 0.0, "s3.PutObject": 2.0}
 
 
-def test_the_worker_s_own_cpu_is_its_cpu_less_the_stages_and_the_ratio_is_of_rates() -> None:
+def test_the_worker_s_own_cpu_is_its_own_threads_and_the_ratio_is_of_rates() -> None:
     rounds = Rounds(
         stage=[
             {"uploads": 10, "seconds": 1.0, "cpu_seconds": 1.0},
@@ -63,6 +75,7 @@ def test_the_worker_s_own_cpu_is_its_cpu_less_the_stages_and_the_ratio_is_of_rat
                 "uploads": 10,
                 "seconds": 4.0,
                 "cpu_seconds": 1.5,
+                "own_cpu_seconds": 0.3,
                 "calls": {"s3.GetObject": 10},
                 "moto_cpu_seconds": 2.0,
                 "total_uploads": 20,
@@ -71,8 +84,16 @@ def test_the_worker_s_own_cpu_is_its_cpu_less_the_stages_and_the_ratio_is_of_rat
     )
     rows = {m.name: m for m in summarise(Kind("p", "photos/s", (), "job slot"), rounds, load=3)}
     assert rows["worker p stage CPU/upload"].value == pytest.approx(110)  # median of 100, 120
-    assert rows["worker p own CPU/upload"].value == pytest.approx(40)
-    assert rows["worker p own CPU vs stage's"].value == pytest.approx(100 * 40 / 110)
+    # Its own threads' 30 ms; the other 120 ms of the worker's CPU were its stages'.
+    assert rows["worker p own CPU/upload"].value == pytest.approx(30)
+    assert rows["worker p stage CPU in the worker/upload"].value == pytest.approx(120)
+    assert rows["worker p stage CPU in the worker/upload"].ratio == pytest.approx(110 / 120)
+    assert rows["worker p own CPU vs stage's"].value == pytest.approx(100 * 30 / 120)
+    # By difference across processes: 150 ms less the stages' 110 ms alone.
+    assert rows["worker p worker CPU less the stage alone's/upload"].value == pytest.approx(40)
+    assert rows["worker p worker CPU less the stage alone's vs stage's"].value == pytest.approx(
+        100 * 40 / 110
+    )
     end_to_end = rows["worker p end to end"]
     assert end_to_end.value == pytest.approx(2.5)
     assert end_to_end.reference == "worker p stage alone"
@@ -88,3 +109,55 @@ def test_a_process_cpu_time_is_read_from_proc() -> None:
     while time.process_time() < deadline:
         pass
     assert process_cpu_seconds(os.getpid()) - before >= 0.03
+
+
+def _spin(seconds: float) -> None:
+    deadline = time.thread_time() + seconds
+    while time.thread_time() < deadline:
+        pass
+
+
+def test_own_threads_count_the_worker_s_threads_and_not_a_stage_s() -> None:
+    own = OwnThreads()
+    before = own.sample()
+    stage = threading.Thread(target=_spin, args=(0.2,), name=f"{STAGE_THREAD_PREFIX}thumbnail m1")
+    helper = threading.Thread(target=_spin, args=(0.1,), name="AnyIO worker thread")
+    stage.start()
+    helper.start()
+    while helper.is_alive():
+        own.sample()
+        time.sleep(0.005)
+    stage.join()
+    helper.join()
+    # The helper has ended: its last reading (within one sample of its end) still counts.
+    used = own.sample() - before
+    assert 0.08 <= used < 0.18
+
+
+def test_moto_gets_a_core_of_its_own_only_where_there_are_two() -> None:
+    assert placements([0, 1]) == [("moto on its own core", {0}), ("moto beside it", None)]
+    assert placements([0, 1, 2, 3])[0] == ("moto on its own core", {0, 1, 2})
+    assert placements([5]) == [("moto beside it", None)]
+
+
+def test_pinning_a_process_reaches_every_thread_of_it() -> None:
+    sleeper = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import threading, time; "
+            "threading.Thread(target=time.sleep, args=(30,)).start(); time.sleep(30)",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        tasks = Path(f"/proc/{sleeper.pid}/task")
+        while len(list(tasks.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        core = min(os.sched_getaffinity(0))
+        pin_process(sleeper.pid, {core})
+        for task in tasks.iterdir():
+            assert os.sched_getaffinity(int(task.name)) == {core}
+    finally:
+        sleeper.kill()
+        sleeper.wait()
