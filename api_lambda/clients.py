@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import boto3
 from botocore.config import Config
 
-from mediamill_core.endpoint_parameters import resolve_endpoints_per_bucket
+from mediamill_core.botocore_tuning import tune
 from mediamill_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def s3_client(settings: Settings) -> S3Client:
         config=_config(settings).merge(presigning),
     )
     # Else every URL signed for a new key evaluates the whole endpoint ruleset again.
-    resolve_endpoints_per_bucket(client)
+    tune(client)
     return client
 
 
@@ -65,5 +65,5 @@ def _plain_client(service: Literal["dynamodb", "sns"], settings: Settings) -> An
         region_name=settings.region,
         config=_config(settings),
     )
-    resolve_endpoints_per_bucket(client)  # nothing to leave out today: kept right if one comes
+    tune(client)  # no endpoint parameter to leave out today: kept right if one comes
     return client

@@ -10,7 +10,7 @@ from typing import Any
 import aioboto3
 from botocore.config import Config
 
-from mediamill_core.endpoint_parameters import resolve_endpoints_per_bucket
+from mediamill_core.botocore_tuning import tune
 from mediamill_core.settings import Settings
 from worker import metrics
 
@@ -55,8 +55,9 @@ async def open_clients(settings: Settings) -> AsyncIterator[AwsClients]:
         }
         for client in clients.values():
             client.meta.events.register("before-call", _count_call)
-            # Else every S3 call on a new key evaluates the whole endpoint ruleset again.
-            resolve_endpoints_per_bucket(client)
+            # Else every S3 call on a new key evaluates the whole endpoint ruleset again, and
+            # every call builds its User-Agent header twice.
+            tune(client)
         yield AwsClients(**clients)
 
 

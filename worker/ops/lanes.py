@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal, cast
 import boto3
 from botocore.config import Config
 
-from mediamill_core.endpoint_parameters import resolve_endpoints_per_bucket
+from mediamill_core.botocore_tuning import tune
 from mediamill_core.settings import ENV_PREFIX, Settings
 from worker.aws import client_config
 from worker.queue import BACKFILL, MEDIA, LaneName
@@ -57,7 +57,7 @@ def ops_clients(settings: Settings) -> OpsClients:
             service, endpoint_url=settings.endpoint_url, region_name=settings.region, config=config
         )
         # `inspect` heads and lists object after object: one endpoint resolution per bucket.
-        resolve_endpoints_per_bucket(made)
+        tune(made)
         return made
 
     once = config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
