@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.serving import ThreadedWSGIServer
 from werkzeug.wsgi import LimitedStream
 
-# Longer than the clients' own idle limits (aiohttp's connector drops a connection idle for 15 s)
+# Longer than the clients' own idle limits (aiobotocore drops a connection idle for 12 s)
 # so that a client rarely sends on a connection the server is closing; short enough that a
 # client which keeps connections but no longer calls does not hold threads for long.
 IDLE_TIMEOUT = 60.0
@@ -46,8 +46,13 @@ class KeepAliveHandler(MotoRequestHandler):
     """moto's request handler, speaking HTTP/1.1 with persistent connections."""
 
     protocol_version = "HTTP/1.1"
-    timeout = IDLE_TIMEOUT  # the socket's: waiting for a request, or on a stalled peer
+    server: MotoServer
     _waiting = True
+
+    def setup(self) -> None:
+        super().setup()
+        # The socket's timeout, waiting for a request or on a stalled peer alike.
+        self.connection.settimeout(self.server.idle_timeout)
 
     def handle_one_request(self) -> None:
         self._waiting = True  # until the request line and headers are in
@@ -98,7 +103,8 @@ class KeepAliveHandler(MotoRequestHandler):
 class MotoServer(ThreadedWSGIServer):
     """werkzeug's threaded server with :class:`KeepAliveHandler`, closing what it keeps open."""
 
-    def __init__(self, host: str, port: int, app: Any) -> None:
+    def __init__(self, host: str, port: int, app: Any, idle_timeout: float = IDLE_TIMEOUT) -> None:
+        self.idle_timeout = idle_timeout
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__(host, port, app, handler=KeepAliveHandler)
