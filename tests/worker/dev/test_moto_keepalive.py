@@ -60,14 +60,19 @@ def _s3_calls(s3: Any, bucket: str) -> None:
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["big"]
 
 
-def test_one_boto3_client_makes_one_connection_to_the_emulator_process() -> None:
+def test_the_emulator_process_answers_many_requests_on_one_connection() -> None:
     with MotoProcess() as endpoint_url:
-        s3 = _client("s3", endpoint_url)
-        _s3_calls(s3, "kept-alive")
-        pool = s3._endpoint.http_session._manager.connection_from_url(endpoint_url)
-        # urllib3 opens a connection when the server closed the last one: with keep-alive,
-        # the first one served all fifteen calls.
-        assert pool.num_connections == 1
+        host, port = endpoint_url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        sockets = []
+        for method in ("GET", "HEAD", "GET", "POST", "GET"):
+            connection.request(method, "/moto-api/")
+            reply = connection.getresponse()
+            reply.read()
+            assert not reply.will_close
+            sockets.append(connection.sock)  # http.client opens a new one after a close
+        assert sockets[0] is not None
+        assert all(sock is sockets[0] for sock in sockets)
 
 
 def test_calls_of_every_kind_share_one_server_connection(
@@ -200,3 +205,27 @@ def test_closing_the_server_ends_its_kept_alive_connections() -> None:
     serving.join()
     # Kept alive until now, idle: the server closed it rather than leaving it to the timeout.
     assert connection.sock.recv(1) == b""
+
+
+@pytest.mark.parametrize("body", [b"abcde", b"a"], ids=["longer", "shorter"])
+def test_a_body_that_disagrees_with_its_length_ends_the_connection(body: bytes) -> None:
+    def lying(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "3")])
+        return [body]
+
+    server = MotoServer("127.0.0.1", 0, lying)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        host, port = server.server_address[:2]
+        with socket.create_connection((str(host), port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            reader = sock.makefile("rb")
+            status, headers = _response(reader)
+            assert (status, headers["content-length"]) == (200, "3")
+            # Never more than promised, and no next response framed after a wrong one.
+            assert reader.read() == body[:3]
+    finally:
+        server.shutdown()
+        server.server_close()
+        serving.join()
