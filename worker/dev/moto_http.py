@@ -46,6 +46,9 @@ class KeepAliveHandler(MotoRequestHandler):
     """moto's request handler, speaking HTTP/1.1 with persistent connections."""
 
     protocol_version = "HTTP/1.1"
+    # A response goes out in two writes (headers, then body): with Nagle's algorithm the second
+    # waits for the client's delayed ACK, tens of milliseconds per call on a kept-alive socket.
+    disable_nagle_algorithm = True
     server: MotoServer
     _waiting = True
 

@@ -26,8 +26,11 @@ class CountingServer(MotoServer):
         super().__init__("127.0.0.1", 0, moto_app(), idle_timeout=idle_timeout)
         self.accepted = 0
 
+        self.sockets: list[socket.socket] = []
+
     def process_request(self, request: Any, client_address: Any) -> None:
         self.accepted += 1
+        self.sockets.append(request)
         super().process_request(request, client_address)
 
 
@@ -229,3 +232,16 @@ def test_a_body_that_disagrees_with_its_length_ends_the_connection(body: bytes) 
         server.shutdown()
         server.server_close()
         serving.join()
+
+
+def test_a_response_is_not_held_back_for_the_client_s_ack(
+    served: tuple[CountingServer, str],
+) -> None:
+    # Headers and body are two writes: with Nagle's algorithm on, the body would wait for the
+    # client's delayed ACK on every call of a kept-alive connection.
+    server, endpoint_url = served
+    sqs = _client("sqs", endpoint_url)
+    sqs.list_queues()  # answered, and the connection still open: the client holds it
+    assert server.sockets
+    for accepted in server.sockets:
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
