@@ -13,7 +13,7 @@ import secrets
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -21,6 +21,9 @@ from botocore.config import Config
 from worker.dev.evaluation import Evaluation, Made, Pseudo
 from worker.dev.resources import Services, make_served, physical_name, stand_in
 from worker.dev.template import ParameterValue, load_template
+
+if TYPE_CHECKING:
+    from worker.dev.moto_http import MotoServer
 
 DEV_REGION = "us-east-1"
 # moto accepts any credentials; these keep a developer's real ones out of the emulation.
@@ -203,29 +206,43 @@ def provision(
 
 
 class EmbeddedAws:
-    """moto's threaded server on a free loopback port."""
+    """moto's server on a free loopback port, on threads of this process (HTTP/1.1, kept alive)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         import logging
 
-        from moto.server import ThreadedMotoServer
-
         # werkzeug logs every request at INFO on stderr; keep the worker's JSON log readable.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self._host, self._port = host, port
+        self._server: MotoServer | None = None
+        self._thread: threading.Thread | None = None
         self.endpoint_url = ""
 
     def start(self) -> str:
-        self._server.start()
-        wsgi = self._server._server
-        assert wsgi is not None
-        wsgi.app = AtomicDynamoDB(wsgi.app)
-        host, port = self._server.get_host_and_port()
-        self.endpoint_url = f"http://{host}:{port}"
+        from worker.dev.moto_http import MotoServer
+
+        server = self._server = MotoServer(self._host, self._port, moto_app())
+        self._thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+        self._thread.start()
+        host, port = server.server_address[:2]
+        self.endpoint_url = f"http://{host!s}:{port}"
         return self.endpoint_url
 
     def stop(self) -> None:
-        self._server.stop()
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()  # and the kept-alive connections with it
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+def moto_app() -> Any:
+    """moto's WSGI app (every service, routed by host and signature) with atomic DynamoDB."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    return AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
 
 
 class AtomicDynamoDB:

@@ -3,7 +3,7 @@
 In-process, moto's request handling takes a large share of the worker's GIL; here it runs as
 ``python -m worker.dev.emulator``, a child that serves moto's app as
 :class:`~worker.dev.devstack.EmbeddedAws` does (DynamoDB writes kept atomic) on loopback and
-reports its port on a pipe::
+reports its port on a pipe (HTTP/1.1, connections kept alive: :mod:`worker.dev.moto_http`)::
 
     with MotoProcess() as endpoint_url:      # or: aws = MotoProcess(); url = aws.start()
         boto3.client("s3", endpoint_url=endpoint_url, ...)
@@ -193,20 +193,13 @@ def _serve(host: str, port: int) -> None:
     import logging
     import threading
 
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
-
-    from worker.dev.devstack import AtomicDynamoDB
+    from worker.dev.devstack import moto_app
+    from worker.dev.moto_http import MotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
-    # As moto's ThreadedMotoServer serves, but bound here in the main thread: a port that
-    # cannot be bound ends the process (werkzeug says why) instead of hanging its start.
-    app = AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
-    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    # As EmbeddedAws serves (kept-alive HTTP/1.1), but bound here in the main thread: a port
+    # that cannot be bound ends the process (werkzeug says why) instead of hanging its start.
+    server = MotoServer(host, port, moto_app())
     serving = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
     serving.start()
     bound_host, bound_port = server.server_address[:2]
@@ -215,6 +208,7 @@ def _serve(host: str, port: int) -> None:
     while sys.stdin.buffer.read(65536):
         pass  # nothing is sent on stdin: it is there to close
     server.shutdown()
+    server.server_close()  # kept-alive clients see the connection end, not a hang
 
 
 if __name__ == "__main__":
