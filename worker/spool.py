@@ -100,11 +100,20 @@ class Spool:
         return path
 
     def fits(self, need: int) -> bool:
+        """Whether ``need`` more bytes fit now (walks the spool: not on the event loop)."""
+        return self._fits(need, self._disk())
+
+    def _disk(self) -> tuple[int, int]:
+        """What the spool holds on disk and what the disk has free (a walk and a statvfs)."""
+        return _used(self.root), shutil.disk_usage(self.base).free
+
+    def _fits(self, need: int, disk: tuple[int, int]) -> bool:
+        used, free = disk
         if self.reserved + need > self.capacity:
             return False
         # The disk may be shared: what is free now must hold it too, beyond what is reserved.
-        unwritten = max(0, self.reserved - _used(self.root))
-        return need + unwritten <= shutil.disk_usage(self.base).free
+        unwritten = max(0, self.reserved - used)
+        return need + unwritten <= free
 
     @asynccontextmanager
     async def reserve(self, upload_size: int, *, wait_seconds: float) -> AsyncIterator[int]:
@@ -116,11 +125,19 @@ class Spool:
                 f"{_gb(self.capacity)} (MEDIAMILL_SPOOL_BUDGET_BYTES and the free disk under "
                 "MEDIAMILL_SPOOL_DIR bound it)"
             )
+        fitted = False
         with anyio.move_on_after(wait_seconds):
-            while not await anyio.to_thread.run_sync(self.fits, need):
+            while True:
+                # The disk is read in a worker thread; the decision is taken back on the event
+                # loop against what is reserved by then, so two jobs never both take the last
+                # room, and the loop never walks the spool itself.
+                disk = await anyio.to_thread.run_sync(self._disk)
+                if fitted := self._fits(need, disk):
+                    break
                 with anyio.move_on_after(1.0):
                     await self._freed.wait()
-        if not self.fits(need):
+        # Out of time (or given none): one last look, on the loop, before leaving it for later.
+        if not fitted and not self._fits(need, self._disk()):
             raise TransientError(
                 f"not enough scratch space now ({_gb(need)} needed, {_gb(self.reserved)} of "
                 f"{_gb(self.capacity)} reserved): left for later",

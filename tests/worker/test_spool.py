@@ -140,3 +140,29 @@ async def test_an_upload_too_big_for_the_spool_is_retried_never_blamed_on_the_me
     assert item["error_retryable"] is True
     assert "scratch space" in item["error"]
     assert item["attempts"] == stack.max_receive_count
+
+
+async def test_a_reservation_with_room_never_walks_the_spool_on_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from worker import spool as spool_module
+
+    walks: list[threading.Thread] = []
+    walk = spool_module._used
+
+    def watched(root: Path) -> int:
+        walks.append(threading.current_thread())
+        return walk(root)
+
+    monkeypatch.setattr(spool_module, "_used", watched)
+    spool = Spool(tmp_path, 3 * NEED_FLOOR, structlog.get_logger())
+    spool.open()
+    walks.clear()
+    async with spool.reserve(1024, wait_seconds=5):
+        pass
+    # Walking a busy spool stats every file in it: a worker thread's job, not the loop's.
+    assert walks
+    assert threading.main_thread() not in walks
+    spool.close()
