@@ -19,7 +19,7 @@ Each suite runs twice: first with moto on a core of its own and the work on the 
 elsewhere in production: this is the figure per core), then with every core shared with moto.
 
     python -m bench worker                      # part of `make bench`
-    python -m bench.worker [--quick] [--concurrency 8] [--cpu-threads 2] [--rounds 3]
+    python -m bench.worker [--quick] [--concurrency 8] [--cpu-threads 2] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,15 +95,6 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def per_upload(rounds: Sequence[dict[str, Any]], key: str) -> float:
-    """Median over rounds of ``key`` per upload."""
-    return median([r[key] / r["uploads"] for r in rounds])
-
-
-def rate(rounds: Sequence[dict[str, Any]]) -> float:
-    return median([r["uploads"] / r["seconds"] for r in rounds])
-
-
 def calls_per_upload(rounds: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Median calls per upload of each operation (a missing one counts 0 in that round)."""
     names = sorted({name for r in rounds for name in r["calls"]})
@@ -112,60 +103,78 @@ def calls_per_upload(rounds: Sequence[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def _spread(name: str, values: Sequence[float], unit: str, **more: Any) -> Measurement:
+    """A row from per-round values: their median, with their range and count."""
+    return Measurement(
+        name, median(values), unit, low=min(values), high=max(values), rounds=len(values), **more
+    )
+
+
 def summarise(
     kind: Kind, rounds: Rounds, *, load: float, baseline: bool = False
 ) -> list[Measurement]:
     """The suite's rows for one kind from its rounds (of the baseline's worker, if asked)."""
     workers = rounds.baseline if baseline else rounds.worker
-    stage_cpu = per_upload(rounds.stage, "cpu_seconds")
-    worker_cpu = per_upload(workers, "cpu_seconds")
+    stage_cpu = [r["cpu_seconds"] / r["uploads"] * 1000 for r in rounds.stage]
+    worker_cpu = [r["cpu_seconds"] / r["uploads"] * 1000 for r in workers]
     # In the worker's process and window: its own threads' CPU, and the rest (its stages').
-    own = per_upload(workers, "own_cpu_seconds")
-    inside = median([(r["cpu_seconds"] - r["own_cpu_seconds"]) / r["uploads"] for r in workers])
-    own_share = median(
-        [r["own_cpu_seconds"] / (r["cpu_seconds"] - r["own_cpu_seconds"]) for r in workers]
-    )
-    stage_rate, worker_rate = rate(rounds.stage), rate(workers)
+    own = [r["own_cpu_seconds"] / r["uploads"] * 1000 for r in workers]
+    inside = [w - o for w, o in zip(worker_cpu, own, strict=True)]
+    # Round by round: each worker round against the stage round just before it.
+    paired = list(zip(rounds.stage, workers, strict=False))
+    stage_rates = [r["uploads"] / r["seconds"] for r in rounds.stage]
+    worker_rates = [r["uploads"] / r["seconds"] for r in workers]
+    end_to_end = [(w["uploads"] / w["seconds"]) / (s["uploads"] / s["seconds"]) for s, w in paired]
+    by_difference = [
+        w["cpu_seconds"] / w["uploads"] * 1000 - s["cpu_seconds"] / s["uploads"] * 1000
+        for s, w in paired
+    ]
+    difference_share = [
+        100 * d / (s["cpu_seconds"] / s["uploads"] * 1000)
+        for d, (s, _) in zip(by_difference, paired, strict=True)
+    ]
     calls = calls_per_upload(workers)
-    moto = median([r["moto_cpu_seconds"] / r["total_uploads"] for r in workers])
+    moto = [r["moto_cpu_seconds"] / r["total_uploads"] * 1000 for r in workers]
     name = f"{'baseline' if baseline else 'worker'} {kind.label}"
-    rows = [
-        Measurement(f"{name} stage CPU/upload", stage_cpu * 1000, "ms"),
-        Measurement(
+    alone = f"{name} stage CPU/upload"
+    stage_alone = f"{name} stage alone"
+    return [
+        _spread(alone, stage_cpu, "ms"),
+        _spread(
             f"{name} stage CPU in the worker/upload",
-            inside * 1000,
+            inside,
             "ms",
-            f"{name} stage CPU/upload",
-            stage_cpu / inside,
+            reference=alone,
+            ratio=median(stage_cpu) / median(inside),
         ),
-        Measurement(f"{name} own CPU/upload", own * 1000, "ms"),
-        Measurement(f"{name} own CPU vs stage's", 100 * own_share, "%"),
-        # The same by difference, across processes: the worker's CPU less the stages' alone.
-        # It also charges the worker with any stage work that costs more beside the event loop.
-        Measurement(
-            f"{name} worker CPU less the stage alone's/upload",
-            (worker_cpu - stage_cpu) * 1000,
-            "ms",
-        ),
-        Measurement(
-            f"{name} worker CPU less the stage alone's vs stage's",
-            100 * (worker_cpu - stage_cpu) / stage_cpu,
+        _spread(f"{name} own CPU/upload", own, "ms"),
+        _spread(
+            f"{name} own CPU vs stage's",
+            [100 * o / i for o, i in zip(own, inside, strict=True)],
             "%",
         ),
-        Measurement(f"{name} stage alone", stage_rate, kind.unit),
+        # The same by difference, across processes: the worker's CPU less the stages' alone.
+        # It also charges the worker with any stage work that costs more beside the event loop.
+        _spread(f"{name} worker CPU less the stage alone's/upload", by_difference, "ms"),
+        _spread(f"{name} worker CPU less the stage alone's vs stage's", difference_share, "%"),
+        _spread(stage_alone, stage_rates, kind.unit),
         Measurement(
             f"{name} end to end",
-            worker_rate,
+            median(worker_rates),
             kind.unit,
-            f"{name} stage alone",
-            worker_rate / stage_rate,
+            stage_alone,
+            median(end_to_end),
+            low=min(worker_rates),
+            high=max(worker_rates),
+            rounds=len(worker_rates),
+            ratio_low=min(end_to_end),
+            ratio_high=max(end_to_end),
         ),
         Measurement(f"{name} AWS calls/upload", sum(calls.values()), "calls"),
-        Measurement(f"{name} moto CPU/upload (not the worker's)", moto * 1000, "ms"),
+        _spread(f"{name} moto CPU/upload (not the worker's)", moto, "ms"),
         *(Measurement(f"{name} {op}/upload", n, "calls") for op, n in calls.items() if n),
         Measurement(f"{name} load average", load, "1 min"),
     ]
-    return rows
 
 
 # --- the emulation and the stack ---------------------------------------------------------------
@@ -383,7 +392,7 @@ def run(
             threads = cpu_threads or (len(work_cores) if work_cores else cpu_count())
             found, load = measure(
                 made,
-                rounds=rounds or (1 if quick else 3),
+                rounds=rounds or (1 if quick else 5),
                 concurrency=slots,
                 cpu_threads=threads,
                 profile=profile,
@@ -397,9 +406,7 @@ def run(
                 if baseline is not None:
                     found_rows += summarise(kind, found[kind.label], load=load, baseline=True)
                 rows.extend(
-                    Measurement(
-                        m.name + tag, m.value, m.unit, m.reference and m.reference + tag, m.ratio
-                    )
+                    replace(m, name=m.name + tag, reference=m.reference and m.reference + tag)
                     for m in found_rows
                 )
     return rows

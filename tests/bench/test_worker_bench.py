@@ -89,15 +89,19 @@ def test_the_worker_s_own_cpu_is_its_own_threads_and_the_ratio_is_of_rates() -> 
     assert rows["worker p stage CPU in the worker/upload"].value == pytest.approx(120)
     assert rows["worker p stage CPU in the worker/upload"].ratio == pytest.approx(110 / 120)
     assert rows["worker p own CPU vs stage's"].value == pytest.approx(100 * 30 / 120)
-    # By difference across processes: 150 ms less the stages' 110 ms alone.
-    assert rows["worker p worker CPU less the stage alone's/upload"].value == pytest.approx(40)
+    # By difference across processes, round by round: 150 ms less the stages' 100 ms alone.
+    assert rows["worker p worker CPU less the stage alone's/upload"].value == pytest.approx(50)
     assert rows["worker p worker CPU less the stage alone's vs stage's"].value == pytest.approx(
-        100 * 40 / 110
+        100 * 50 / 100
     )
     end_to_end = rows["worker p end to end"]
     assert end_to_end.value == pytest.approx(2.5)
     assert end_to_end.reference == "worker p stage alone"
-    assert end_to_end.ratio == pytest.approx(2.5 / 7.5)  # median of 10 and 5 photos/s
+    # Round by round: the worker's round against the stage round before it (10 photos/s).
+    assert end_to_end.ratio == pytest.approx(2.5 / 10)
+    assert (end_to_end.rounds, end_to_end.ratio_low, end_to_end.ratio_high) == (1, 0.25, 0.25)
+    own = rows["worker p own CPU/upload"]
+    assert (own.low, own.high, own.rounds) == (30, 30, 1)
     assert rows["worker p AWS calls/upload"].value == 1
     assert rows["worker p moto CPU/upload (not the worker's)"].value == pytest.approx(100)
     assert rows["worker p load average"].value == 3
