@@ -298,6 +298,7 @@ class MediaStore(EventLockWrites):
                 sets=sets,
                 removes=("lease", *removes),
                 raw_sets=("#rev = if_not_exists(#rev, :zero) + :one",),
+                counted=("rev",),
                 condition=condition,
                 names=names,
                 values=values,

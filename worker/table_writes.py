@@ -33,8 +33,15 @@ class TableWrites:
         condition: str,
         names: dict[str, str] | None = None,
         values: dict[str, Any] | None = None,
+        counted: tuple[str, ...] | None = None,
     ) -> dict[str, Any]:
-        """One conditional UpdateItem; raises ClientError (conditional failures included)."""
+        """One conditional UpdateItem; raises ClientError (conditional failures included).
+
+        Answers with the item as written. With ``counted`` (the attributes ``raw_sets`` add one
+        to), DynamoDB answers with the item before the write instead, and the write is applied
+        to it here: the same item, without reading back the large values just sent (a READY
+        write's metadata and labels cost more to parse than to apply).
+        """
         all_names = dict(names or {})
         all_values = dict(values or {})
         assignments = list(raw_sets)
@@ -48,13 +55,23 @@ class TableWrites:
             for index, name in enumerate(removed):
                 all_names[f"#r{index}"] = name
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
+        encoded = _encode(all_values)
         response = await self._ddb.update_item(
             TableName=self._table,
             Key=_encode({"media_id": media_id}),
             UpdateExpression=expression,
             ConditionExpression=condition,
             ExpressionAttributeNames=all_names,
-            ExpressionAttributeValues=_encode(all_values),
-            ReturnValues="ALL_NEW",
+            ExpressionAttributeValues=encoded,
+            ReturnValues="ALL_NEW" if counted is None else "ALL_OLD",
         )
-        return _decode(response["Attributes"])
+        if counted is None:
+            return _decode(response["Attributes"])
+        before = _decode(response.get("Attributes") or {})
+        # The values as DynamoDB stores them (the encoded form read back: 1.0 is 1, a tuple a list).
+        written = _decode({name: encoded[f":s{i}"] for i, name in enumerate(sets)})
+        item = {name: value for name, value in before.items() if name not in removed}
+        item.update(written)
+        for name in counted:
+            item[name] = int(before.get(name) or 0) + 1
+        return item

@@ -575,3 +575,56 @@ async def test_deaths_are_counted_on_the_item_whatever_message_carries_the_try(
     again = await claim(store, media_id, OBJ, Lease("job-10", "copy-10", 60))
     assert again.item is not None
     assert again.item["deaths"] == 3
+
+
+@pytest.mark.parametrize("outcome", ["ready", "failed"])
+async def test_a_finishing_write_answers_with_the_item_exactly_as_stored(
+    store: MediaStore, dynamodb: Any, settings: Settings, outcome: str
+) -> None:
+    # The write is answered with the item before it and applied here: the answer must be the
+    # stored item to the last value (1.0 stored as 1, tuples as lists, removals gone, rev + 1).
+    media_id = pending_item(dynamodb, settings)
+    lease = Lease("job-1", "message-1", 60)
+    await claim(store, media_id, OBJ, lease)
+    dynamodb.update_item(
+        TableName=settings.table,
+        Key=encode({"media_id": media_id}),
+        UpdateExpression="SET #a = :a, #l = :l, #e = :e",
+        ExpressionAttributeNames={"#a": "album", "#l": "location", "#e": "error"},
+        ExpressionAttributeValues=encode(
+            {":a": "holiday", ":l": {"lat": 1.5}, ":e": "an earlier try's"}
+        ),
+    )
+    before = raw_item(dynamodb, settings.table, media_id)
+    assert before is not None
+    labels = [
+        {"name": f"Label {n}", "confidence": 90.0 + n, "parents": ("Thing",), "categories": []}
+        for n in range(20)
+    ]
+    if outcome == "ready":
+        answer = await store.mark_ready(
+            media_id,
+            OBJ.tag,
+            lock_token="lock-1",
+            kind="image",
+            metadata={"width": 4000.0, "ratio": 0.75, "tags": labels, "none": None},
+            location=None,
+            renditions={"preview": {"key": "r/p.jpg", "bytes": 1234, "width": 1440}},
+            stages=[{"name": "probe", "seconds": 0.0123, "outcome": "ok"}],
+            warnings=["w"],
+        )
+    else:
+        answer = await store.mark_failed(
+            media_id,
+            OBJ.tag,
+            lock_token="lock-1",
+            reason="not a picture",
+            retryable=False,
+            kind=None,
+            stages=[],
+            warnings=[],
+        )
+    assert answer == raw_item(dynamodb, settings.table, media_id)
+    assert answer["rev"] == int(before.get("rev") or 0) + 1
+    assert answer["album"] == "holiday"  # written by someone else meanwhile: still in it
+    assert "location" not in answer
