@@ -273,13 +273,8 @@ class MediaStore(EventLockWrites):
             "event_lock": {"token": lock_token, "until": now + self._event_lock_seconds},
         }
         condition = "#status = :processing AND #source.#tag = :tag"
-        names = {"#status": "status", "#source": "source", "#tag": "tag", "#rev": "rev"}
-        values: dict[str, Any] = {
-            ":processing": MediaStatus.PROCESSING.value,
-            ":tag": tag,
-            ":one": 1,
-            ":zero": 0,
-        }
+        names = {"#status": "status", "#source": "source", "#tag": "tag"}
+        values: dict[str, Any] = {":processing": MediaStatus.PROCESSING.value, ":tag": tag}
         if abandoned_after is not None:
             # Only while nobody holds it and its message has had its last delivery; never one
             # sent on as a copy, which is on its way to a claim.
@@ -297,8 +292,8 @@ class MediaStore(EventLockWrites):
                 media_id,
                 sets=sets,
                 removes=("lease", *removes),
-                raw_sets=("#rev = if_not_exists(#rev, :zero) + :one",),
-                counted=("rev",),
+                counters=("rev",),
+                applied=True,
                 condition=condition,
                 names=names,
                 values=values,

@@ -29,22 +29,29 @@ class TableWrites:
         *,
         sets: dict[str, Any],
         removes: tuple[str, ...] = (),
-        raw_sets: tuple[str, ...] = (),
+        counters: tuple[str, ...] = (),
         condition: str,
         names: dict[str, str] | None = None,
         values: dict[str, Any] | None = None,
-        counted: tuple[str, ...] | None = None,
+        applied: bool = False,
     ) -> dict[str, Any]:
         """One conditional UpdateItem; raises ClientError (conditional failures included).
 
-        Answers with the item as written. With ``counted`` (the attributes ``raw_sets`` add one
-        to), DynamoDB answers with the item before the write instead, and the write is applied
-        to it here: the same item, without reading back the large values just sent (a READY
-        write's metadata and labels cost more to parse than to apply).
+        ``counters`` are attributes the write adds one to (absent counts as 0). Answers with the
+        item as written: read back (``ALL_NEW``), or, when ``applied``, the item before the write
+        (``ALL_OLD``) with the write applied to it here, which spares reading back large values
+        just sent (a READY write's metadata and labels cost more to parse than to apply).
         """
         all_names = dict(names or {})
         all_values = dict(values or {})
-        assignments = list(raw_sets)
+        assignments = [
+            f"#c{index} = if_not_exists(#c{index}, :c_zero) + :c_one"
+            for index in range(len(counters))
+        ]
+        for index, name in enumerate(counters):
+            all_names[f"#c{index}"] = name
+        if counters:
+            all_values.update({":c_zero": 0, ":c_one": 1})
         for index, (name, value) in enumerate(sets.items()):
             all_names[f"#s{index}"] = name
             all_values[f":s{index}"] = value
@@ -63,15 +70,15 @@ class TableWrites:
             ConditionExpression=condition,
             ExpressionAttributeNames=all_names,
             ExpressionAttributeValues=encoded,
-            ReturnValues="ALL_NEW" if counted is None else "ALL_OLD",
+            ReturnValues="ALL_OLD" if applied else "ALL_NEW",
         )
-        if counted is None:
+        if not applied:
             return _decode(response["Attributes"])
         before = _decode(response.get("Attributes") or {})
         # The values as DynamoDB stores them (the encoded form read back: 1.0 is 1, a tuple a list).
         written = _decode({name: encoded[f":s{i}"] for i, name in enumerate(sets)})
         item = {name: value for name, value in before.items() if name not in removed}
         item.update(written)
-        for name in counted:
+        for name in counters:
             item[name] = int(before.get(name) or 0) + 1
         return item

@@ -209,33 +209,21 @@ class EmbeddedAws:
     """moto's server on a free loopback port, on threads of this process (HTTP/1.1, kept alive)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        import logging
-
-        # werkzeug logs every request at INFO on stderr; keep the worker's JSON log readable.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._host, self._port = host, port
         self._server: MotoServer | None = None
-        self._thread: threading.Thread | None = None
         self.endpoint_url = ""
 
     def start(self) -> str:
         from worker.dev.moto_http import MotoServer
 
-        server = self._server = MotoServer(self._host, self._port, moto_app())
-        self._thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
-        self._thread.start()
-        host, port = server.server_address[:2]
-        self.endpoint_url = f"http://{host!s}:{port}"
+        self._server = MotoServer(self._host, self._port, moto_app())
+        self.endpoint_url = self._server.start()
         return self.endpoint_url
 
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
-            server.server_close()  # and the kept-alive connections with it
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+            server.stop()  # and the kept-alive connections with it
 
 
 def moto_app() -> Any:

@@ -190,25 +190,18 @@ def _serve(host: str, port: int) -> None:
     # Only the ready line goes to the parent's pipe; anything moto prints goes to stderr.
     ready = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    import logging
-    import threading
-
     from worker.dev.devstack import moto_app
     from worker.dev.moto_http import MotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
     # As EmbeddedAws serves (kept-alive HTTP/1.1), but bound here in the main thread: a port
     # that cannot be bound ends the process (werkzeug says why) instead of hanging its start.
     server = MotoServer(host, port, moto_app())
-    serving = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
-    serving.start()
-    bound_host, bound_port = server.server_address[:2]
-    ready.write(json.dumps({"endpoint_url": f"http://{bound_host!s}:{bound_port}"}) + "\n")
+    endpoint_url = server.start()
+    ready.write(json.dumps({"endpoint_url": endpoint_url}) + "\n")
     ready.close()
     while sys.stdin.buffer.read(65536):
         pass  # nothing is sent on stdin: it is there to close
-    server.shutdown()
-    server.server_close()  # kept-alive clients see the connection end, not a hang
+    server.stop()  # kept-alive clients see the connection end, not a hang
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ werkzeug does (moto's handler builds the environ) but frames both directions its
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import traceback
@@ -110,7 +111,25 @@ class MotoServer(ThreadedWSGIServer):
         self.idle_timeout = idle_timeout
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+        self._serving: threading.Thread | None = None
+        # werkzeug logs every request at INFO on stderr; keep the worker's JSON log readable.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         super().__init__(host, port, app, handler=KeepAliveHandler)
+
+    def start(self) -> str:
+        """Serve on a daemon thread; the endpoint URL of the bound address."""
+        self._serving = threading.Thread(target=self.serve_forever, name="moto", daemon=True)
+        self._serving.start()
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def stop(self) -> None:
+        """Stop serving, end the kept-alive connections, and wait for the serving thread."""
+        self.shutdown()
+        self.server_close()
+        if self._serving is not None:
+            self._serving.join()
+            self._serving = None
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:

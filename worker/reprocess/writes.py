@@ -160,12 +160,12 @@ class ReprocessWrites(TableWrites):
         condition, names, values = _object_condition(item)
         condition += " AND #lease.#token = :token AND attribute_not_exists(event_pending)"
         names.update({"#lease": LEASE, "#token": "token"})
-        values.update({":token": lease.token, ":one": 1, ":zero": 0})
+        values.update({":token": lease.token})
         try:
             return await self._update(
                 media_id,
                 sets=updates,
-                raw_sets=("#rev = if_not_exists(#rev, :zero) + :one",),
+                counters=("rev",),
                 condition=condition,
                 names=names,
                 values=values,
