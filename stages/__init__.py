@@ -10,12 +10,14 @@ from stages.contract import (
     Rendition,
     RenditionInvalid,
     RetryBudget,
+    S3Location,
     Stage,
     StageContext,
     StageError,
     StageOptions,
     StageRecord,
     StageResult,
+    StoresAhead,
     TransientError,
 )
 
@@ -29,11 +31,13 @@ __all__ = [
     "Rendition",
     "RenditionInvalid",
     "RetryBudget",
+    "S3Location",
     "Stage",
     "StageContext",
     "StageError",
     "StageOptions",
     "StageRecord",
     "StageResult",
+    "StoresAhead",
     "TransientError",
 ]

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -101,6 +101,15 @@ class MediaSource:
 
 
 @dataclass(frozen=True, slots=True)
+class S3Location:
+    """Where a rendition is stored in S3, so that a stage can point a service at it (Rekognition
+    reads an ``S3Object``) instead of sending the file's bytes."""
+
+    bucket: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
 class Rendition:
     """A file a stage produced; publish uploads it under a key derived from media id and name."""
 
@@ -112,6 +121,8 @@ class Rendition:
     extra: Mapping[str, Any] = field(default_factory=dict)
     # Set by a stage that checked the file itself (stages.photo.verify); publish checks the others.
     checked: bool = False
+    # Set when the file is in S3 already: one a reprocess downloaded from the item's renditions.
+    stored: S3Location | None = None
 
 
 @dataclass(slots=True)
@@ -172,6 +183,9 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
     records: tuple[StageRecord, ...] = ()
     warnings: tuple[str, ...] = ()
+    # Stores a rendition of this job ahead of its publish, under the key publish gives it. None
+    # when nothing publishes this job's renditions so (a reprocess stores its own way).
+    stores_ahead: StoresAhead | None = None
 
     @classmethod
     def standalone(
@@ -273,6 +287,15 @@ class Stage:
 
     def run_sync(self, job: Job) -> StageResult:
         raise NotImplementedError(f"stage {self.name!r} is cpu_bound but has no run_sync")
+
+
+class StoresAhead(Protocol):
+    """Stores a rendition in S3 before publish runs, under the key and with the headers publish
+    gives it; publish then does not upload it again (the built-in publish is one)."""
+
+    async def store_ahead(self, job: Job, rendition: Rendition) -> S3Location:
+        """Raises TransientError when S3 fails, RenditionInvalid when the file fails its check."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from worker.jobs import UploadProcessor
 from worker.live_photos import LivePhotos
 from worker.notify import MediaEvents, Outbox
 from worker.pipeline import Pipeline
+from worker.publish import PublishStage
 from worker.queue import InFlight, MediaQueue
 from worker.registry import StageRegistry
 from worker.spool import Spool
@@ -144,6 +145,10 @@ class Worker:
                     lease_seconds=self.settings.visibility_timeout,
                     spool_wait_seconds=self.settings.spool_wait_seconds,
                     live=LivePhotos(aws.dynamodb, self.settings.table),
+                    # The stages before publish may have it store a rendition ahead of its run.
+                    stores_ahead=next(
+                        (s for s in self.registry.order if isinstance(s, PublishStage)), None
+                    ),
                 )
                 sweeper = Sweeper(
                     dynamodb=aws.dynamodb,

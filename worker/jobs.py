@@ -19,7 +19,7 @@ from structlog.typing import FilteringBoundLogger
 
 from mediamill_core.items import utc_now
 from mediamill_core.keys import media_id_from_key, object_tag
-from stages.contract import BadMediaError, MediaSource, TransientError
+from stages.contract import BadMediaError, MediaSource, StoresAhead, TransientError
 from worker import metrics
 from worker.claims import ClaimContended, ClaimOutcome, Lease, StoredObject, killed_worker_reason
 from worker.events import UploadEvent
@@ -49,8 +49,10 @@ class UploadProcessor:
         lease_seconds: float,
         spool_wait_seconds: float = 60.0,
         live: LivePhotos | None = None,
+        stores_ahead: StoresAhead | None = None,
     ) -> None:
         self._originals = Originals(s3)
+        self._stores_ahead = stores_ahead
         self._store = store
         self._outbox = outbox
         self._pipeline = pipeline
@@ -271,7 +273,13 @@ class UploadProcessor:
             return await self._retry_or_give_up(source, exc, None, attempt, log)
 
         outcome = await self._pipeline.run(
-            source, original, job_dir, attempt=attempt.number, max_attempts=attempt.of, log=log
+            source,
+            original,
+            job_dir,
+            attempt=attempt.number,
+            max_attempts=attempt.of,
+            log=log,
+            stores_ahead=self._stores_ahead,
         )
         error = outcome.error
         seconds = round(time.monotonic() - started, 3)

@@ -28,6 +28,7 @@ from stages.contract import (
     Stage,
     StageRecord,
     StageResult,
+    StoresAhead,
     TransientError,
 )
 from worker import metrics
@@ -159,6 +160,7 @@ class Pipeline:
         log: FilteringBoundLogger,
         only: frozenset[str] | None = None,
         state: JobState | None = None,
+        stores_ahead: StoresAhead | None = None,
     ) -> JobOutcome:
         """Run every stage, final ones (publish) last; a failure stops the rest of the job.
 
@@ -167,7 +169,9 @@ class Pipeline:
         returns only once every stage thread of the job has returned or been found stuck.
 
         A reprocess runs ``only`` some stages, on a ``state`` that holds what the item stored for
-        the others they depend on; the outcome is then of those stages alone.
+        the others they depend on; the outcome is then of those stages alone. ``stores_ahead``
+        is handed to every stage's job: what publishes its renditions, when that is the
+        registry's publish.
         """
         with self._watched(source.media_id):
             state = state or JobState()
@@ -200,6 +204,7 @@ class Pipeline:
                     log=log.bind(stage=stage.name),
                     records=tuple(r for r in state.ordered_records(order) if r.name in ancestors),
                     warnings=tuple(state.warnings(ancestors)),
+                    stores_ahead=stores_ahead,
                 )
 
             async def run_one(stage: Stage) -> None:

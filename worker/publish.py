@@ -6,23 +6,33 @@ conditional on this very object. Renditions of an earlier object of the same id 
 the item points at the new set; when the write finds the item deleted or given to a newer
 object, the renditions just uploaded are removed again. An item that never held another object
 (``sole_object``) has no earlier renditions: they are not looked for.
+
+A stage before it may ask for a rendition to be stored ahead (:meth:`PublishStage.store_ahead`,
+the worker's ``renditions`` resource): tagging points Rekognition at the stored preview rather
+than sending its bytes. It goes up under the same key with the same headers, and publish uses
+that upload instead of making its own.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
+from mediamill_core.hls import HLS_CONTENT_TYPE
 from mediamill_core.items import MediaStatus
 from mediamill_core.keys import rendition_key, rendition_prefix
 from stages.contract import (
     Job,
     Rendition,
+    S3Location,
     Stage,
     StageContext,
     StageOptions,
@@ -39,6 +49,25 @@ from worker.store import SOLE_OBJECT, MediaStore, StaleJob
 class PublishOptions(StageOptions):
     cache_control: str = "public, max-age=31536000, immutable"
     parallel_uploads: int = Field(default=4, ge=1, le=32)
+
+
+# Renditions stored ahead that publish has not used yet. A job that fails before publish leaves
+# its entry behind; the oldest are forgotten past this many (publish then uploads again).
+_AHEAD_KEPT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Ahead:
+    """A rendition stored ahead: its key, the item's entry for it, and the file as it was."""
+
+    key: str
+    entry: dict[str, Any]
+    file: tuple[int, int]  # size and mtime_ns: publish uploads again if the file changed since
+
+
+def _file_state(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 class PublishStage(Stage):
@@ -63,6 +92,36 @@ class PublishStage(Stage):
         )
         self._outbox = Outbox(MediaEvents(aws.sns, context.settings.media_topic_arn), self._store)
         self._live = LivePhotos(aws.dynamodb, context.settings.table)
+        self._ahead: OrderedDict[Path, _Ahead] = OrderedDict()
+
+    def _key(self, job: Job, rendition: Rendition) -> str:
+        return rendition_key(job.media_id, job.source.tag, rendition.name, rendition.content_type)
+
+    async def store_ahead(self, job: Job, rendition: Rendition) -> S3Location:
+        """Upload one rendition now, checked, as this job's publish would (one file, not a
+        ladder); its publish then uses this upload. Raises TransientError or RenditionInvalid."""
+        options = self.options
+        assert isinstance(options, PublishOptions)
+        if rendition.content_type == HLS_CONTENT_TYPE:
+            raise ValueError(f"{rendition.name!r} is a ladder of many files: not stored ahead")
+        await self._renditions.check([rendition])
+        key = self._key(job, rendition)
+        entry = await self._renditions.upload(job.media_id, rendition, key, options.cache_control)
+        self._ahead[rendition.path] = _Ahead(key, entry, _file_state(rendition.path))
+        while len(self._ahead) > _AHEAD_KEPT:
+            self._ahead.popitem(last=False)
+        return S3Location(self._renditions.bucket, key)
+
+    def _stored_ahead(self, rendition: Rendition, key: str) -> dict[str, Any] | None:
+        """The entry of this very file stored ahead under ``key``, if it was (used once)."""
+        ahead = self._ahead.pop(rendition.path, None)
+        if ahead is None or ahead.key != key:
+            return None
+        try:
+            unchanged = ahead.file == _file_state(rendition.path)
+        except OSError:
+            unchanged = False
+        return ahead.entry if unchanged else None
 
     async def run(self, job: Job) -> StageResult:
         started = time.monotonic()
@@ -75,9 +134,11 @@ class PublishStage(Stage):
         await self._renditions.check(job.renditions.values())
 
         async def upload(rendition: Rendition) -> None:
-            key = rendition_key(
-                job.media_id, job.source.tag, rendition.name, rendition.content_type
-            )
+            key = self._key(job, rendition)
+            ahead = self._stored_ahead(rendition, key)
+            if ahead is not None:
+                published[rendition.name] = ahead
+                return
             async with limiter:
                 published[rendition.name] = await self._renditions.upload(
                     job.media_id, rendition, key, options.cache_control

@@ -19,6 +19,7 @@ import pyvips
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
+from stages.contract import S3Location
 from stages.photo.render import picture_from_rgb, to_srgb
 from stages.probe.stage import open_video
 
@@ -37,10 +38,16 @@ class UnusablePicture(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """Bytes to send, and where in a video the picture was taken (None for a photo)."""
+    """Bytes to send, and where in a video the picture was taken (None for a photo).
+
+    ``as_is``: the bytes are the file's own, so Rekognition may read the stored file instead;
+    ``stored``: where it is stored, when it is to be read from there.
+    """
 
     data: bytes
     seconds: float | None = None
+    as_is: bool = False
+    stored: S3Location | None = None
 
 
 def picture_frame(path: Path) -> Frame:
@@ -54,7 +61,7 @@ def picture_frame(path: Path) -> Frame:
             and _within_limits(width, height)
             and path.stat().st_size <= MAX_BYTES
         ):
-            return Frame(path.read_bytes())
+            return Frame(path.read_bytes(), as_is=True)
         target_width, target_height = target_size(width, height)
         image = pyvips.Image.thumbnail(str(path), target_width, height=target_height, size="force")
         return Frame(encode_jpeg(image))

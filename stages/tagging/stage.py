@@ -2,26 +2,33 @@
 
 A photo is tagged from its ``preview`` rendition; a video from its poster and a few keyframes,
 merged so that each label appears once, with its highest confidence and the seconds it was
-seen at. ``moderation`` always says what became of moderation: ``done`` (with the labels, and
-``needs_review`` when one reaches ``review_threshold``), ``off``, ``failed`` or, when the stage
-ran out of retries, ``deferred``. The stage is optional: whatever goes wrong only adds a warning
-(or defers it), and the upload still becomes READY.
+seen at. A picture that Rekognition can take as it is (the preview, a poster) is read by
+Rekognition from the renditions bucket (``S3Object``), stored there ahead of publish by the
+job's ``stores_ahead`` (the built-in publish): the task neither encodes nor sends its bytes.
+Should Rekognition be unable to read it (its S3 access, region or encryption), the bytes are
+sent from then on. ``moderation`` always says what became of moderation: ``done`` (with the
+labels, and ``needs_review`` when one reaches ``review_threshold``), ``off``, ``failed`` or,
+when the stage ran out of retries, ``deferred``. The stage is optional: whatever goes wrong
+only adds a warning (or defers it), and the upload still becomes READY.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 import anyio
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
+from structlog.typing import FilteringBoundLogger
 
 from stages.contract import (
     Job,
     MediaKind,
+    RenditionInvalid,
     Stage,
     StageContext,
     StageOptions,
@@ -37,6 +44,8 @@ _THROTTLED = {
     "LimitExceededException",
 }
 _BAD_PICTURE = {"InvalidImageFormatException", "ImageTooLargeException"}
+# Rekognition could not read the S3 object: our permissions, the bucket's region or its keys.
+_UNREADABLE_OBJECT = "InvalidS3ObjectException"
 _NO_ACCESS = {
     "AccessDeniedException",
     "AccessDenied",
@@ -57,6 +66,8 @@ class TaggingOptions(StageOptions):
     review_threshold: float = Field(default=80.0, ge=0, le=100)
     video_keyframes: int = Field(default=4, ge=1, le=16)
     throttle_retry_seconds: float = Field(default=30.0, gt=0)
+    # Rekognition reads the stored preview (S3Object) rather than the task sending its bytes.
+    from_s3: bool = True
 
 
 class _Refused(Exception):
@@ -83,9 +94,14 @@ class TaggingStage(Stage):
 
     _rekognition: Any
     _cpu: anyio.CapacityLimiter
+    _from_s3: bool
+    _log: FilteringBoundLogger
 
     async def start(self, context: StageContext) -> None:
         self._rekognition = context.resources["aws"].rekognition
+        self._log = context.log
+        # Until Rekognition answers that it cannot read our objects (then: bytes, for good).
+        self._from_s3 = True
         # Re-encoding and keyframe decoding are small next to the renditions; one thread at a
         # time keeps them from crowding the CPU-bound stages.
         self._cpu = anyio.CapacityLimiter(1)
@@ -105,6 +121,8 @@ class TaggingStage(Stage):
             warnings = warnings or ["no picture to send: not tagged"]
             moderation = _moderation_status(options, "failed", "; ".join(warnings))
             return StageResult(metadata={"moderation": moderation}, warnings=warnings)
+        if options.from_s3 and frames[0].as_is:
+            frames[0] = await self._pointed(job, frames[0])
         calls: dict[str, dict[str, Any]] = {
             "detect_labels": {
                 "MaxLabels": options.max_labels,
@@ -132,16 +150,49 @@ class TaggingStage(Stage):
                     _merge(merged, entry, frame.seconds)
         return StageResult(metadata=_metadata(found, options, refusals), warnings=warnings)
 
+    async def _pointed(self, job: Job, frame: Frame) -> Frame:
+        """The preview's frame, to be read from S3 where it is (or is now) stored; as it was
+        when it cannot be: S3 failing here is publish's to retry, not a reason to skip tags."""
+        preview = job.renditions.get("preview")
+        if preview is None or not self._from_s3:
+            return frame
+        stored = preview.stored
+        if stored is None and job.stores_ahead is not None:
+            try:
+                stored = await job.stores_ahead.store_ahead(job, preview)
+            except (TransientError, RenditionInvalid) as exc:
+                job.log.warning("tagging_preview_not_stored", error=str(exc))
+        return frame if stored is None else replace(frame, stored=stored)
+
     async def _detect(
         self, operation: str, frame: Frame, params: dict[str, Any], options: TaggingOptions
     ) -> dict[str, Any]:
+        stored = frame.stored if self._from_s3 else None
+        image = (
+            {"S3Object": {"Bucket": stored.bucket, "Name": stored.key}}
+            if stored is not None
+            else {"Bytes": frame.data}
+        )
         try:
             response: dict[str, Any] = await getattr(self._rekognition, operation)(
-                Image={"Bytes": frame.data}, **params
+                Image=image, **params
             )
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
+            if code == _UNREADABLE_OBJECT and stored is not None:
+                # It will not read the next one either: bytes from now on, said once.
+                if self._from_s3:
+                    self._from_s3 = False
+                    self._log.warning(
+                        "tagging_reads_no_s3",
+                        bucket=stored.bucket,
+                        error=str(error.get("Message", "")),
+                        detail="sending picture bytes instead; grant Rekognition's caller "
+                        "s3:GetObject on the renditions bucket (same region), or set the tagging "
+                        "option from_s3 to false",
+                    )
+                return await self._detect(operation, replace(frame, stored=None), params, options)
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             detail = f"{_API_NAMES[operation]}: {code or status}: {error.get('Message', '')}"
             if code in _THROTTLED or status >= 500:

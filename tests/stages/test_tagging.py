@@ -44,6 +44,7 @@ from stages.photo.stage import ThumbnailStage
 from stages.probe.stage import ProbeStage
 from stages.tagging.stage import TaggingOptions, TaggingStage
 from stages.video.stage import TranscodeStage
+from worker import metrics
 from worker.aws import AwsClients, open_clients
 from worker.consumer import Worker
 from worker.dev.devstack import Stack
@@ -632,7 +633,10 @@ def worker_settings(
     env = {**stack_env, "MEDIAMILL_REKOGNITION_ENDPOINT_URL": rekognition.endpoint, **env}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    return load_settings()
+    settings = load_settings()
+    assert settings.endpoint_url is not None
+    rekognition.reads_s3(settings.endpoint_url, settings.region)  # the stored preview, as AWS
+    return settings
 
 
 async def test_worker_tags_an_upload_and_its_event_carries_needs_review(
@@ -651,6 +655,7 @@ async def test_worker_tags_an_upload_and_its_event_carries_needs_review(
     media_id = Uploader(settings).upload(write_png(tmp_path / "photo.png", 160, 120))
     stages = (ProbeStage, PreviewStandIn, PosterStandIn, TaggingStage, PublishStage)
     registry = StageRegistry([LoadedStage(stage=cls(cls.Options())) for cls in stages])
+    puts = metrics.aws_calls().get("s3.PutObject", 0)
 
     await Worker(settings, registry, burst=True).run()
 
@@ -664,6 +669,11 @@ async def test_worker_tags_an_upload_and_its_event_carries_needs_review(
     assert {s["name"]: s["outcome"] for s in item["stages"]}["tagging"] == "ok"
     [sent] = rekognition.calls("DetectLabels")
     assert sent_picture(sent.image).width == 160  # the stand-in's preview, never upscaled
+    # Read from where publish stored it, and stored once: publish used that upload.
+    preview_key = item["renditions"]["preview"]["key"]
+    assert sent.s3_object == {"Bucket": stack.names.renditions_bucket, "Name": preview_key}
+    assert "Bytes" not in sent.body["Image"]
+    assert metrics.aws_calls()["s3.PutObject"] - puts == 1
     got = sqs.receive_message(QueueUrl=media_events, MaxNumberOfMessages=10, WaitTimeSeconds=1)
     [event] = [json.loads(m["Body"]) for m in got["Messages"]]
     assert event["type"] == "media.processed"

@@ -222,6 +222,8 @@ def test_deferred_tagging_is_done_later_from_the_stored_preview(
     monkeypatch.setenv("MEDIAMILL_REKOGNITION_ENDPOINT_URL", rekognition.endpoint)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     settings = settings.model_copy(update={"rekognition_endpoint_url": rekognition.endpoint})
+    assert settings.endpoint_url is not None
+    rekognition.reads_s3(settings.endpoint_url, settings.region)
     rekognition.answer("DetectLabels", THROTTLED)
     media_id = Uploader(settings).upload(
         samples.write_jpeg(tmp_path / "cat.jpg", 800, 600), "image/jpeg"
@@ -256,5 +258,9 @@ def test_deferred_tagging_is_done_later_from_the_stored_preview(
     # Tagged from the preview stored in S3; thumbnail never ran again.
     preview = s3.get_object(Bucket=bucket, Key=before["renditions"]["preview"]["key"])
     assert [call.image for call in rekognition.calls("DetectLabels")] == [preview["Body"].read()]
+    # Pointed at the stored preview, which is neither sent nor stored again.
+    assert [call.s3_object for call in rekognition.calls("DetectLabels")] == [
+        {"Bucket": bucket, "Name": before["renditions"]["preview"]["key"]}
+    ]
     assert stage_runs("thumbnail") == thumbnails
     assert item["renditions"] == before["renditions"]

@@ -21,7 +21,7 @@ from mediamill_core.hls import held_keys
 from mediamill_core.items import iso, utc_now
 from mediamill_core.keys import rendition_key, rendition_prefix
 from mediamill_core.reprocess import ReprocessRequest
-from stages.contract import Rendition, StageResult, TransientError
+from stages.contract import Rendition, S3Location, StageResult, TransientError
 from worker.live_photos import LivePhotos, pair_live_photo
 from worker.notify import Outbox
 from worker.pipeline import JobOutcome, JobState
@@ -83,6 +83,7 @@ class ResultWriter:
                     height=entry.get("height"),
                     extra={k: v for k, v in entry.items() if k not in _ENTRY_FIELDS},
                     checked=True,  # published once already: checked then
+                    stored=S3Location(self._store.bucket, key),
                 )
             )
         metadata = stored_metadata(item)

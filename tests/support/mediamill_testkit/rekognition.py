@@ -4,6 +4,10 @@ moto answers DetectLabels with one fixed label and has no DetectModerationLabels
 need real response shapes (parents, categories, moderation), throttling or server errors point
 the real botocore client here. Every request is recorded with its decoded image bytes. Like the
 service, it refuses bytes that are neither JPEG nor PNG, or larger than 5 MB.
+
+An ``S3Object`` image is read, as the service reads it, from the S3 that ``reads_s3`` names
+(moto's), at most 15 MB; one it cannot read (no such object, or no S3 given) is refused with
+``InvalidS3ObjectException``, as the service refuses one its caller may not read.
 """
 
 from __future__ import annotations
@@ -16,9 +20,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+
 TARGET_PREFIX = "RekognitionService."
 CONTENT_TYPE = "application/x-amz-json-1.1"
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
+MAX_S3_IMAGE_BYTES = 15 * 1024 * 1024
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 
 
@@ -42,15 +50,25 @@ THROTTLED = error("ThrottlingException", "Rate exceeded")
 SERVER_ERROR = error("InternalServerError", "Amazon Rekognition experienced a service issue", 500)
 BAD_FORMAT = error("InvalidImageFormatException", "Request has invalid image format")
 DENIED = error("AccessDeniedException", "User is not authorized to perform: rekognition:*")
+UNREADABLE_OBJECT = error(
+    "InvalidS3ObjectException",
+    "Unable to get object metadata from S3. Check object key, region and/or access permissions.",
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What one call sent: the operation, its JSON body and the image bytes, decoded."""
+    """What one call sent: the operation, its JSON body and the image bytes, decoded (or read
+    from S3, for an ``S3Object``; empty when it could not be read)."""
 
     operation: str
     body: dict[str, Any]
     image: bytes
+
+    @property
+    def s3_object(self) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self.body.get("Image", {}).get("S3Object")
+        return found
 
 
 class RekognitionServer:
@@ -64,6 +82,24 @@ class RekognitionServer:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._s3: Any = None
+
+    def reads_s3(self, endpoint_url: str, region: str = "us-east-1") -> None:
+        """Read ``S3Object`` images from this S3 (with the dev credentials in the environment)."""
+        self._s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+
+    def _read(self, location: dict[str, Any]) -> bytes | None:
+        if self._s3 is None:
+            return None
+        extra = {"VersionId": location["Version"]} if location.get("Version") else {}
+        try:
+            response = self._s3.get_object(
+                Bucket=location.get("Bucket", ""), Key=location.get("Name", ""), **extra
+            )
+        except (ClientError, BotoCoreError, ParamValidationError):
+            return None
+        data: bytes = response["Body"].read()
+        return data
 
     def start(self) -> str:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -97,15 +133,22 @@ class RekognitionServer:
             return [r for r in self.requests if r.operation == operation]
 
     def reply(self, operation: str, body: dict[str, Any]) -> Reply:
-        image = base64.b64decode(body.get("Image", {}).get("Bytes", ""))
+        location = body.get("Image", {}).get("S3Object")
+        if location is not None:
+            read = self._read(location)
+            image, limit = read or b"", MAX_S3_IMAGE_BYTES
+        else:
+            image, limit = base64.b64decode(body.get("Image", {}).get("Bytes", "")), MAX_IMAGE_BYTES
         with self._lock:
             self.requests.append(Request(operation, body, image))
+            if location is not None and read is None:
+                return UNREADABLE_OBJECT  # the service says so before anything scripted
             queued = self._scripts.get(operation)
             scripted = queued.popleft() if queued else None
             default = self._defaults.get(operation)
         if not image.startswith(_SIGNATURES):
             return BAD_FORMAT
-        if len(image) > MAX_IMAGE_BYTES:
+        if len(image) > limit:
             return error("ImageTooLargeException", "Image size is too large")
         if scripted is not None:
             return scripted
