@@ -73,8 +73,15 @@ SHAPES: list[Any] = [
 
 # The local zones a host may have: UTC (Fargate, Lambda), zones with daylight saving time, a
 # zone named GMT, a half-hour offset, and a POSIX zone called UTC only in summer.
-ZONES = ["UTC", "Europe/Paris", "America/New_York", "Europe/London", "Asia/Kolkata", "GMT",
-         "XYZ0UTC,M3.2.0,M11.1.0"]  # fmt: skip
+ZONES = [
+    "UTC",
+    "Europe/Paris",
+    "America/New_York",
+    "Europe/London",
+    "Asia/Kolkata",
+    "GMT",
+    "XYZ0UTC,M3.2.0,M11.1.0",
+]
 
 
 @pytest.fixture(params=ZONES)
@@ -155,7 +162,7 @@ def test_clients_of_a_tuned_session_read_s3_timestamps_as_untuned_clients(
         got["Body"].read()
         head = s3.head_object(Bucket=bucket, Key="a/original")
         listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
-        return [repr(t) for t in (got["LastModified"], head["LastModified"], listed[0]["LastModified"])]  # fmt: skip
+        return [repr(t["LastModified"]) for t in (got, head, listed[0])]
 
     expected = timestamps(plain)
     # The tuned client gives the same answers without asking dateutil.
