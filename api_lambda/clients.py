@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-import boto3
 from botocore.config import Config
 
-from mediamill_core.botocore_tuning import tune
+from mediamill_core.botocore_tuning import boto3_session, tune
 from mediamill_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ def s3_client(settings: Settings) -> S3Client:
         # refuse.
         s3={"addressing_style": "path" if settings.endpoint_url else "virtual"},
     )
-    client = boto3.client(
+    client = boto3_session().client(
         "s3",
         endpoint_url=settings.endpoint_url,
         region_name=settings.region,
@@ -59,7 +58,7 @@ def sns_client(settings: Settings) -> SNSClient:
 
 
 def _plain_client(service: Literal["dynamodb", "sns"], settings: Settings) -> Any:
-    client = boto3.client(
+    client = boto3_session().client(
         service,
         endpoint_url=settings.endpoint_url,
         region_name=settings.region,

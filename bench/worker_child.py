@@ -27,7 +27,9 @@ from bench.report import cpu_seconds
 
 # The stage that makes each kind's renditions; probe runs before it, as in the worker.
 MAKERS = {"image": "thumbnail", "video": "transcode"}
-_POLL_SECONDS = 0.01
+# Between the window's edges the worker's own threads are sampled this often, so a thread that
+# ends mid-window loses at most the CPU it used since the last sample.
+_SAMPLE_SECONDS = 0.5
 
 
 def _registry() -> Any:
@@ -45,8 +47,9 @@ class OwnThreads:
     of anyio and asyncio (spooling, reading renditions, tagging's re-encode). A CPU-bound stage
     runs in a thread named ``stage NAME MEDIA_ID`` with helpers of its own (a video's ``stills``)
     and the native threads of libvips and FFmpeg, which Python does not list: all of those are
-    the stage's. Each thread's CPU clock is read at every :meth:`sample`; a thread that has ended
-    keeps its last reading, so one lost between two samples loses at most that interval.
+    the stage's. Each thread's CPU clock is read at every :meth:`sample` (some 15 to 50 us); a
+    thread that has ended keeps its last reading, so one that ends between two samples loses the
+    CPU it used after the first. anyio's worker threads end only after 10 s idle: they lose none.
     """
 
     def __init__(self) -> None:
@@ -141,6 +144,35 @@ def stage_main(threads: int, window: Window, files: list[Path]) -> None:
     print(json.dumps(window.figures()))
 
 
+class Watch:
+    """The window's edges read as the worker finishes each job (``Worker(on_job_done=...)``),
+    exactly then, and the worker's own threads sampled every ``every`` seconds in between."""
+
+    def __init__(
+        self, window: Window, own: OwnThreads, total: int, every: float = _SAMPLE_SECONDS
+    ) -> None:
+        import anyio
+
+        self.window, self._own, self._total, self._every = window, own, total, every
+        self._all_done = anyio.Event()
+
+    def job_done(self, done: int) -> None:
+        """``done`` jobs have ended: on the event loop, in the step that ended the last one."""
+        self.window.ended(done)
+        if done >= self._total:
+            self._all_done.set()
+
+    async def run(self, done: int) -> None:
+        """From ``done`` jobs ended until ``total`` have."""
+        import anyio
+
+        self.job_done(done)  # a window opening with no uploads warm opens at once
+        while not self._all_done.is_set():
+            with anyio.move_on_after(self._every):
+                await self._all_done.wait()
+            self._own.sample()
+
+
 def worker_main(warm: int, count: int, total: int) -> None:
     """The production Worker on the stack the environment names, until ``total`` jobs end."""
     import anyio
@@ -151,30 +183,28 @@ def worker_main(warm: int, count: int, total: int) -> None:
 
     settings, registry = _registry()
     configure_logging(settings.log_level, settings.log_format)
-    worker = Worker(settings, registry, burst=False)
     own = OwnThreads()
     window = Window(warm, count, own.sample)
     figures: dict[str, Any] = {}
 
-    async def measure() -> None:
-        await worker.started.wait()
-        # Calls are counted over every upload: each makes the same calls, whereas a window's
-        # edges cut through jobs at different points of theirs.
-        before = metrics.aws_calls()
-        # A poll (a look at the threads' clocks) costs tens of microseconds a hundred times a
-        # second: well under 1 % of the event loop's CPU, and counted in it.
-        while worker.jobs_done < total:
-            own.sample()
-            window.ended(worker.jobs_done)
-            await anyio.sleep(_POLL_SECONDS)
-        window.ended(worker.jobs_done)
-        calls = Counter(metrics.aws_calls())
-        calls.subtract(before)
-        figures.update(window.figures())
-        figures["calls"] = {name: n / total * window.count for name, n in sorted(calls.items())}
-        worker.request_stop()
-
     async def main() -> None:
+        # No poll: one a hundred times a second (a timer wake-up, some 70 us on an idle loop,
+        # and 15 to 50 us reading the clocks) would be counted in the worker's own CPU.
+        watch = Watch(window, own, total)
+        worker = Worker(settings, registry, burst=False, on_job_done=watch.job_done)
+
+        async def measure() -> None:
+            await worker.started.wait()
+            # Calls are counted over every upload: each makes the same calls, whereas a window's
+            # edges cut through jobs at different points of theirs.
+            before = metrics.aws_calls()
+            await watch.run(worker.jobs_done)
+            calls = Counter(metrics.aws_calls())
+            calls.subtract(before)
+            figures.update(window.figures())
+            figures["calls"] = {name: n / total * window.count for name, n in sorted(calls.items())}
+            worker.request_stop()
+
         async with anyio.create_task_group() as group:
             group.start_soon(measure)
             await worker.run()

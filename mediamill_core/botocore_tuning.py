@@ -1,4 +1,5 @@
-"""Two per-call costs of botocore's taken off every client we make: ``tune(client)``.
+"""Three per-call costs of botocore's taken off every client we make: ``tune(client)`` and
+``tune_session(session)``.
 
 - Endpoints resolved once per bucket, not once per object key (:mod:`endpoint_parameters`).
 - The User-Agent header built once per set of features, not twice per call. botocore assembles
@@ -9,16 +10,31 @@
   the string is a function of the features alone (the call's and the client's) and is kept per
   set of them.
 
-Both reach into botocore's private attributes; where an upgrade renamed them, one warning is
-logged and the client is left as it was: a slower call, never a broken one.
+- Timestamps in responses parsed without dateutil's general parser (``parse_timestamp``, set on
+  the session through botocore's own hook, as the AWS CLI sets its own). botocore hands every
+  timestamp (S3's Last-Modified header, each object of a listing) to ``dateutil.parser``, 60
+  to 85 us each; the two shapes AWS sends (RFC 7231 dates in headers, ISO 8601 in UTC in bodies)
+  are read here in a few, and anything else goes to botocore's parser, so nothing parses
+  differently.
+
+The first two reach into botocore's private attributes; where an upgrade renamed them, one
+warning is logged and the client is left as it was: a slower call, never a broken one.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
+import time
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime, tzinfo
+from typing import Any, TypeVar
+
+import boto3
+import botocore.session
+from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
+from dateutil.tz import tzlocal, tzutc
 
 from mediamill_core.endpoint_parameters import resolve_endpoints_per_bucket
 
@@ -28,11 +44,89 @@ log = logging.getLogger(__name__)
 # one or two per operation).
 _MOST_STRINGS = 64
 
+_Session = TypeVar("_Session")
+# dateutil's one tzutc instance (a singleton), as its parser and botocore return it.
+_UTC: tzinfo = tzutc()
+
+# RFC 7231's IMF-fixdate, as S3 (and every REST API) sends its date headers. A year from 1000:
+# dateutil reads shorter or odder years its own way, so those go to it.
+_HTTP_DATE = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"([1-9]\d{3}) (\d\d):(\d\d):(\d\d) GMT"
+)
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+# ISO 8601 in UTC, as XML and JSON bodies carry it (S3 listings: "2026-12-02T06:49:45.000Z").
+# Other offsets are rare and go to dateutil, which gives them a tzoffset of its own.
+_ISO_UTC = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:[Zz]|[+-]00:00)")
+
 
 def tune(client: Any) -> None:
     """Take both costs off a botocore client (sync or aiobotocore)."""
     resolve_endpoints_per_bucket(client)
     cache_user_agent(client)
+
+
+def tune_session(session: _Session) -> _Session:
+    """Have every client this botocore (or aiobotocore) session makes parse timestamps fast.
+
+    Public botocore API, read by each client as it is made: call it before making them.
+    """
+    factory: Any = session.get_component("response_parser_factory")  # type: ignore[attr-defined]
+    factory.set_parser_defaults(timestamp_parser=parse_timestamp)
+    return session
+
+
+@functools.cache
+def boto3_session() -> boto3.session.Session:
+    """The process's one boto3 session, as ``boto3.client`` keeps its own, with timestamps tuned."""
+    return boto3.session.Session(botocore_session=tune_session(botocore.session.get_session()))
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """What botocore's default parser returns for ``value``, down to the tzinfo's type."""
+    if isinstance(value, str):
+        try:
+            if (found := _HTTP_DATE.fullmatch(value)) is not None:
+                day, month, year, hour, minute, second = found.groups()
+                # botocore maps "GMT" to tzutc() whatever the local zone is.
+                return datetime(
+                    int(year),
+                    _MONTHS[month],
+                    int(day),
+                    int(hour),
+                    int(minute),
+                    int(second),
+                    tzinfo=_UTC,
+                )
+            if _ISO_UTC.fullmatch(value) is not None and (zone := _utc_zone()) is not None:
+                # fromisoformat keeps six digits of a longer fraction, as dateutil does.
+                naive = datetime.fromisoformat(value[: -1 if value[-1] in "Zz" else -6])
+                return naive.replace(tzinfo=zone)
+        except ValueError:
+            pass  # out of range (a 31st of June, a leap second): botocore's own error
+    # Numbers are read by botocore without dateutil's parser already.
+    parsed: datetime = DEFAULT_TIMESTAMP_PARSER(value)
+    return parsed
+
+
+def _utc_zone() -> tzinfo | None:
+    """The zone dateutil gives a time in UTC ("Z", "+00:00"), None where it is not plain.
+
+    dateutil hands back the local zone (tzlocal()) when the local zone is named UTC, as on
+    Fargate and Lambda, else tzutc(); read per call, as dateutil does, in case TZ changes.
+    """
+    names = time.tzname
+    if "UTC" not in names:
+        return _UTC
+    if names[0] == "UTC" and time.timezone == 0 and not time.daylight:
+        local: tzinfo = tzlocal()  # a new one each time, as dateutil makes them
+        return local
+    return None  # a local zone called UTC for part of the year: dateutil's rules decide
 
 
 def cache_user_agent(client: Any) -> bool:

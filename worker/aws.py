@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import aioboto3
+from aiobotocore.session import get_session
 from botocore.config import Config
 
-from mediamill_core.botocore_tuning import tune
+from mediamill_core.botocore_tuning import tune, tune_session
 from mediamill_core.settings import Settings
 from worker import metrics
 
@@ -40,7 +41,8 @@ def client_config(settings: Settings) -> Config:
 
 @asynccontextmanager
 async def open_clients(settings: Settings) -> AsyncIterator[AwsClients]:
-    session = aioboto3.Session()
+    # Timestamps (S3's Last-Modified on every GET and HEAD) parsed without dateutil's parser.
+    session = aioboto3.Session(botocore_session=tune_session(get_session()))
     config = client_config(settings)
     # Rekognition may be served elsewhere than the rest (moto has no moderation API).
     endpoints = {"rekognition": settings.rekognition_endpoint_url or settings.endpoint_url}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -67,7 +67,10 @@ class Worker:
         log: FilteringBoundLogger | None = None,
         ecs_agent_uri: str | None = None,
         handlers: Sequence[HandlerFactory] = BUILT_IN,
+        on_job_done: Callable[[int], object] | None = None,
     ) -> None:
+        """``on_job_done(jobs_done)`` runs on the event loop as each message is finished with, so
+        a watcher (the bench's window) sees the moment without polling; it must be quick."""
         settings.require("queue_url")
         check_timing(settings, registry)
         self.settings = settings
@@ -82,6 +85,7 @@ class Worker:
         self._stop = anyio.Event()
         self._slot_freed = anyio.Event()
         self._jobs_done = 0
+        self._on_job_done = on_job_done
         self._handler_factories = tuple(handlers)
         self._handlers = BodyHandlers(())
         # Only on ECS, whose agent URI the CLI passes on: elsewhere this does nothing.
@@ -309,6 +313,8 @@ class Worker:
             self.protection.set_in_flight(len(queue.in_flight))
             self._jobs_done += 1
             self._slot_freed.set()
+            if self._on_job_done is not None:
+                self._on_job_done(self._jobs_done)
 
     async def _handle(
         self,

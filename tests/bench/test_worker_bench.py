@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from bench.worker import (
@@ -20,7 +21,7 @@ from bench.worker import (
     process_cpu_seconds,
     summarise,
 )
-from bench.worker_child import OwnThreads, Window
+from bench.worker_child import OwnThreads, Watch, Window
 from worker.stage_runner import STAGE_THREAD_PREFIX
 
 
@@ -143,6 +144,74 @@ def test_own_threads_count_the_worker_s_threads_and_not_a_stage_s() -> None:
     # The helper has ended and the stage's thread is not the worker's: 0.1 s, not 0.3 s.
     used = own.sample() - before
     assert 0.1 <= used < 0.18
+
+
+class _Counted(OwnThreads):
+    def __init__(self) -> None:
+        super().__init__()
+        self.samples = 0
+
+    def sample(self) -> float:
+        self.samples += 1
+        return super().sample()
+
+
+async def test_the_edges_read_the_clocks_in_the_step_a_job_ends_and_only_then() -> None:
+    own = _Counted()
+    watch = Watch(Window(warm=2, count=3, own=own.sample), own, total=7, every=60)
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch.run, 0)
+        await anyio.sleep(0.01)
+        watch.job_done(1)
+        assert own.samples == 0
+        watch.job_done(2)
+        # Read at once, on the job's own step: no poll between the end and the reading.
+        assert watch.window.opened is not None
+        assert own.samples == 1
+        for done in (3, 4):
+            watch.job_done(done)
+        assert own.samples == 1
+        watch.job_done(5)
+        assert watch.window.closed is not None
+        assert own.samples == 2
+        watch.job_done(6)
+        watch.job_done(7)  # the last job: run returns
+    assert watch.window.figures()["uploads"] == 3
+
+
+async def test_a_window_with_no_uploads_warm_opens_as_the_watch_starts() -> None:
+    own = OwnThreads()
+    watch = Watch(Window(warm=0, count=1, own=own.sample), own, total=1, every=60)
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch.run, 0)
+        await anyio.sleep(0.01)
+        assert watch.window.opened is not None
+        watch.job_done(1)
+    assert watch.window.closed is not None
+
+
+async def test_a_thread_that_ends_mid_window_keeps_what_it_used_before_the_last_sample() -> None:
+    own = OwnThreads()
+    watch = Watch(Window(warm=1, count=1, own=own.sample), own, total=2, every=0.02)
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch.run, 0)
+        watch.job_done(1)
+        spun, go = threading.Event(), threading.Event()
+
+        def helper() -> None:
+            _spin(0.1)
+            spun.set()
+            go.wait()
+
+        worker_side = threading.Thread(target=helper, name="AnyIO worker thread")
+        worker_side.start()
+        await anyio.to_thread.run_sync(spun.wait)
+        await anyio.sleep(0.1)  # a few of the watch's samples
+        go.set()
+        await anyio.to_thread.run_sync(worker_side.join)
+        watch.job_done(2)
+    # The helper ended before the window closed; its 0.1 s still counts.
+    assert 0.1 <= watch.window.figures()["own_cpu_seconds"] < 0.18
 
 
 def test_moto_gets_a_core_of_its_own_only_where_there_are_two() -> None:

@@ -295,6 +295,26 @@ async def test_upload_without_an_item_is_acknowledged_and_counted(
     assert dlq_bodies(sqs, stack) == []
 
 
+async def test_a_watcher_is_told_as_each_job_ends(
+    settings: Settings, stack: Stack, s3: Any
+) -> None:
+    for n in range(3):
+        key = f"originals/{n:032d}"
+        s3.put_object(Bucket=stack.names.originals_bucket, Key=key, Body=b"x")
+    told: list[tuple[int, int]] = []
+    worker = Worker(
+        settings,
+        registry(),
+        burst=True,
+        on_job_done=lambda done: told.append((done, worker.jobs_done)),
+    )
+
+    await worker.run()
+
+    # In the step that ended the job, with the count already counting it.
+    assert told == [(1, 1), (2, 2), (3, 3)]
+
+
 async def test_object_outside_the_originals_layout_is_left_for_the_dlq(
     settings: Settings, stack: Stack, s3: Any, sqs: Any
 ) -> None:

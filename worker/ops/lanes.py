@@ -10,10 +10,9 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast
 
-import boto3
 from botocore.config import Config
 
-from mediamill_core.botocore_tuning import tune
+from mediamill_core.botocore_tuning import boto3_session, tune
 from mediamill_core.settings import ENV_PREFIX, Settings
 from worker.aws import client_config
 from worker.queue import BACKFILL, MEDIA, LaneName
@@ -53,7 +52,7 @@ def ops_clients(settings: Settings) -> OpsClients:
     config = client_config(settings)
 
     def client(service: Literal["sqs", "s3", "dynamodb"], config: Config = config) -> object:
-        made = boto3.client(
+        made = boto3_session().client(
             service, endpoint_url=settings.endpoint_url, region_name=settings.region, config=config
         )
         # `inspect` heads and lists object after object: one endpoint resolution per bucket.
