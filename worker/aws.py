@@ -35,8 +35,23 @@ def client_config(settings: Settings) -> Config:
         # A long poll holds the connection for up to 20 s: the read timeout must exceed it.
         read_timeout=max(60, settings.receive_wait_seconds + 20),
         max_pool_connections=max(10, settings.concurrency * 4),
-        s3={"addressing_style": "path" if settings.endpoint_url else "auto"},
+        s3=_s3_config(settings.endpoint_url),
     )
+
+
+def _s3_config(endpoint_url: str | None) -> Any:
+    """Path-style addressing on an endpoint of our own (an emulator has no bucket hostnames).
+
+    Over HTTPS, as AWS is reached, botocore leaves an upload's body out of its signature (TLS and
+    the request's checksum protect it); over plain HTTP it would hash every body with SHA-256
+    as well, which here is switched off too, so an emulator costs a call what AWS costs it.
+    """
+    if endpoint_url is None:
+        return {"addressing_style": "auto"}
+    config: dict[str, object] = {"addressing_style": "path"}
+    if endpoint_url.startswith("http://"):
+        config["payload_signing_enabled"] = False
+    return config
 
 
 @asynccontextmanager

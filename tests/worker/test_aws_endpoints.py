@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 from mediamill_core.settings import load_settings
 from mediamill_testkit.endpoints import ruleset_evaluations
@@ -48,3 +49,31 @@ def test_operator_commands_head_object_after_object_with_one_evaluation(
     # Object calls on one bucket share one set of endpoint parameters: one evaluation for all.
     assert ruleset_evaluations() - before == 1
     assert sizes == [1] * len(keys)
+
+
+async def test_over_plain_http_an_uploads_body_is_left_out_of_its_signature_as_over_https(
+    aws_endpoint: str,
+) -> None:
+    settings = load_settings(endpoint_url=aws_endpoint, region="us-east-1")
+    sent: list[bytes] = []
+
+    def signed_body(request: Any, **_: Any) -> None:
+        sent.append(request.headers["X-Amz-Content-SHA256"])
+
+    async with open_clients(settings) as aws:
+        bucket = f"ep-{uuid.uuid4().hex[:12]}"
+        await aws.s3.create_bucket(Bucket=bucket)
+        aws.s3.meta.events.register("before-send.s3.PutObject", signed_body)
+        body = b"\xff\xd8\xff" + bytes(range(256)) * 64
+        await aws.s3.put_object(Bucket=bucket, Key="m/preview.jpg", Body=body)
+        got = await aws.s3.get_object(Bucket=bucket, Key="m/preview.jpg")
+        assert await got["Body"].read() == body
+    assert sent == [b"UNSIGNED-PAYLOAD"]
+
+
+def test_on_aws_the_s3_config_is_botocores_own() -> None:
+    from worker.aws import client_config
+
+    assert client_config(load_settings(endpoint_url=None)).s3 == {"addressing_style": "auto"}
+    https = client_config(load_settings(endpoint_url="https://s3.example.test")).s3
+    assert https == {"addressing_style": "path"}
