@@ -83,14 +83,7 @@ def _by_queue(flights: Sequence[InFlight]) -> dict[str, list[InFlight]]:
 class MediaQueue:
     """The worker's queues, consumed at least once and never held longer than needed."""
 
-    def __init__(
-        self,
-        sqs: Any,
-        settings: Settings,
-        log: FilteringBoundLogger,
-        *,
-        deletes: DeleteBatcher | None = None,
-    ) -> None:
+    def __init__(self, sqs: Any, settings: Settings, log: FilteringBoundLogger) -> None:
         settings.require("queue_url")
         assert settings.queue_url is not None
         self._sqs = sqs
@@ -105,8 +98,11 @@ class MediaQueue:
                 BACKFILL, settings.backfill_queue_url, settings.max_receive_count
             )
         self.in_flight: set[InFlight] = set()
-        self.deletes = deletes or DeleteBatcher(
-            sqs, visibility_timeout=settings.visibility_timeout, log=log
+        self.deletes = DeleteBatcher(
+            sqs,
+            visibility_timeout=settings.visibility_timeout,
+            linger_seconds=settings.delete_linger_seconds,
+            log=log,
         )
 
     @property
