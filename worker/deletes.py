@@ -30,9 +30,6 @@ if TYPE_CHECKING:
     from worker.queue import InFlight
 
 BATCH = 10  # SQS's limit for DeleteMessageBatch and ChangeMessageVisibilityBatch
-# At about nine photos a second over eight slots, half a second fills a call with four or five
-# deletes where 20 ms gave 1.4; see docs/design.md for the measurement.
-LINGER_SECONDS = 0.5
 
 
 @dataclass(eq=False, slots=True)
@@ -50,8 +47,8 @@ class DeleteBatcher:
         sqs: Any,
         *,
         visibility_timeout: int,
+        linger_seconds: float,
         log: FilteringBoundLogger,
-        linger_seconds: float = LINGER_SECONDS,
     ) -> None:
         self._sqs = sqs
         self._visibility_timeout = visibility_timeout
