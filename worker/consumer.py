@@ -252,9 +252,11 @@ class Worker:
                     await self._wait_for_slot()  # a slot frees, or a receive comes back
             self.liveness.tick("draining")
             await self._drain(queue)
-        # Every job has ended: no message whose work is done is left to come back.
-        with anyio.CancelScope(shield=True):
-            await queue.deletes.flush()
+        # Every job has ended: what is owed is sent within what the stop has left before ECS's
+        # SIGKILL (drain and grace), but tried however long the drain took.
+        started = self._stop_requested_at or time.monotonic()
+        left = started + self.settings.drain_seconds + self.settings.stage_grace_seconds
+        await queue.deletes.flush_at_stop(max(5.0, left - time.monotonic()))
 
     async def _wait_for_slot(self) -> None:
         with anyio.move_on_after(1):

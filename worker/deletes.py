@@ -105,6 +105,15 @@ class DeleteBatcher:
             else:  # the rest are in a call the batcher has under way
                 await self._answered.wait()
 
+    async def flush_at_stop(self, seconds: float) -> None:
+        """``flush``, shielded from a cancellation, for at most ``seconds``; what SQS has not
+        answered by then is logged (those messages come back, and find their uploads finished)."""
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + seconds
+            await self.flush()
+        if scope.cancelled_caught:
+            self._log.warning("owed_deletes_not_sent", owed=len(self._owed), seconds=seconds)
+
     def _take(self, now: float | None) -> tuple[str, list[_Owed]] | None:
         """Up to ten owed deletes of one queue, full or due by ``now`` (None: any), taken off
         the waiting."""

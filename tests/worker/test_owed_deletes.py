@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import queue_counts
+from mediamill_testkit.faultproxy import FaultProxy
 from stages.probe.stage import ProbeStage
 from worker import metrics
 from worker.aws import open_clients
@@ -110,6 +111,33 @@ async def test_a_burst_worker_sends_its_owed_deletes_rather_than_wait_the_linger
         await worker.run()
     assert worker.jobs_done == 3
     assert queue_counts(sqs, stack.queue_url) == (0, 0)
+
+
+async def test_a_stop_waits_for_an_unanswered_delete_only_as_long_as_ecs_allows(
+    settings: Settings, stack: Stack, sqs: Any, aws_endpoint: str
+) -> None:
+    send(sqs, stack, 1)
+    with FaultProxy(aws_endpoint) as proxy:
+        proxy.slow("sqs", 12.0, operation="DeleteMessageBatch")
+        # Drain and grace add up to 2 s; the owed deletes get at least 5 s whatever is left.
+        stopping = settings.model_copy(
+            update={
+                "endpoint_url": proxy.endpoint,
+                "drain_seconds": 1.0,
+                "stage_grace_seconds": 1.0,
+            }
+        )
+        worker = Worker(stopping, registry())
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as group:
+                group.start_soon(worker.run)
+                await until(lambda: worker.jobs_done == 1, what="the job")
+                worker.request_stop()
+                stopped_at = time.monotonic()
+        took = time.monotonic() - stopped_at
+    assert 4.5 < took < 10.0
+    [unsent] = [log for log in logs if log["event"] == "owed_deletes_not_sent"]
+    assert unsent["owed"] == 1
 
 
 async def owe_one(settings: Settings, stack: Stack, sqs: Any) -> tuple[InFlight, float, float]:
