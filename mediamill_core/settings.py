@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     backfill_reserved_slots: int = Field(default=0, ge=0, le=255)
     visibility_timeout: int = Field(default=120, ge=2, le=SQS_MAX_VISIBILITY)
     receive_wait_seconds: int = Field(default=20, ge=0, le=20)
+    # How long a finished job's delete may wait for others to share its DeleteMessageBatch;
+    # never past half the visibility timeout after the message's last extension, whatever this.
+    delete_linger_seconds: float = Field(default=0.5, gt=0, le=10)
     drain_seconds: float = Field(default=100.0, gt=0, lt=ECS_MAX_STOP_TIMEOUT)
     retry_base_seconds: float = Field(default=10.0, gt=0)
     retry_max_seconds: float = Field(default=900.0, gt=0, le=SQS_MAX_VISIBILITY)

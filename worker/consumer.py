@@ -232,7 +232,7 @@ class Worker:
                     # Held from here until settled: a suspect waits for every held message.
                     processor.solo.hold(flight.message_id)
                     metrics.JOBS_IN_FLIGHT.labels(flight.lane).inc()
-                    self.protection.set_in_flight(len(queue.in_flight))
+                    self.protection.set_in_flight(queue.held)
                     jobs.start_soon(self._run_message, queue, processor, flight)
 
             # A receive under way is let finish (cancelling the HTTP call could strand messages
@@ -250,14 +250,22 @@ class Worker:
                     # A suspect runs alone (worker.solo): take nothing new meanwhile.
                     await processor.solo.wait_inactive(1.0)
                     continue
-                if self.burst and intake.idle and not queue.in_flight and await queue.is_empty():
-                    self.log.info("queue_empty_burst_done")
-                    break
+                if self.burst and intake.idle and not queue.in_flight:
+                    # An owed delete leaves its message in flight on SQS: sent first.
+                    await queue.deletes.flush()
+                    if await queue.is_empty():
+                        self.log.info("queue_empty_burst_done")
+                        break
                 free = self.settings.concurrency - len(queue.in_flight)
                 if not await intake.fill(free, self._stop, jobs):
                     await self._wait_for_slot()  # a slot frees, or a receive comes back
             self.liveness.tick("draining")
             await self._drain(queue)
+        # Every job has ended: what is owed is sent within what the stop has left before ECS's
+        # SIGKILL (drain and grace), but tried however long the drain took.
+        started = self._stop_requested_at or time.monotonic()
+        left = started + self.settings.drain_seconds + self.settings.stage_grace_seconds
+        await queue.deletes.flush_at_stop(max(5.0, left - time.monotonic()))
 
     async def _wait_for_slot(self) -> None:
         with anyio.move_on_after(1):
@@ -307,14 +315,20 @@ class Worker:
                 log.info("job_released")
                 await queue.release([flight])
         finally:
+            # The slot frees now; the message is held (by the suspect gate and task protection)
+            # until its delete, owed if it was done, has been answered.
             queue.in_flight.discard(flight)
-            processor.solo.let_go(flight.message_id)
             metrics.JOBS_IN_FLIGHT.labels(flight.lane).dec()
-            self.protection.set_in_flight(len(queue.in_flight))
             self._jobs_done += 1
             self._slot_freed.set()
             if self._on_job_done is not None:
                 self._on_job_done(self._jobs_done)
+
+            def let_go() -> None:
+                processor.solo.let_go(flight.message_id)
+                self.protection.set_in_flight(queue.held)
+
+            queue.deletes.when_deleted(flight, let_go)
 
     async def _handle(
         self,
@@ -341,7 +355,7 @@ class Worker:
         if parsed.ignored:
             log.info("message_ignored", reason=parsed.ignored)
             metrics.JOBS.labels("ignored", flight.lane).inc()
-            await queue.delete(flight)
+            queue.delete(flight)
             return
         results = [await processor.process(upload, attempt, log) for upload in parsed.uploads]
         await self._settle(queue, flight, results, last_try, log)
@@ -380,7 +394,7 @@ class Worker:
             waits = [r.retry_after for r in results if r.retry_after is not None]
             await queue.retry_later(flight, max(waits) if waits else None, log)
         else:
-            await queue.delete(flight)
+            queue.delete(flight)
 
 
 def _cancel(flights: set[InFlight]) -> None:

@@ -1,4 +1,4 @@
-"""The SQS side of the worker: receive, heartbeat, batched deletes, backoff and release.
+"""The SQS side of the worker: receive, heartbeat, owed deletes, backoff and release.
 
 The worker consumes one or two lanes: ``media``, the queue S3 announces uploads on, and, when
 ``MEDIAMILL_BACKFILL_QUEUE_URL`` is set, ``backfill`` (reprocessing and other bulk work). Which
@@ -6,8 +6,8 @@ lane fills a free job slot is worker.intake's choice; here every in-flight messa
 lane and its queue, and each delete, heartbeat, release, retry and requeue acts on the queue the
 message came from.
 
-A message is *settled* once it is deleted, handed back (visibility 0) or put off for a retry;
-from then on the heartbeat leaves it alone.
+A message is *settled* once its delete is owed (worker.deletes sends it in a batch), it is
+handed back (visibility 0) or put off for a retry; from then on the heartbeat leaves it alone.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from structlog.typing import FilteringBoundLogger
 
 from mediamill_core.settings import Settings
 from worker import metrics
-
-_BATCH = 10  # SQS's limit for DeleteMessageBatch and ChangeMessageVisibilityBatch
+from worker.deletes import BATCH as _BATCH
+from worker.deletes import DeleteBatcher
 
 LaneName = Literal["media", "backfill"]
 MEDIA: LaneName = "media"
@@ -98,8 +98,12 @@ class MediaQueue:
                 BACKFILL, settings.backfill_queue_url, settings.max_receive_count
             )
         self.in_flight: set[InFlight] = set()
-        self._pending_deletes: list[tuple[InFlight, anyio.Event]] = []
-        self._delete_wanted = anyio.Event()
+        self.deletes = DeleteBatcher(
+            sqs,
+            visibility_timeout=settings.visibility_timeout,
+            linger_seconds=settings.delete_linger_seconds,
+            log=log,
+        )
 
     @property
     def max_receive_count(self) -> int:
@@ -110,6 +114,11 @@ class MediaQueue:
     def dead_letter_urls(self) -> list[str]:
         """Each lane's dead-letter queue, where the redrive policy names one."""
         return [lane.dead_letter_url for lane in self.lanes.values() if lane.dead_letter_url]
+
+    @property
+    def held(self) -> int:
+        """Messages in flight or with their delete owed: what the worker still answers for."""
+        return len(self.in_flight) + len(self.deletes)
 
     def in_flight_on(self, lane: LaneName) -> int:
         return sum(1 for flight in self.in_flight if flight.lane == lane)
@@ -261,13 +270,10 @@ class MediaQueue:
                 await self._change_visibility(flights, 0)
             metrics.MESSAGES_RELEASED.inc(len(flights))
 
-    async def delete(self, flight: InFlight) -> None:
-        """Queue the message for a batched delete and wait until the batch is sent."""
+    def delete(self, flight: InFlight) -> None:
+        """Owe the message's delete: sent in a batch soon (worker.deletes), not waited for."""
         flight.settled = True
-        done = anyio.Event()
-        self._pending_deletes.append((flight, done))
-        self._delete_wanted.set()
-        await done.wait()
+        self.deletes.owe(flight)
 
     async def requeue(self, flight: InFlight, log: FilteringBoundLogger) -> None:
         """A copy of the message back on its own queue, then this one deleted: no try is spent.
@@ -283,52 +289,13 @@ class MediaQueue:
             await self.release([flight])
             return
         log.info("message_requeued")
-        await self.delete(flight)
+        self.delete(flight)
 
     async def run(self) -> None:
         """The heartbeat and the delete batcher, until cancelled."""
         async with anyio.create_task_group() as group:
             group.start_soon(self._heartbeat)
-            group.start_soon(self._delete_batches)
-
-    async def _delete_batches(self) -> None:
-        while True:
-            await self._delete_wanted.wait()
-            self._delete_wanted = anyio.Event()
-            if len(self._pending_deletes) < _BATCH:
-                await anyio.sleep(0.02)  # let jobs finishing together share the call
-            if not self._pending_deletes:
-                continue
-            # One call deletes from one queue: the oldest pending delete's, up to ten of them.
-            url = self._pending_deletes[0][0].queue_url
-            batch: list[tuple[InFlight, anyio.Event]] = []
-            rest: list[tuple[InFlight, anyio.Event]] = []
-            for pending in self._pending_deletes:
-                fits = pending[0].queue_url == url and len(batch) < _BATCH
-                (batch if fits else rest).append(pending)
-            self._pending_deletes = rest
-            if self._pending_deletes:
-                self._delete_wanted.set()
-            entries = [
-                {"Id": str(i), "ReceiptHandle": flight.receipt}
-                for i, (flight, _) in enumerate(batch)
-            ]
-            try:
-                response = await self._sqs.delete_message_batch(QueueUrl=url, Entries=entries)
-                failed = response.get("Failed", [])
-            except (ClientError, BotoCoreError) as exc:
-                failed = [{"Id": entry["Id"], "Code": str(exc)} for entry in entries]
-            # A failed delete means one more delivery, which finds the item finished: harmless.
-            for failure in failed:
-                metrics.SQS_ERRORS.labels("delete").inc()
-                self._log.warning(
-                    "delete_failed",
-                    message_id=batch[int(failure["Id"])][0].message_id,
-                    code=failure.get("Code"),
-                )
-            metrics.DELETES.inc(len(batch) - len(failed))
-            for _, done in batch:
-                done.set()
+            group.start_soon(self.deletes.run)
 
     async def _heartbeat(self) -> None:
         """Keep in-flight messages invisible: extend each every third of the timeout."""

@@ -90,9 +90,9 @@ async def test_heartbeats_deletes_and_releases_act_on_each_messages_own_queue(
             assert bodies(sqs, stack.queue_url) == []
             assert bodies(sqs, stack.backfill_queue_url) == []
             # Deletes finishing together, one from each lane: each from its own queue.
-            async with anyio.create_task_group() as deletes:
-                deletes.start_soon(queue.delete, media[0])
-                deletes.start_soon(queue.delete, backfill[0])
+            queue.delete(media[0])
+            queue.delete(backfill[0])
+            await queue.deletes.flush()
             await queue.release([media[1], backfill[1]])
             group.cancel_scope.cancel()
     assert bodies(sqs, stack.queue_url) == ["media-2"]
@@ -114,6 +114,7 @@ async def test_retries_and_requeues_go_back_to_the_queue_each_message_came_from(
             await queue.requeue(media[0], log)
             await queue.retry_later(backfill[1], 1, log)
             await queue.retry_later(media[1], 1, log)
+            await queue.deletes.flush()  # the originals' deletes, owed
             group.cancel_scope.cancel()
     await anyio.sleep(1.5)  # the retries' backoff
     assert bodies(sqs, stack.queue_url) == ["media-1", "media-2"]

@@ -93,6 +93,7 @@ async def test_a_requeued_message_comes_back_as_a_copy_with_no_try_spent(
             group.start_soon(queue.run)
             flight = InFlight.from_message(message, queue.lanes["media"])
             await queue.requeue(flight, structlog.get_logger())
+            await queue.deletes.flush()  # the originals' deletes, owed
             group.cancel_scope.cancel()
     got = sqs.receive_message(
         QueueUrl=stack.queue_url, AttributeNames=["All"], MaxNumberOfMessages=10, WaitTimeSeconds=1

@@ -143,6 +143,29 @@ async def test_an_idle_worker_drops_protection_after_the_idle_delay(
     assert Uploader(settings).get(media_id)["status"] == "READY"
 
 
+async def test_a_message_whose_delete_is_owed_keeps_the_task_protected(
+    settings: Settings, agent: EcsAgent, record: Path, tmp_path: Path
+) -> None:
+    media_id = Uploader(settings).upload(write_png(tmp_path / "a.png", 32, 24))
+    # The job's slot is free once its delete is owed, but a task scaled in before the delete
+    # is sent would see the message again: protection is let go only once SQS has answered.
+    quick = settings.model_copy(
+        update={"task_protection_idle_seconds": 0.2, "delete_linger_seconds": 1.5}
+    )
+    worker = Worker(quick, sleepy_registry(0.2, record), ecs_agent_uri=agent.uri)
+    async with anyio.create_task_group() as group:
+        group.start_soon(worker.run)
+        await until(lambda: f"done {media_id} 1" in recorded(record), what="the job")
+        done_at = time.monotonic()
+        await until(lambda: len(agent.requests()) == 2, within=5, what="the idle release")
+        released = agent.requests()[1]
+        worker.request_stop()
+
+    assert agent.states() == [True, False]
+    assert released.at - done_at > 1.5  # the linger, then the idle delay
+    assert Uploader(settings).get(media_id)["status"] == "READY"
+
+
 @pytest.mark.parametrize("answer", ["error", "failure", "hang", "down"])
 async def test_a_failing_agent_neither_stops_nor_slows_the_jobs(
     settings: Settings, agent: EcsAgent, record: Path, tmp_path: Path, answer: str
