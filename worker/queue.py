@@ -98,6 +98,10 @@ class MediaQueue:
                 BACKFILL, settings.backfill_queue_url, settings.max_receive_count
             )
         self.in_flight: set[InFlight] = set()
+        # One visibility change at a time: a release (0 s) sent while a heartbeat's extension of
+        # the same message is under way would be overtaken by it, and the message would stay
+        # hidden for a whole timeout instead of going to another worker at once.
+        self._visibility = anyio.Lock()
         self.deletes = DeleteBatcher(
             sqs,
             visibility_timeout=settings.visibility_timeout,
@@ -311,13 +315,21 @@ class MediaQueue:
                 continue
             for flight in due:
                 flight.extended_at = now
-            await self._change_visibility(due, timeout)
-            metrics.VISIBILITY_EXTENSIONS.inc(len(due))
+            extended = await self._change_visibility(due, timeout, unsettled_only=True)
+            metrics.VISIBILITY_EXTENSIONS.inc(extended)
 
-    async def _change_visibility(self, flights: Sequence[InFlight], seconds: int) -> None:
-        for url, on_queue in _by_queue(flights).items():
-            for start in range(0, len(on_queue), _BATCH):
-                await self._change_batch(url, on_queue[start : start + _BATCH], seconds)
+    async def _change_visibility(
+        self, flights: Sequence[InFlight], seconds: int, *, unsettled_only: bool = False
+    ) -> int:
+        """How many were changed; ``unsettled_only``: not those settled while this waited (a
+        heartbeat's extension never follows their release, retry or delete)."""
+        async with self._visibility:
+            if unsettled_only:
+                flights = [flight for flight in flights if not flight.settled]
+            for url, on_queue in _by_queue(flights).items():
+                for start in range(0, len(on_queue), _BATCH):
+                    await self._change_batch(url, on_queue[start : start + _BATCH], seconds)
+        return len(flights)
 
     async def _change_batch(self, url: str, chunk: Sequence[InFlight], seconds: int) -> None:
         entries = [
