@@ -19,40 +19,27 @@ import anyio
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from mediamill_core.settings import SQS_MAX_VISIBILITY, Settings, SettingsError
+from mediamill_core.settings import Settings
 from stages.contract import StageContext
 from worker import metrics
 from worker.aws import open_clients
 from worker.bodies import BUILT_IN, BodyHandlers, HandlerContext, HandlerFactory
 from worker.events import MalformedMessage, parse_message
 from worker.health import Liveness, start_status_server
-from worker.intake import Intake
+from worker.intake import DEFERRED_LOOK_SECONDS, Intake, receive_batch
 from worker.jobs import UploadProcessor
 from worker.live_photos import LivePhotos
 from worker.notify import MediaEvents, Outbox
 from worker.pipeline import Pipeline
 from worker.publish import PublishStage
 from worker.queue import InFlight, MediaQueue
-from worker.registry import StageRegistry
+from worker.registry import StageRegistry, check_timing
 from worker.spool import Spool
 from worker.store import MediaStore
 from worker.stuck import StuckCheck, stuck_after_seconds
 from worker.sweep import Sweeper
 from worker.task_protection import TaskProtection, protection_minutes
 from worker.verdicts import Attempt, Result, Verdict
-
-
-def check_timing(settings: Settings, registry: StageRegistry) -> None:
-    """Refuse settings under which a job could outlive what SQS lets a message be held."""
-    longest = registry.critical_path_seconds()
-    # ChangeMessageVisibility cannot extend past 12 h from the receive; keep one timeout spare.
-    budget = SQS_MAX_VISIBILITY - settings.visibility_timeout
-    if longest > budget:
-        raise SettingsError(
-            f"stage timeouts add up to {longest:g} s along the longest chain, but SQS holds a "
-            f"message for at most {SQS_MAX_VISIBILITY} s and MEDIAMILL_VISIBILITY_TIMEOUT is "
-            f"{settings.visibility_timeout} s: lower the stage timeouts or the visibility timeout"
-        )
 
 
 class Worker:
@@ -202,7 +189,7 @@ class Worker:
                         services.start_soon(stuck.run)
                         services.start_soon(self.protection.run)
                         services.start_soon(sweeper.run)
-                        await self._consume(queue, processor)
+                        await self._consume(queue, processor, pipeline.runner.limiter)
                         services.cancel_scope.cancel()
                 finally:
                     with anyio.CancelScope(shield=True):
@@ -223,7 +210,9 @@ class Worker:
                     self.log.info("signal_received", signal=signum, in_flight=len(queue.in_flight))
                     self.request_stop()
 
-    async def _consume(self, queue: MediaQueue, processor: UploadProcessor) -> None:
+    async def _consume(
+        self, queue: MediaQueue, processor: UploadProcessor, cpu: anyio.CapacityLimiter
+    ) -> None:
         async with anyio.create_task_group() as jobs:
 
             def start(flights: list[InFlight]) -> None:
@@ -243,6 +232,9 @@ class Worker:
                 start=start,
                 wake=lambda: self._slot_freed.set(),
                 receiving=processor.solo.receiving,
+                batch=receive_batch(self.settings.concurrency),
+                cpu_threads=self.settings.cpu_threads,
+                cpu_queue=lambda: cpu.statistics().tasks_waiting,
             )
             while not self._stopping:
                 self.liveness.tick("running")
@@ -258,7 +250,8 @@ class Worker:
                         break
                 free = self.settings.concurrency - len(queue.in_flight)
                 if not await intake.fill(free, self._stop, jobs):
-                    await self._wait_for_slot()  # a slot frees, or a receive comes back
+                    # A slot frees, or a receive comes back; sooner when one was held back.
+                    await self._wait_for_slot(DEFERRED_LOOK_SECONDS if intake.deferred else 1.0)
             self.liveness.tick("draining")
             await self._drain(queue)
         # Every job has ended: what is owed is sent within what the stop has left before ECS's
@@ -267,8 +260,8 @@ class Worker:
         left = started + self.settings.drain_seconds + self.settings.stage_grace_seconds
         await queue.deletes.flush_at_stop(max(5.0, left - time.monotonic()))
 
-    async def _wait_for_slot(self) -> None:
-        with anyio.move_on_after(1):
+    async def _wait_for_slot(self, seconds: float = 1.0) -> None:
+        with anyio.move_on_after(seconds):
             await self._slot_freed.wait()
         self._slot_freed = anyio.Event()
 

@@ -23,6 +23,12 @@ How the receives go, in one worker:
 
 The worker never holds a message it has no slot for: a receive asks for at most the slots that
 are free and not promised to a receive already under way.
+
+A receive for fewer than ``batch`` slots waits while the CPU threads have a round of work queued
+(as many jobs waiting for one as there are threads): the slot would only queue for a thread too,
+and a receive per upload costs a call per upload. Once the queue for the CPU is shorter, or
+enough slots are free, the receive goes; the consumer looks again every few hundredths of a
+second meanwhile (``deferred``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,14 @@ from worker.queue import BACKFILL, MEDIA, InFlight, MediaQueue
 # shortest long poll SQS has: a fresh upload arriving meanwhile waits that long at most.
 LANE_SWITCH_WAIT = 1
 _MAX_RECEIVE = 10  # SQS's limit per ReceiveMessage
+# How soon the consumer looks again at a receive held back for more free slots.
+DEFERRED_LOOK_SECONDS = 0.05
+
+
+def receive_batch(concurrency: int) -> int:
+    """Free slots a receive waits for while the CPU threads have work queued: a quarter of the
+    job slots (2 of the default 8), so no slot waits long for a batch."""
+    return max(1, concurrency // 4)
 
 
 class Intake:
@@ -52,6 +66,9 @@ class Intake:
         start: Callable[[list[InFlight]], None],
         wake: Callable[[], None],
         receiving: Callable[[], AbstractContextManager[None]] = nullcontext,
+        batch: int = 1,
+        cpu_threads: int = 1,
+        cpu_queue: Callable[[], int] = lambda: 0,
     ) -> None:
         self._queue = queue
         self._has_backfill = BACKFILL in queue.lanes
@@ -67,6 +84,11 @@ class Intake:
         self._backfill_turn = False  # ... so the next free slots are the backfill's
         # Whether the backfill's last receive brought work; unknown at start, so look soon.
         self.backfill_busy = self._has_backfill
+        self._batch = batch
+        self._cpu_threads = cpu_threads
+        self._cpu_queue = cpu_queue  # jobs waiting for a CPU thread now
+        # The last fill held back a media receive for more free slots: look again soon.
+        self.deferred = False
 
     @property
     def idle(self) -> bool:
@@ -77,6 +99,7 @@ class Intake:
         """Offer ``free`` slots to the lanes once; False when nothing changed (wait, then)."""
         free -= self._claimed
         progressed = False
+        self.deferred = False
         owed = min(free, self._reserved - self._queue.in_flight_on(BACKFILL))
         if owed > 0:
             got = await self._receive_backfill(owed, stop, wait=0)
@@ -94,6 +117,9 @@ class Intake:
             # While the backfill has work and no fresh upload waits, one slot watches for one.
             watch = self._media_empty and self.backfill_busy
             count = 1 if watch else min(_MAX_RECEIVE, free)
+            if not watch and count < self._batch and self._cpu_queue() >= self._cpu_threads:
+                self.deferred = True
+                return progressed
             wait = LANE_SWITCH_WAIT if self.backfill_busy else None
             self._claimed += count
             self._media_pending = True

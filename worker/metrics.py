@@ -39,7 +39,7 @@ _STAGE_BUCKETS = (
     *(1800, 3600, 7200, 10800, 14400),
 )
 # Fine around the minutes a latency goal is set in, then up to the 12 h SQS lets a job hold its
-# message (worker.consumer.check_timing keeps every chain of stage timeouts under that).
+# message (worker.registry.check_timing keeps every chain of stage timeouts under that).
 _LATENCY_BUCKETS = (
     *(0.5, 1, 2.5, 5, 10, 20, 30, 60, 90, 120, 180, 300, 450, 600, 900, 1200),
     *(1800, 3600, 7200, 14400, 43200),

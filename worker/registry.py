@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from mediamill_core.settings import SQS_MAX_VISIBILITY, Settings, SettingsError
 from stages.contract import ALL_KINDS, Stage, StageContext
 
 ENTRY_POINT_GROUP = "mediamill.stages"
@@ -273,3 +274,16 @@ class StageRegistry:
     async def stop(self) -> None:
         for stage in reversed(self.order):
             await stage.stop()
+
+
+def check_timing(settings: Settings, registry: StageRegistry) -> None:
+    """Refuse settings under which a job could outlive what SQS lets a message be held."""
+    longest = registry.critical_path_seconds()
+    # ChangeMessageVisibility cannot extend past 12 h from the receive; keep one timeout spare.
+    budget = SQS_MAX_VISIBILITY - settings.visibility_timeout
+    if longest > budget:
+        raise SettingsError(
+            f"stage timeouts add up to {longest:g} s along the longest chain, but SQS holds a "
+            f"message for at most {SQS_MAX_VISIBILITY} s and MEDIAMILL_VISIBILITY_TIMEOUT is "
+            f"{settings.visibility_timeout} s: lower the stage timeouts or the visibility timeout"
+        )

@@ -79,7 +79,7 @@ def test_stage_buckets_reach_the_longest_builtin_stage() -> None:
 
 
 def test_latency_buckets_reach_the_longest_a_message_may_be_held() -> None:
-    # A job cannot hold its message past SQS's limit (worker.consumer.check_timing).
+    # A job cannot hold its message past SQS's limit (worker.registry.check_timing).
     assert builtin_registry().critical_path_seconds() < SQS_MAX_VISIBILITY
     assert top_finite_bucket(metrics.UPLOAD_TO_DONE) >= SQS_MAX_VISIBILITY
 

@@ -17,13 +17,13 @@ from mediamill_core.settings import SQS_MAX_VISIBILITY, SettingsError, load_sett
 from mediamill_testkit.stages import SleepyOptions, SleepyStage
 from stages import Job, MediaKind, Stage, StageResult
 from stages.probe.stage import ProbeStage
-from worker.consumer import check_timing
 from worker.publish import PublishStage
 from worker.registry import (
     ENTRY_POINT_GROUP,
     LoadedStage,
     RegistryError,
     StageRegistry,
+    check_timing,
     discover,
 )
 
