@@ -17,6 +17,7 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -100,19 +101,27 @@ class Spool:
         return path
 
     def fits(self, need: int) -> bool:
-        """Whether ``need`` more bytes fit now (walks the spool: not on the event loop)."""
-        return self._fits(need, self._disk())
+        """Whether ``need`` more bytes fit now (may walk the spool: not on the event loop)."""
+        return self._fits(need, self._disk(need, walk=True))
 
-    def _disk(self) -> tuple[int, int]:
-        """What the spool holds on disk and what the disk has free (a walk and a statvfs)."""
-        return _used(self.root), shutil.disk_usage(self.base).free
+    def _disk(self, need: int, *, walk: bool = False) -> tuple[int | None, int]:
+        """What the spool holds on disk and what the disk has free (a statvfs, and a walk).
 
-    def _fits(self, need: int, disk: tuple[int, int]) -> bool:
+        The walk is left out (None) while the free disk holds every reservation in full besides
+        ``need``: what is written of them cannot matter then, and a walk per job is not free.
+        """
+        free = shutil.disk_usage(self.base).free
+        if not walk and self.reserved + need <= free:
+            return None, free
+        return _used(self.root), free
+
+    def _fits(self, need: int, disk: tuple[int | None, int]) -> bool:
         used, free = disk
         if self.reserved + need > self.capacity:
             return False
-        # The disk may be shared: what is free now must hold it too, beyond what is reserved.
-        unwritten = max(0, self.reserved - used)
+        # The disk may be shared: what is free now must hold it too, beyond what is reserved
+        # (all of it, unwalked).
+        unwritten = self.reserved if used is None else max(0, self.reserved - used)
         return need + unwritten <= free
 
     @asynccontextmanager
@@ -131,13 +140,17 @@ class Spool:
                 # The disk is read in a worker thread; the decision is taken back on the event
                 # loop against what is reserved by then, so two jobs never both take the last
                 # room, and the loop never walks the spool itself.
-                disk = await anyio.to_thread.run_sync(self._disk)
+                disk = await anyio.to_thread.run_sync(self._disk, need)
                 if fitted := self._fits(need, disk):
                     break
+                if disk[0] is None:  # reservations grew meanwhile: look again, walking
+                    disk = await anyio.to_thread.run_sync(partial(self._disk, need, walk=True))
+                    if fitted := self._fits(need, disk):
+                        break
                 with anyio.move_on_after(1.0):
                     await self._freed.wait()
         # Out of time (or given none): one last look, on the loop, before leaving it for later.
-        if not fitted and not self._fits(need, self._disk()):
+        if not fitted and not self._fits(need, self._disk(need, walk=True)):
             raise TransientError(
                 f"not enough scratch space now ({_gb(need)} needed, {_gb(self.reserved)} of "
                 f"{_gb(self.capacity)} reserved): left for later",

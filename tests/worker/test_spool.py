@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +143,8 @@ async def test_an_upload_too_big_for_the_spool_is_retried_never_blamed_on_the_me
     assert item["attempts"] == stack.max_receive_count
 
 
-async def test_a_reservation_with_room_never_walks_the_spool_on_the_event_loop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_reservation_walks_the_spool_only_when_the_disk_is_tight_and_never_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch, mount_tmpfs: Callable[[str], Path]
 ) -> None:
     import threading
 
@@ -157,11 +158,17 @@ async def test_a_reservation_with_room_never_walks_the_spool_on_the_event_loop(
         return walk(root)
 
     monkeypatch.setattr(spool_module, "_used", watched)
-    spool = Spool(tmp_path, 3 * NEED_FLOOR, structlog.get_logger())
+    # A disk that holds two floors free, not three: the second reservation must look at it.
+    disk = mount_tmpfs(f"size={2 * NEED_FLOOR + NEED_FLOOR // 2}")
+    spool = Spool(disk, 2 * NEED_FLOOR, structlog.get_logger())
     spool.open()
     walks.clear()
     async with spool.reserve(1024, wait_seconds=5):
-        pass
+        # Free disk holds this reservation in full: what is written of it cannot matter.
+        assert walks == []
+        (spool.root / "written").write_bytes(b"x" * (NEED_FLOOR * 5 // 8))
+        async with spool.reserve(1024, wait_seconds=5):
+            pass
     # Walking a busy spool stats every file in it: a worker thread's job, not the loop's.
     assert walks
     assert threading.main_thread() not in walks
