@@ -26,7 +26,7 @@ from worker.aws import open_clients
 from worker.bodies import BUILT_IN, BodyHandlers, HandlerContext, HandlerFactory
 from worker.events import MalformedMessage, parse_message
 from worker.health import Liveness, start_status_server
-from worker.intake import DEFERRED_LOOK_SECONDS, Intake, receive_batch
+from worker.intake import Intake, receive_batch
 from worker.jobs import UploadProcessor
 from worker.live_photos import LivePhotos
 from worker.notify import MediaEvents, Outbox
@@ -251,7 +251,7 @@ class Worker:
                 free = self.settings.concurrency - len(queue.in_flight)
                 if not await intake.fill(free, self._stop, jobs):
                     # A slot frees, or a receive comes back; sooner when one was held back.
-                    await self._wait_for_slot(DEFERRED_LOOK_SECONDS if intake.deferred else 1.0)
+                    await self._wait_for_slot(intake.look_again_in)
             self.liveness.tick("draining")
             await self._drain(queue)
         # Every job has ended: what is owed is sent within what the stop has left before ECS's

@@ -47,6 +47,7 @@ LANE_SWITCH_WAIT = 1
 _MAX_RECEIVE = 10  # SQS's limit per ReceiveMessage
 # How soon the consumer looks again at a receive held back for more free slots.
 DEFERRED_LOOK_SECONDS = 0.05
+_IDLE_LOOK_SECONDS = 1.0  # otherwise: a freed slot or a returning receive wakes it sooner
 
 
 def receive_batch(concurrency: int) -> int:
@@ -89,6 +90,12 @@ class Intake:
         self._cpu_queue = cpu_queue  # jobs waiting for a CPU thread now
         # The last fill held back a media receive for more free slots: look again soon.
         self.deferred = False
+
+    @property
+    def look_again_in(self) -> float:
+        """Seconds the consumer waits for a freed slot before it offers the slots again: soon
+        after a held-back receive (the CPU queue shortens without a slot freeing), else 1 s."""
+        return DEFERRED_LOOK_SECONDS if self.deferred else _IDLE_LOOK_SECONDS
 
     @property
     def idle(self) -> bool:

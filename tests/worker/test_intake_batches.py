@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
-from worker.intake import Intake, receive_batch
+from worker.intake import DEFERRED_LOOK_SECONDS, Intake, receive_batch
 from worker.queue import MEDIA, InFlight
 
 
@@ -34,7 +34,15 @@ class Lanes:
         raise AssertionError("nothing is handed back while running")
 
 
-async def offer(free: int, waiting_for_cpu: int, *, batch: int = 2, threads: int = 2) -> Any:
+async def offer(
+    free: int,
+    waiting_for_cpu: int,
+    *,
+    batch: int = 2,
+    threads: int = 2,
+    looks: list[float] | None = None,
+) -> Any:
+    looks = [] if looks is None else looks
     lanes = Lanes()
     started: list[Any] = []
     intake = Intake(
@@ -48,6 +56,7 @@ async def offer(free: int, waiting_for_cpu: int, *, batch: int = 2, threads: int
     )
     async with anyio.create_task_group() as group:
         progressed = await intake.fill(free, anyio.Event(), group)
+    looks.append(intake.look_again_in)
     return progressed, intake.deferred, lanes.asked, len(started)
 
 
@@ -74,3 +83,13 @@ def test_a_batch_is_a_quarter_of_the_job_slots(concurrency: int, batch: int) -> 
 
 async def test_with_a_batch_of_one_nothing_waits() -> None:
     assert await offer(1, waiting_for_cpu=9, batch=1) == (True, False, [1], 1)
+
+
+async def test_a_held_back_receive_is_looked_at_again_within_hundredths_of_a_second() -> None:
+    # The CPU queue shortens without any slot freeing: the consumer must not sleep its full
+    # second on a free slot it held back, nor spin on it.
+    looks: list[float] = []
+    await offer(1, waiting_for_cpu=2, looks=looks)
+    await offer(2, waiting_for_cpu=5, looks=looks)
+    assert looks == [DEFERRED_LOOK_SECONDS, 1.0]
+    assert 0.01 <= DEFERRED_LOOK_SECONDS <= 0.1
