@@ -8,7 +8,7 @@ import argparse
 import importlib
 from pathlib import Path
 
-from bench.report import Measurement, print_table, write_results
+from bench.report import Measurement, machine, print_table, write_results
 
 SUITES = ("images", "video", "worker")
 
@@ -27,7 +27,7 @@ def main() -> None:
         suite = importlib.import_module(f"bench.{name}")
         measurements.extend(suite.run(quick=args.quick))
         write_results(measurements, args.out)  # what finished survives a later suite's failure
-    print_table(measurements, title=f"mediamill benchmarks -> {args.out}")
+    print_table(measurements, title=f"mediamill benchmarks on {machine()} -> {args.out}")
     if set(SUITES) <= set(args.suites or SUITES):
         from bench.scaling.cli import after_bench
 

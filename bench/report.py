@@ -108,6 +108,31 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# The widest vector instructions the CPU offers, by /proc/cpuinfo's flag: libvips (Highway),
+# libjpeg-turbo and FFmpeg pick their code by these at run time, so the same build costs more CPU
+# on a machine without AVX-512 than on one with it.
+_VECTOR_SETS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("sse4_2", "SSE4.2"))
+
+
+def machine(cpuinfo: str | None = None) -> str:
+    """The machine a figure was measured on: usable cores, CPU model, widest vector set."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    model, flags = "unknown CPU", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown CPU":
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    vectors = next((name for flag, name in _VECTOR_SETS if flag in flags), None)
+    described = f"{len(os.sched_getaffinity(0))} CPUs, {model}"
+    return f"{described}, {vectors}" if vectors else described
+
+
 def write_results(measurements: Sequence[Measurement], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([asdict(m) for m in measurements], indent=2) + "\n")

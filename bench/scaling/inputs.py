@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench.report import Measurement
+from bench.report import Measurement, machine
 from bench.scaling.model import TaskShape, Work
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +100,7 @@ class Sizing:
             video_seconds=SHORT_VIDEO_SECONDS,
             command=command,
             date=datetime.date.today().isoformat(),
-            machine=_machine(),
+            machine=machine(),
         )
 
 
@@ -126,19 +125,6 @@ def results_file(path: Path) -> list[Measurement]:
         return [Measurement.from_row(row) for row in json.loads(path.read_text())]
     except (OSError, ValueError, TypeError) as error:
         raise InputError(f"{path}: not a benchmark results file ({error})") from None
-
-
-def _machine() -> str:
-    cores = len(os.sched_getaffinity(0))
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cores} CPUs, {model}"
 
 
 # --- the template ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from bench.images import PHOTO_CPU
-from bench.report import Measurement
+from bench.report import Measurement, machine
 from bench.scaling import InputError, Sizing
 from bench.scaling.cli import configure, main, refresh
 from bench.scaling.inputs import SIZING, parameter_default, read_template, scale_in_cooldown
@@ -130,3 +131,24 @@ def test_the_command_says_when_max_tasks_or_the_goal_cannot_work(
     assert "MaxTasks 1 is below the" in out
     assert "B = mu*(L - T_react) has no value" in out
     assert "No target keeps p95 within 200 s" in out
+
+
+_CPUINFO = """processor\t: 0
+model name\t: AMD EPYC 9R14 96-Core Processor
+flags\t\t: fpu sse4_1 sse4_2 avx avx2 bmi2 {extra}
+processor\t: 1
+model name\t: AMD EPYC 9R14 96-Core Processor
+flags\t\t: fpu sse4_1 sse4_2 avx avx2 bmi2 {extra}
+"""
+
+
+@pytest.mark.parametrize(("extra", "vectors"), [("avx512f avx512bw", "AVX-512"), ("", "AVX2")])
+def test_the_machine_names_its_widest_vector_set(extra: str, vectors: str) -> None:
+    # The same libvips build costs more CPU without AVX-512: figures say which they had.
+    described = machine(_CPUINFO.format(extra=extra))
+    assert described.startswith(f"{len(os.sched_getaffinity(0))} CPUs, AMD EPYC 9R14")
+    assert described.endswith(f", {vectors}")
+
+
+def test_a_machine_without_cpuinfo_is_still_described() -> None:
+    assert machine("").endswith("CPUs, unknown CPU")
