@@ -40,7 +40,7 @@ OUT = Path(__file__).with_name("mediamill.json")
 # the template's BacklogPerTaskTarget; the latency goal equals the recorded
 # mediamill:upload_to_done_goal_seconds of deploy/ecs/prometheus/alerts.yaml (a test checks).
 STACK = "mediamill"
-BACKLOG_TARGET = 226
+BACKLOG_TARGET = 100
 LATENCY_GOAL_SECONDS = 300
 
 
