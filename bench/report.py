@@ -109,7 +109,7 @@ def cpu_seconds() -> float:
 
 
 # The widest vector instructions the CPU offers, by /proc/cpuinfo's flag: libvips (Highway),
-# libjpeg-turbo and FFmpeg pick their code by these at run time, so the same build costs more CPU
+# libjpeg-turbo and FFmpeg pick their code by these at run time, so the same build can cost more CPU
 # on a machine without AVX-512 than on one with it.
 _VECTOR_SETS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("sse4_2", "SSE4.2"))
 

@@ -144,7 +144,7 @@ flags\t\t: fpu sse4_1 sse4_2 avx avx2 bmi2 {extra}
 
 @pytest.mark.parametrize(("extra", "vectors"), [("avx512f avx512bw", "AVX-512"), ("", "AVX2")])
 def test_the_machine_names_its_widest_vector_set(extra: str, vectors: str) -> None:
-    # The same libvips build costs more CPU without AVX-512: figures say which they had.
+    # libvips picks its code by the vector set at run time: figures say which they had.
     described = machine(_CPUINFO.format(extra=extra))
     assert described.startswith(f"{len(os.sched_getaffinity(0))} CPUs, AMD EPYC 9R14")
     assert described.endswith(f", {vectors}")
