@@ -276,6 +276,15 @@ class Stage:
         "deferred" (its retry budget ran out) or "failed"; default: nothing."""
         return {}
 
+    def scratch_bytes(self, job: Job) -> int:
+        """The most this stage may write under ``job.workdir`` for ``job``, when the worker's
+        reservation from the upload's size (the original and about as much again) may not hold
+        it; 0 (the default): that reservation does. Called just before the stage runs, with what
+        its requirements found (a video's duration and size); cheap and without I/O. The worker
+        holds the extra space until the job ends, waiting for it as for the first share; while
+        it is not free, the stage is retried later as for any TransientError."""
+        return 0
+
     async def start(self, context: StageContext) -> None:
         """Called once when the worker starts, with its shared resources; default: nothing."""
 

@@ -29,7 +29,7 @@ from worker.originals import Originals, Superseded
 from worker.pipeline import JobOutcome, Pipeline
 from worker.queue import MEDIA
 from worker.solo import SoloGate
-from worker.spool import Spool
+from worker.spool import Reservation, Spool
 from worker.store import MediaStore, StaleJob
 from worker.verdicts import DONE, ERROR, REQUEUE, RETRY, SUPERSEDED, Attempt, Result, Verdict
 
@@ -151,11 +151,13 @@ class UploadProcessor:
         try:
             async with (
                 self.solo.alone(attempt.message_id) if claim.suspect else self.solo.shared(),
-                self._scratch.reserve(upload.size, wait_seconds=self._spool_wait),
+                self._scratch.reserve(upload.size, wait_seconds=self._spool_wait) as scratch,
             ):
                 job_dir = self._scratch.job_dir(media_id)
                 try:
-                    result = await self._leased_run(source, upload, job_dir, attempt, lease, log)
+                    result = await self._leased_run(
+                        source, upload, job_dir, scratch, attempt, lease, log
+                    )
                 finally:
                     with anyio.CancelScope(shield=True):
                         await anyio.to_thread.run_sync(shutil.rmtree, job_dir, True)
@@ -229,6 +231,7 @@ class UploadProcessor:
         source: MediaSource,
         upload: UploadEvent,
         job_dir: Path,
+        scratch: Reservation,
         attempt: Attempt,
         lease: Lease,
         log: FilteringBoundLogger,
@@ -238,7 +241,7 @@ class UploadProcessor:
         async with anyio.create_task_group() as group:
             group.start_soon(self._renew, source.media_id, lease, log)
             try:
-                result = await self._run(source, upload, job_dir, attempt, log)
+                result = await self._run(source, upload, job_dir, scratch, attempt, log)
             finally:
                 group.cancel_scope.cancel()
         return result
@@ -258,6 +261,7 @@ class UploadProcessor:
         source: MediaSource,
         upload: UploadEvent,
         job_dir: Path,
+        scratch: Reservation,
         attempt: Attempt,
         log: FilteringBoundLogger,
     ) -> Result:
@@ -280,6 +284,7 @@ class UploadProcessor:
             max_attempts=attempt.of,
             log=log,
             stores_ahead=self._stores_ahead,
+            scratch=scratch,
         )
         error = outcome.error
         seconds = round(time.monotonic() - started, 3)

@@ -33,6 +33,7 @@ from stages.contract import (
 )
 from worker import metrics
 from worker.registry import StageRegistry
+from worker.spool import Reservation, SpoolTooSmall
 from worker.stage_runner import StageRunner, StageTimeout, first_cause
 
 # First in-process retry of an optional stage after about this long, doubling each time, when
@@ -125,27 +126,29 @@ class Pipeline:
         # the stage whose timeout ends the job): a job still running is held by a stage that
         # ignores cancellation.
         self.limit_seconds = registry.critical_path_seconds() + grace_seconds
-        self._running: dict[object, tuple[str, float]] = {}  # media id, start
+        self._running: dict[object, _Watch] = {}
 
     def health_problems(self) -> list[str]:
         """Stuck stage threads, and jobs running past what their stage timeouts allow."""
         now = time.monotonic()
         problems = self.runner.health_problems()
-        for media_id, started in self._running.values():
-            if now - started > self.limit_seconds:
+        for watch in self._running.values():
+            ran = now - watch.started - watch.waited
+            if ran > self.limit_seconds:
                 problems.append(
-                    f"job {media_id} has run its stages for {now - started:.0f} s, past the "
+                    f"job {watch.media_id} has run its stages for {ran:.0f} s, past the "
                     f"{self.limit_seconds:g} s their timeouts and the grace allow"
                 )
         return problems
 
     @contextmanager
-    def _watched(self, media_id: str) -> Iterator[None]:
+    def _watched(self, media_id: str) -> Iterator[_Watch]:
         """While a job runs, health_problems can see how long it has."""
         key = object()
-        self._running[key] = (media_id, time.monotonic())
+        watch = _Watch(media_id, time.monotonic())
+        self._running[key] = watch
         try:
-            yield
+            yield watch
         finally:
             del self._running[key]
 
@@ -161,6 +164,7 @@ class Pipeline:
         only: frozenset[str] | None = None,
         state: JobState | None = None,
         stores_ahead: StoresAhead | None = None,
+        scratch: Reservation | None = None,
     ) -> JobOutcome:
         """Run every stage, final ones (publish) last; a failure stops the rest of the job.
 
@@ -171,9 +175,10 @@ class Pipeline:
         A reprocess runs ``only`` some stages, on a ``state`` that holds what the item stored for
         the others they depend on; the outcome is then of those stages alone. ``stores_ahead``
         is handed to every stage's job: what publishes its renditions, when that is the
-        registry's publish.
+        registry's publish. ``scratch`` is the job's share of the spool: it grows by what a
+        stage says it writes beyond it (``Stage.scratch_bytes``) before that stage runs.
         """
-        with self._watched(source.media_id):
+        with self._watched(source.media_id) as watch:
             state = state or JobState()
             running = tuple(
                 stage for stage in self.registry.order if only is None or stage.name in only
@@ -212,7 +217,7 @@ class Pipeline:
                     for dep in self.registry.ancestors[stage.name]:
                         if dep in done:  # not run again: what it stored is in the state
                             await done[dep].wait()
-                    await self._run_stage(stage, state, make_job)
+                    await self._run_stage(stage, state, make_job, scratch, watch)
                 finally:
                     done[stage.name].set()
 
@@ -237,7 +242,12 @@ class Pipeline:
             )
 
     async def _run_stage(
-        self, stage: Stage, state: JobState, make_job: Callable[[Stage], Job]
+        self,
+        stage: Stage,
+        state: JobState,
+        make_job: Callable[[Stage], Job],
+        scratch: Reservation | None,
+        watch: _Watch,
     ) -> None:
         ancestors = self.registry.ancestors[stage.name]
         needed = self.registry.requirements[stage.name]
@@ -276,6 +286,7 @@ class Pipeline:
 
         started = time.monotonic()
         tries = 0
+        held = scratch is None
         while True:
             tries += 1
             job = make_job(stage)
@@ -283,6 +294,10 @@ class Pipeline:
                 await anyio.to_thread.run_sync(shutil.rmtree, job.workdir, True)
             job.workdir.mkdir(parents=True, exist_ok=True)
             try:
+                if not held:
+                    assert scratch is not None
+                    await _hold_scratch(stage, job, scratch, watch)
+                    held = True
                 result = await self.runner.call(stage, job)
             except Exception as raised:
                 error = first_cause(raised)  # a stage's own task group wraps what it raised
@@ -337,6 +352,8 @@ class Pipeline:
             return None
         if isinstance(error, StageTimeout) and not error.stopped:
             return None  # its thread still runs: another try would run beside it
+        if isinstance(error, SpoolTooSmall):
+            return None  # this worker never has the room: another try would not either
         if error.retry_after is not None:
             wait = float(error.retry_after)
         else:
@@ -373,6 +390,30 @@ class Pipeline:
         if outcome != "skipped":
             kind = state.kind.value if state.kind else "unknown"
             metrics.STAGE_SECONDS.labels(stage.name, kind, outcome).observe(seconds)
+
+
+@dataclass(slots=True)
+class _Watch:
+    """A running job, for health_problems: since when, less what it spent waiting for space."""
+
+    media_id: str
+    started: float
+    waited: float = 0.0
+
+
+async def _hold_scratch(stage: Stage, job: Job, scratch: Reservation, watch: _Watch) -> None:
+    """Grow the job's share of the spool by what ``stage`` says it writes beyond it."""
+    extra = stage.scratch_bytes(job)
+    if isinstance(extra, bool) or not isinstance(extra, int) or extra < 0:
+        raise TypeError(f"stage {stage.name!r}: scratch_bytes gave {extra!r}, not a size in bytes")
+    if not extra:
+        return
+    job.log.info("scratch_reserved", bytes=extra, job_bytes=scratch.bytes + extra)
+    began = time.monotonic()
+    try:
+        await scratch.grow(extra, why=f"stage {stage.name!r}")
+    finally:
+        watch.waited += time.monotonic() - began
 
 
 def _describe(error: BaseException) -> str:

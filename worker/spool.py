@@ -125,8 +125,13 @@ class Spool:
         return need + unwritten <= free
 
     @asynccontextmanager
-    async def reserve(self, upload_size: int, *, wait_seconds: float) -> AsyncIterator[int]:
-        """Hold the space an upload needs; wait for it up to ``wait_seconds``, then retry later."""
+    async def reserve(self, upload_size: int, *, wait_seconds: float) -> AsyncIterator[Reservation]:
+        """Hold the space an upload needs; wait for it up to ``wait_seconds``, then retry later.
+
+        The reservation may grow while it is held (:meth:`Reservation.grow`: a stage that knows,
+        once the media is probed, that it writes more than the upload's share); all of it is
+        given back together when the job ends, as its files are removed only then.
+        """
         need = bytes_needed(upload_size)
         if need > self.capacity:
             raise SpoolTooSmall(
@@ -134,6 +139,18 @@ class Spool:
                 f"{_gb(self.capacity)} (MEDIAMILL_SPOOL_BUDGET_BYTES and the free disk under "
                 "MEDIAMILL_SPOOL_DIR bound it)"
             )
+        await self._wait_for(need, wait_seconds)
+        reservation = Reservation(self, need, wait_seconds)
+        try:
+            yield reservation
+        finally:
+            self.reserved -= reservation.bytes
+            metrics.SPOOL_RESERVED.set(self.reserved)
+            self._freed.set()
+            self._freed = anyio.Event()
+
+    async def _wait_for(self, need: int, wait_seconds: float) -> None:
+        """Take ``need`` more bytes once they fit; TransientError if not within ``wait_seconds``."""
         fitted = False
         with anyio.move_on_after(wait_seconds):
             while True:
@@ -158,13 +175,38 @@ class Spool:
             )
         self.reserved += need
         metrics.SPOOL_RESERVED.set(self.reserved)
+
+
+class Reservation:
+    """One job's share of the spool, held until the job ends."""
+
+    def __init__(self, spool: Spool, need: int, wait_seconds: float) -> None:
+        self._spool = spool
+        self._wait_seconds = wait_seconds
+        self.bytes = need
+
+    async def grow(self, extra: int, *, why: str) -> None:
+        """Hold ``extra`` more bytes too, waiting for them as the first share was waited for.
+
+        Raises SpoolTooSmall when the job as a whole can never fit this worker, TransientError
+        when the room is not free in time (what the job holds stays held: a stage that retries
+        asks again). ``why`` names what needs it, for those errors.
+        """
+        if extra <= 0:
+            return
+        capacity = self._spool.capacity
+        if self.bytes + extra > capacity:
+            raise SpoolTooSmall(
+                f"{why} needs {_gb(extra)} of scratch space beyond the {_gb(self.bytes)} "
+                f"the job holds, but this worker has {_gb(capacity)} in all "
+                "(MEDIAMILL_SPOOL_BUDGET_BYTES and the free disk under MEDIAMILL_SPOOL_DIR "
+                "bound it)"
+            )
         try:
-            yield need
-        finally:
-            self.reserved -= need
-            metrics.SPOOL_RESERVED.set(self.reserved)
-            self._freed.set()
-            self._freed = anyio.Event()
+            await self._spool._wait_for(extra, self._wait_seconds)
+        except TransientError as exc:
+            raise TransientError(f"{why}: {exc}", retry_after=exc.retry_after) from exc
+        self.bytes += extra
 
 
 def remove_abandoned(base: Path) -> int:

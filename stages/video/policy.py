@@ -143,7 +143,7 @@ def read_facts(container: InputContainer, probed: Mapping[str, Any]) -> VideoFac
 
 def plan_for(facts: VideoFacts, *, max_short_side: int, max_fps: float) -> Plan:
     """Copy what is web-safe already, encode the rest (see the module docstring)."""
-    width, height = _fit(facts.width, facts.height, max_short_side)
+    width, height = fit(facts.width, facts.height, max_short_side)
     fps = float(facts.rate) if facts.rate else None
     fps_cap = max_fps if fps is not None and fps > max_fps + 0.01 else None
     reasons = []
@@ -179,7 +179,7 @@ def aac_sample_rate(rate: int | None) -> int:
     return rate if rate in _AAC_RATES else 48000
 
 
-def _fit(width: int, height: int, max_short_side: int) -> tuple[int, int]:
+def fit(width: int, height: int, max_short_side: int) -> tuple[int, int]:
     """Scaled so the short side is at most ``max_short_side`` (never up), both sides even."""
     scale = min(1.0, max_short_side / min(width, height))
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)

@@ -9,6 +9,7 @@ Within the stage every rung is encoded from one decode of the input (:mod:`stage
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,13 @@ from mediamill_core.hls import HLS_CONTENT_TYPE
 from stages.contract import Job, MediaKind, Rendition, Stage, StageOptions, StageResult
 from stages.video.checks import verify_video
 from stages.video.encoder import output_rate
-from stages.video.ladder import EncodedVariant, LadderPass, LadderSettings, rungs_for
+from stages.video.ladder import (
+    EncodedVariant,
+    LadderPass,
+    LadderSettings,
+    ladder_bytes_bound,
+    rungs_for,
+)
 from stages.video.playlist import Variant, audio_codec, avc1_codec, measure_variant, write_master
 from stages.video.stage import Preset, open_source
 
@@ -50,11 +57,30 @@ class HlsStage(Stage):
     timeout = 3 * 3600.0
     Options = HlsOptions
 
+    def scratch_bytes(self, job: Job) -> int:
+        """The ladder's bound (every rung at its cap for the whole video): the upload's share
+        holds the original and the MP4, not this as well."""
+        options = self.options
+        assert isinstance(options, HlsOptions)
+        duration = _ladder_duration(job, options)
+        width, height = job.metadata.get("width"), job.metadata.get("height")
+        if duration is None or not isinstance(width, int) or not isinstance(height, int):
+            return 0
+        if width < 1 or height < 1:
+            return 0  # not a size the ladder can be made at: run_sync says why
+        return ladder_bytes_bound(
+            width,
+            height,
+            duration,
+            short_sides=options.short_sides,
+            bits_per_pixel=options.bits_per_pixel,
+            audio_bitrate=options.audio_bitrate,
+        )
+
     def run_sync(self, job: Job) -> StageResult:
         options = self.options
         assert isinstance(options, HlsOptions)
-        duration = job.metadata.get("duration")
-        if not isinstance(duration, int | float) or duration < options.min_duration:
+        if _ladder_duration(job, options) is None:
             return StageResult()
         folder = job.workdir / "hls"
         source, facts = open_source(job)
@@ -121,3 +147,13 @@ def _checked(run: LadderPass, variant: EncodedVariant, playlist: Path) -> Varian
         average_bandwidth=average,
         segments=segments,
     )
+
+
+def _ladder_duration(job: Job, options: HlsOptions) -> float | None:
+    """The video's duration when it is long enough for a ladder; None when it is not."""
+    duration = job.metadata.get("duration")
+    if isinstance(duration, bool) or not isinstance(duration, int | float):
+        return None
+    if not math.isfinite(duration):
+        return None
+    return float(duration) if duration >= options.min_duration else None

@@ -223,3 +223,52 @@ def test_rungs_are_the_source_size_and_below_never_above(
         bits_per_pixel=3,
     )
     assert [rung.name for rung in rotated] == names
+
+
+def write_noise_video(path: Path, *, width: int, height: int, seconds: float) -> Path:
+    """Random pixels with a tone: nothing compresses, so every rung's encoder meets its cap."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    with av.open(str(path), mode="w") as output:
+        video: Any = output.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"crf": "0", "preset": "ultrafast"}
+        audio: Any = output.add_stream("aac", rate=48_000)
+        audio.layout = "stereo"
+        for index in range(round(seconds * FPS)):
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = index
+            output.mux(video.encode(frame))
+        output.mux(video.encode(None))
+        samples = round(seconds * 48_000)
+        tone = (0.3 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 48_000)).astype(np.float32)
+        for start in range(0, samples, 1024):
+            chunk = np.repeat(tone[None, start : start + 1024], 2, axis=0)
+            sound = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            sound.sample_rate, sound.pts = 48_000, start
+            output.mux(audio.encode(sound))
+        output.mux(audio.encode(None))
+    return path
+
+
+def test_the_scratch_the_stage_asks_for_holds_a_ladder_at_its_caps(tmp_path: Path) -> None:
+    source = write_noise_video(tmp_path / "noise.mp4", width=480, height=360, seconds=6.0)
+    probed = ProbeStage(StageOptions()).run_sync(Job.standalone(source, tmp_path))
+    chosen = HlsOptions(min_duration=2.0, segment_seconds=SEGMENT, short_sides=(360, 240))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    job = Job.standalone(
+        source, workdir, kind=MediaKind.VIDEO, metadata=probed.metadata, options=chosen
+    )
+    stage = HlsStage(chosen)
+    asked = stage.scratch_bytes(job)
+    (rendition,) = stage.run_sync(job).renditions
+    written = sum(f.stat().st_size for f in workdir.rglob("*") if f.is_file())
+    assert {v["name"] for v in rendition.extra["variants"]} == {"360p", "240p"}
+    # Noise: both rungs at their caps, so the bound is near what was written, and above it.
+    assert 0.8 * asked < written <= asked
+    # No ladder below the threshold, so nothing asked for.
+    short = HlsOptions(min_duration=60.0)
+    assert HlsStage(short).scratch_bytes(dataclasses.replace(job, options=short)) == 0

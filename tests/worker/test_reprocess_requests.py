@@ -22,6 +22,7 @@ from worker.consumer import Worker
 from worker.dev import samples
 from worker.dev.devstack import Stack
 from worker.registry import StageRegistry
+from worker.spool import NEED_FLOOR
 
 pytestmark = pytest.mark.timeout(180)
 BUILT_IN = ("probe", "thumbnail", "publish")
@@ -273,3 +274,18 @@ def test_a_malformed_request_goes_to_the_dlq_and_the_worker_carries_on(
     assert len(malformed) == 3  # every try, until SQS moves it (maxReceiveCount 3)
     assert all(reason in str(e["reason"]) for e in malformed)
     assert queue_counts(sqs, stack.backfill_dlq_url)[0] == 1
+
+
+def test_a_reprocess_holds_what_its_stage_asks_for_beyond_the_jobs_share(
+    plugin: Path, settings: Settings, stack: Stack, tmp_path: Path, sqs: Any, dynamodb: Any
+) -> None:
+    media_id = ready_photo(settings, tmp_path)
+    process(settings)
+    ask(sqs, stack, media_id, "bulky")
+    process(settings, "bulky")
+
+    item = raw_item(dynamodb, stack.names.table, media_id)
+    assert item is not None
+    assert item["status"] == "READY"
+    # A small photo's share is one floor; the stage asked for three more.
+    assert item["metadata"]["bulky_spool_held"] == 4 * NEED_FLOOR

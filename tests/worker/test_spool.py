@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import pytest
@@ -16,8 +16,9 @@ import structlog
 from mediamill_core.keys import original_key
 from mediamill_core.settings import Settings
 from mediamill_testkit.client import Uploader, raw_item
-from stages.contract import TransientError
+from stages.contract import Job, Stage, StageResult, TransientError
 from stages.probe.stage import ProbeStage
+from worker import metrics
 from worker.consumer import Worker
 from worker.dev.devstack import Stack
 from worker.dev.samples import write_png
@@ -96,6 +97,14 @@ async def test_reservations_wait_for_space_and_give_up_in_time(tmp_path: Path) -
     spool.close()
 
 
+def budgeted(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, budget: int) -> Settings:
+    """The dev stack's settings with a spool budget of ``budget`` bytes."""
+    for name, value in stack_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MEDIAMILL_SPOOL_BUDGET_BYTES", str(budget))
+    return Settings()
+
+
 async def test_an_upload_too_big_for_the_spool_is_retried_never_blamed_on_the_media(
     stack_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
@@ -105,10 +114,7 @@ async def test_an_upload_too_big_for_the_spool_is_retried_never_blamed_on_the_me
     dynamodb: Any,
     tmp_path: Path,
 ) -> None:
-    for name, value in stack_env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MEDIAMILL_SPOOL_BUDGET_BYTES", str(NEED_FLOOR))
-    settings = Settings()
+    settings = budgeted(stack_env, monkeypatch, NEED_FLOOR)
     photo = write_png(tmp_path / "p.png", 32, 32)
     media_id = Uploader(settings).create(photo)["media_id"]
     key = original_key(media_id)
@@ -173,3 +179,50 @@ async def test_a_reservation_walks_the_spool_only_when_the_disk_is_tight_and_nev
     assert walks
     assert threading.main_thread() not in walks
     spool.close()
+
+
+class Bulky(Stage):
+    """Says it writes three floors beyond the upload's share, and notes what the worker held."""
+
+    name = "bulky"
+    version = "1.0.0"
+    requires = ("probe",)
+    held: ClassVar[list[float]] = []
+
+    def scratch_bytes(self, job: Job) -> int:
+        return 3 * NEED_FLOOR
+
+    async def run(self, job: Job) -> StageResult:
+        self.held.append(metrics.SPOOL_RESERVED._value.get())
+        return StageResult()
+
+
+async def test_the_worker_holds_what_a_stage_asks_for_beyond_the_uploads_share(
+    stack_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    stack: Stack,
+    s3: Any,
+    sqs: Any,
+    dynamodb: Any,
+    tmp_path: Path,
+) -> None:
+    settings = budgeted(stack_env, monkeypatch, 8 * NEED_FLOOR)
+    photo = write_png(tmp_path / "p.png", 32, 32)
+    media_id = Uploader(settings).create(photo)["media_id"]
+    sqs.purge_queue(QueueUrl=stack.queue_url)
+    s3.put_object(
+        Bucket=stack.names.originals_bucket, Key=original_key(media_id), Body=photo.read_bytes()
+    )
+    Bulky.held = []
+    registry = StageRegistry(
+        [
+            LoadedStage(stage=instantiate(cls, None, cls.name))
+            for cls in (ProbeStage, Bulky, PublishStage)
+        ]
+    )
+    await Worker(settings, registry, burst=True).run()
+    item = raw_item(dynamodb, stack.names.table, media_id)
+    assert item is not None
+    assert item["status"] == "READY"
+    assert Bulky.held == [4 * NEED_FLOOR]  # the upload's floor and the stage's three
+    assert metrics.SPOOL_RESERVED._value.get() == 0

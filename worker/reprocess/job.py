@@ -35,7 +35,7 @@ from worker.reprocess.plan import Plan, item_kind, not_applicable, plan, satisfi
 from worker.reprocess.results import ResultWriter
 from worker.reprocess.writes import ReprocessLease, ReprocessWrites, lease_of, lease_seconds_left
 from worker.solo import SoloGate
-from worker.spool import Spool
+from worker.spool import Reservation, Spool
 from worker.verdicts import DONE, ERROR, REQUEUE, RETRY, Attempt, Result, Verdict
 
 _LEASE_ROUNDS = 4
@@ -192,7 +192,7 @@ class ReprocessJobs:
         try:
             async with (
                 self._solo.alone(attempt.message_id) if suspect else self._solo.shared(),
-                self._scratch.reserve(need, wait_seconds=self._spool_wait),
+                self._scratch.reserve(need, wait_seconds=self._spool_wait) as scratch,
             ):
                 job_dir = self._scratch.job_dir(request.media_id)
                 try:
@@ -200,7 +200,7 @@ class ReprocessJobs:
                         group.start_soon(self._renew, request.media_id, lease, log)
                         try:
                             result, merged = await self._run(
-                                request, item, steps, lease, job_dir, attempt, log
+                                request, item, steps, lease, job_dir, scratch, attempt, log
                             )
                         finally:
                             group.cancel_scope.cancel()
@@ -242,6 +242,7 @@ class ReprocessJobs:
         steps: Plan,
         lease: ReprocessLease,
         job_dir: Path,
+        scratch: Reservation,
         attempt: Attempt,
         log: FilteringBoundLogger,
     ) -> tuple[Result, bool]:
@@ -275,6 +276,7 @@ class ReprocessJobs:
             log=log,
             only=steps.run,
             state=state,
+            scratch=scratch,
         )
         return await self._settle(request, item, lease, outcome, attempt, started, log)
 

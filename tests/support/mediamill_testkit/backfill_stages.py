@@ -3,7 +3,8 @@
 ``previewdigest`` reads only the stored ``preview`` (and says what it was handed); ``mono`` makes
 a rendition of its own from it; ``meddler`` changes the item under the job, as a re-upload or a
 delete would while it runs; ``liar`` makes a file that is not what it claims; ``strict`` is a
-required stage that refuses every upload.
+required stage that refuses every upload; ``bulky`` says it writes three spool floors beyond
+the job's share and records what the worker's spool held while it ran.
 """
 
 from __future__ import annotations
@@ -154,7 +155,28 @@ class StrictStage(Stage):
         raise BadMediaError("refused by the strict stage")
 
 
+class BulkyStage(Stage):
+    """Asks for three floors of scratch space; its metadata is what the spool held meanwhile."""
+
+    name = "bulky"
+    version = "1.0.0"
+    requires = ("probe",)
+    optional = True
+    reads_renditions = frozenset()
+
+    def scratch_bytes(self, job: Job) -> int:
+        from worker.spool import NEED_FLOOR
+
+        return 3 * NEED_FLOOR
+
+    async def run(self, job: Job) -> StageResult:
+        from worker import metrics
+
+        return StageResult(metadata={"bulky_spool_held": metrics.SPOOL_RESERVED._value.get()})
+
+
 ENTRY_POINTS = {
+    "bulky": BulkyStage,
     "previewdigest": PreviewDigestStage,
     "mono": MonoStage,
     "meddler": MeddlerStage,

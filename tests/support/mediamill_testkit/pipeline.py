@@ -10,6 +10,7 @@ import structlog
 from stages import MediaSource, Stage
 from worker.pipeline import JobOutcome, Pipeline
 from worker.registry import LoadedStage, StageRegistry, instantiate
+from worker.spool import Reservation
 
 
 def make_pipeline(
@@ -47,8 +48,10 @@ async def run_job(
     attempt: int = 1,
     max_attempts: int = 3,
     within: float = 5,
+    scratch: Reservation | None = None,
 ) -> JobOutcome:
-    """One job in ``directory`` (its original, and ``work`` as the job's directory)."""
+    """One job in ``directory`` (its original, and ``work`` as the job's directory), holding
+    ``scratch`` as its share of a spool when given."""
     source = MediaSource(media_id, "owner-1", "originals", f"originals/{media_id}", "etag", 16)
     with anyio.fail_after(within):
         return await pipeline.run(
@@ -58,6 +61,7 @@ async def run_job(
             attempt=attempt,
             max_attempts=max_attempts,
             log=structlog.get_logger(),
+            scratch=scratch,
         )
 
 
