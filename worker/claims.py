@@ -1,6 +1,7 @@
 """Claiming an item for one object: who may work on it, and which object is the newest.
 
-Pure decisions on an item as read; worker.store makes the conditional writes that act on them.
+Pure decisions on an item as read, and the object and source an upload event names;
+worker.store makes the conditional writes that act on them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mediamill_core.items import MediaStatus
+from mediamill_core.keys import object_tag
+from stages.contract import MediaSource
+from worker.events import UploadEvent
 
 
 class ClaimContended(Exception):
@@ -137,4 +141,32 @@ def killed_worker_reason(attempts: int) -> str:
     return (
         "processing never finished: the worker stopped (killed, out of memory or a crashing "
         f"decoder) on each of its attempts ({attempts} seen), so the upload was set aside"
+    )
+
+
+def stored_object(upload: UploadEvent) -> StoredObject:
+    """The object an upload event announces, as a claim records it."""
+    return StoredObject(
+        etag=upload.etag,
+        size=upload.size,
+        version_id=upload.version_id,
+        sequencer=upload.sequencer,
+        order=upload.order,
+        tag=object_tag(upload.etag, upload.order, upload.version_id),
+    )
+
+
+def source_of(
+    media_id: str, item: dict[str, Any] | None, upload: UploadEvent, obj: StoredObject
+) -> MediaSource:
+    return MediaSource(
+        media_id=media_id,
+        owner=str((item or {}).get("owner", "")),
+        bucket=upload.bucket,
+        key=upload.key,
+        etag=upload.etag,
+        size=upload.size,
+        version_id=upload.version_id,
+        sequencer=upload.sequencer,
+        tag=obj.tag,
     )

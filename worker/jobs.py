@@ -18,15 +18,23 @@ from botocore.exceptions import BotoCoreError, ClientError
 from structlog.typing import FilteringBoundLogger
 
 from mediamill_core.items import utc_now
-from mediamill_core.keys import media_id_from_key, object_tag
+from mediamill_core.keys import media_id_from_key
 from stages.contract import BadMediaError, MediaSource, StoresAhead, TransientError
 from worker import metrics
-from worker.claims import ClaimContended, ClaimOutcome, Lease, StoredObject, killed_worker_reason
+from worker.claims import (
+    ClaimContended,
+    ClaimOutcome,
+    Lease,
+    killed_worker_reason,
+    source_of,
+    stored_object,
+)
 from worker.events import UploadEvent
+from worker.job_state import JobOutcome
 from worker.live_photos import LivePhotos, pair_live_photo
 from worker.notify import Outbox
 from worker.originals import Originals, Superseded
-from worker.pipeline import JobOutcome, Pipeline
+from worker.pipeline import Pipeline
 from worker.queue import MEDIA
 from worker.solo import SoloGate
 from worker.spool import Reservation, Spool
@@ -374,31 +382,3 @@ def _observe_latency(upload: UploadEvent, attempt: Attempt, outcome: str) -> Non
     if upload.event_time is not None and attempt.lane == MEDIA:
         elapsed = (utc_now() - upload.event_time).total_seconds()
         metrics.UPLOAD_TO_DONE.labels(outcome).observe(max(0.0, elapsed))
-
-
-def stored_object(upload: UploadEvent) -> StoredObject:
-    """The object an upload event announces, as a claim records it."""
-    return StoredObject(
-        etag=upload.etag,
-        size=upload.size,
-        version_id=upload.version_id,
-        sequencer=upload.sequencer,
-        order=upload.order,
-        tag=object_tag(upload.etag, upload.order, upload.version_id),
-    )
-
-
-def source_of(
-    media_id: str, item: dict[str, Any] | None, upload: UploadEvent, obj: StoredObject
-) -> MediaSource:
-    return MediaSource(
-        media_id=media_id,
-        owner=str((item or {}).get("owner", "")),
-        bucket=upload.bucket,
-        key=upload.key,
-        etag=upload.etag,
-        size=upload.size,
-        version_id=upload.version_id,
-        sequencer=upload.sequencer,
-        tag=obj.tag,
-    )

@@ -21,7 +21,8 @@ from stages import (
     StageResult,
     TransientError,
 )
-from worker.pipeline import JobOutcome, StageTimeout
+from worker.job_state import JobOutcome
+from worker.pipeline import StageTimeout
 
 
 class Seen:

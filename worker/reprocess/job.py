@@ -28,9 +28,10 @@ from mediamill_core.reprocess import InvalidRequest, ReprocessRequest, parse_req
 from stages.contract import BadMediaError, MediaSource, RenditionInvalid, TransientError
 from worker import metrics
 from worker.events import MalformedMessage
+from worker.job_state import JobOutcome, JobState
 from worker.notify import Outbox
 from worker.originals import Originals, Superseded
-from worker.pipeline import JobOutcome, JobState, Pipeline
+from worker.pipeline import Pipeline
 from worker.reprocess.plan import Plan, item_kind, not_applicable, plan, satisfied
 from worker.reprocess.results import ResultWriter
 from worker.reprocess.writes import ReprocessLease, ReprocessWrites, lease_of, lease_seconds_left

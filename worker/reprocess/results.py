@@ -22,9 +22,9 @@ from mediamill_core.items import iso, utc_now
 from mediamill_core.keys import rendition_key, rendition_prefix
 from mediamill_core.reprocess import ReprocessRequest
 from stages.contract import Rendition, S3Location, StageResult, TransientError
+from worker.job_state import JobOutcome, JobState
 from worker.live_photos import LivePhotos, pair_live_photo
 from worker.notify import Outbox
-from worker.pipeline import JobOutcome, JobState
 from worker.publish import PublishOptions
 from worker.registry import StageRegistry
 from worker.rendition_store import RenditionStore

@@ -14,10 +14,9 @@ from mediamill_testkit.stages import CopyStage, FlakyStage
 from stages import Stage
 from stages.probe.stage import ProbeStage
 from worker.aws import open_clients
-from worker.claims import ClaimOutcome, Lease
+from worker.claims import ClaimOutcome, Lease, stored_object
 from worker.consumer import Worker
 from worker.events import parse_message
-from worker.jobs import stored_object
 from worker.publish import PublishStage
 from worker.registry import LoadedStage, StageRegistry, instantiate
 from worker.store import MediaStore

@@ -8,7 +8,8 @@ import anyio
 import structlog
 
 from stages import MediaSource, Stage
-from worker.pipeline import JobOutcome, Pipeline
+from worker.job_state import JobOutcome
+from worker.pipeline import Pipeline
 from worker.registry import LoadedStage, StageRegistry, instantiate
 from worker.spool import Reservation
 
