@@ -111,9 +111,10 @@ def _dev(args: argparse.Namespace) -> int:
             ready["example_curl"] = (
                 f"curl -s -H 'Authorization: Bearer {token}' {running.api_url}/media"
             )
-            sys.stdout.write(json.dumps(ready) + "\n")
-            sys.stdout.flush()
+            # Listening before the line goes out: whoever reads it may stop us at once.
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                sys.stdout.write(json.dumps(ready) + "\n")
+                sys.stdout.flush()
                 async for _ in signals:
                     break
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from mediamill_testkit.dev_process import dev_process, interrupt
 from mediamill_testkit.processes import alive, listens_on
 from worker.dev.samples import write_png
 
@@ -181,16 +181,7 @@ def test_demo_uploads_files_above_the_threshold_in_parts(tmp_path: Path) -> None
 
 
 def test_dev_prints_its_endpoints_first_and_stops_cleanly_on_sigint() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "worker", "dev"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        first = json.loads(process.stdout.readline())
+    with dev_process() as (process, first):
         assert set(first) >= {"api", "aws", "metrics", "resources"}
         # moto serves from a process of its own, the one listening on the printed endpoint.
         emulator = first["emulator"]
@@ -213,34 +204,15 @@ def test_dev_prints_its_endpoints_first_and_stops_cleanly_on_sigint() -> None:
         )
         with urllib.request.urlopen(listing, timeout=10) as response:
             assert json.loads(response.read())["items"] == []
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
+        assert interrupt(process) == 0
         assert not alive(emulator["pid"])  # stopped with the stack, not left behind
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_dev_can_still_run_moto_on_threads_of_its_own_process() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "worker", "dev", "--no-worker", "--emulator", "inprocess"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        first = json.loads(process.stdout.readline())
+    with dev_process("--no-worker", "--emulator", "inprocess") as (process, first):
         assert first["emulator"] == {"mode": "inprocess", "pid": process.pid, "log": None}
         assert listens_on(process.pid, int(first["aws"].rsplit(":", 1)[1]))
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        assert interrupt(process) == 0
 
 
 def test_demo_rerun_replaces_its_folders_and_the_table_survives_a_pipe(tmp_path: Path) -> None:
@@ -252,3 +224,11 @@ def test_demo_rerun_replaces_its_folders_and_the_table_survives_a_pipe(tmp_path:
     assert [p.name for p in out.iterdir()] == [photo.name]
     # Piped: one row per file, the name whole, not folded into an 80-column squeeze.
     assert any(photo.name in line and "READY" in line for line in run.stdout.splitlines())
+
+
+@pytest.mark.parametrize("emulator", ["process", "inprocess"])
+def test_dev_interrupted_the_moment_it_says_ready_stops_cleanly(emulator: str) -> None:
+    # Whoever reads the ready line may stop it at once: it listens for the signal before then.
+    with dev_process("--no-worker", "--emulator", emulator) as (process, first):
+        assert first["emulator"]["mode"] == emulator
+        assert interrupt(process) == 0

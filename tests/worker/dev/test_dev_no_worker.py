@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +15,7 @@ import anyio
 import boto3
 import pytest
 
+from mediamill_testkit.dev_process import dev_process, interrupt
 from worker.dev.demo import DemoClient
 from worker.dev.local_api import dev_token
 from worker.dev.samples import write_png
@@ -24,22 +23,9 @@ from worker.dev.samples import write_png
 
 @pytest.fixture
 def dev_without_worker() -> Iterator[dict[str, Any]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "worker", "dev", "--no-worker"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        yield json.loads(process.stdout.readline())
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with dev_process("--no-worker") as (process, first):
+        yield first
+        assert interrupt(process) == 0
 
 
 async def _upload(api: str, photo: Path) -> str:
