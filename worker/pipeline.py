@@ -216,7 +216,7 @@ class Pipeline:
 
         started = time.monotonic()
         tries = 0
-        held = scratch is None
+        unheld = scratch  # asked for until granted; once held, it is held for every retry
         while True:
             tries += 1
             job = make_job(stage)
@@ -224,10 +224,9 @@ class Pipeline:
                 await anyio.to_thread.run_sync(shutil.rmtree, job.workdir, True)
             job.workdir.mkdir(parents=True, exist_ok=True)
             try:
-                if not held:
-                    assert scratch is not None
-                    await _hold_scratch(stage, job, scratch, watch)
-                    held = True
+                if unheld is not None:
+                    await _hold_scratch(stage, job, unheld, watch)
+                    unheld = None
                 result = await self.runner.call(stage, job)
             except Exception as raised:
                 error = first_cause(raised)  # a stage's own task group wraps what it raised
